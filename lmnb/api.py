@@ -1,0 +1,325 @@
+"""The Python API: the same verbs as the magics (load, unload, chat, complete, status, ...).
+
+Magics, widgets, the server and the CLI are thin layers over these functions and the one shared
+``Engine``. Defaults come from the ``LM`` config (``lmnb.configure`` / ``%config LM.x = ...``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Union
+
+from .config import get_config
+from .errors import NoModelLoaded
+from .types import Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
+
+_engine = None
+_engine_lock = threading.Lock()
+_loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
+_sha256: dict[str, "threading.Thread"] = {}
+
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "max_tokens",
+    "seed",
+    "stop",
+)
+
+
+def get_engine():
+    """The session's shared ``Engine`` (started on first use)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            from .engine import Engine
+
+            _engine = Engine()
+            _engine.listeners.append(_on_complete)
+        return _engine
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+def load(
+    model: Optional[str] = None,
+    *,
+    n_ctx: Optional[int] = None,
+    n_gpu_layers: Optional[Union[int, str]] = None,
+    n_threads: Optional[int] = None,
+    n_batch: Optional[int] = None,
+    flash_attn: Optional[bool] = None,
+    use_mmap: Optional[bool] = None,
+    seed: Optional[int] = None,
+    chat_template: Optional[str] = None,
+    progress: Any = None,
+) -> ModelInfo:
+    """Load a GGUF model into the kernel, replacing the current one.
+
+    Args:
+        model: a ``.gguf`` path, ``"smollm2"``/``"gemma3"`` (bundled), a Hugging Face repo id already
+            in the local cache (``"owner/repo"`` or ``"owner/repo:Q4_K_M"``), or ``None`` for the default.
+        n_ctx: context length in tokens (0 = the model's trained length).
+        n_gpu_layers: layers on the GPU: an int, ``"auto"`` or ``"max"``.
+        progress: optional ``callable(fraction)`` called while the weights load.
+
+    Returns:
+        The model's ``ModelInfo``. Raises ``LoadError`` with a readable reason on failure; the
+        previously loaded model stays loaded when the new file cannot even be opened.
+    """
+    from .library import resolve
+
+    path = resolve(model)
+    opts = LoadOptions(
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        n_threads=n_threads,
+        n_batch=n_batch,
+        flash_attn=flash_attn,
+        use_mmap=use_mmap,
+        seed=seed,
+        chat_template=chat_template,
+    )
+    info = get_engine().load(path, opts, progress=progress)
+    if info.path not in _loaded_paths:
+        _loaded_paths.append(info.path)
+    _hash_in_background(info.path)
+    return info
+
+
+def unload() -> bool:
+    """Free the loaded model and its context. Returns whether one was loaded."""
+    return get_engine().unload()
+
+
+def info(model: Optional[str] = None) -> ModelInfo:
+    """Read a model's GGUF metadata without loading its weights."""
+    from .engine.model import read_info
+    from .library import resolve
+
+    return read_info(resolve(model))
+
+
+def status() -> Status:
+    """Loaded model, load options, memory, last tokens/s, queue depth."""
+    return get_engine().status()
+
+
+def models() -> list:
+    """Local GGUF models known so far (bundled, HF cache, models dir, loaded this session)."""
+    from .library import local_models
+
+    return local_models(tuple(_loaded_paths))
+
+
+def model_sha256(path: Optional[str] = None) -> Optional[str]:
+    """sha256 of the loaded (or given) model file; computed once, in the background at load."""
+    from .history import file_sha256
+
+    path = path or (get_engine().info.path if get_engine().info else None)
+    if not path:
+        return None
+    t = _sha256.get(path)
+    if t is not None:
+        t.join()
+    return file_sha256(path, _history_db())
+
+
+def _hash_in_background(path: str) -> None:
+    from .history import file_sha256
+
+    if path in _sha256:
+        return
+    t = threading.Thread(target=lambda: _safe(file_sha256, path, _history_db()), daemon=True, name="lmnb-sha256")
+    _sha256[path] = t
+    t.start()
+
+
+def _safe(fn, *a):
+    try:
+        fn(*a)
+    except Exception:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Conversation:
+    """A named chat: its messages are shared by ``%%lm chat --name N`` and ``lmnb.chat(..., conversation=N)``."""
+
+    name: str
+    system: Optional[str] = None
+    messages: list[Message] = field(default_factory=list)
+
+    def all_messages(self) -> list[Message]:
+        sys = [{"role": "system", "content": self.system}] if self.system else []
+        return sys + list(self.messages)
+
+    def __repr__(self) -> str:
+        return f"Conversation({self.name!r}, {len(self.messages)} messages)"
+
+
+_conversations: dict[str, Conversation] = {}
+DEFAULT_CONVERSATION = "default"
+
+
+def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
+    """The named conversation (created empty on first use)."""
+    conv = _conversations.get(name)
+    if conv is None:
+        conv = _conversations[name] = Conversation(name)
+    return conv
+
+
+def reset(name: Optional[str] = None) -> None:
+    """Forget a conversation's messages (all conversations when ``name`` is None)."""
+    if name is None:
+        _conversations.clear()
+    else:
+        _conversations.pop(name, None)
+
+
+def _params(kw: dict[str, Any]) -> SamplingParams:
+    unknown = set(kw) - set(_SAMPLING_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(_SAMPLING_FIELDS)}")
+    return SamplingParams(**kw)
+
+
+def chat(
+    message: Union[str, list[Message]],
+    *,
+    system: Optional[str] = None,
+    conversation: Optional[str] = None,
+    stream: bool = False,
+    **params: Any,
+):
+    """Ask the loaded model, through its chat template.
+
+    Args:
+        message: the user's text, or a full list of ``{"role", "content"}`` messages.
+        system: a system prompt (for a conversation, it is kept for later turns).
+        conversation: continue this named conversation (shared with ``%%lm chat --name``);
+            ``None`` asks a one-shot question with no history.
+        stream: return a ``Request`` to iterate for text deltas (``.result()`` gives the ``Completion``).
+        **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
+            presence_penalty, frequency_penalty, max_tokens, seed, stop).
+
+    Returns:
+        A ``Completion`` (or a streaming ``Request`` when ``stream=True``).
+    """
+    from .engine import GenerationSpec
+
+    p = _params(params)
+    tags: dict[str, Any] = {"kind": "chat"}
+    if isinstance(message, list):
+        messages = [dict(m) for m in message]
+        if system:
+            messages = [{"role": "system", "content": system}] + messages
+    else:
+        user = {"role": "user", "content": message}
+        if conversation is not None:
+            conv = globals()["conversation"](conversation)
+            if system is not None:
+                conv.system = system or None
+            messages = conv.all_messages() + [user]
+            tags.update(conversation=conversation, user=user)
+        else:
+            sys_prompt = system if system is not None else (get_config().system_prompt or None)
+            messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
+    return _run(GenerationSpec(messages=messages, params=p, tags=tags), stream)
+
+
+def complete(prompt: str, *, stream: bool = False, **params: Any):
+    """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
+    from .engine import GenerationSpec
+
+    return _run(GenerationSpec(prompt=prompt, params=_params(params), tags={"kind": "complete"}), stream)
+
+
+def _run(spec, stream: bool):
+    engine = get_engine()
+    if not engine.loaded:
+        raise NoModelLoaded()
+    req = engine.submit(spec)
+    if stream:
+        return req
+    try:
+        return req.result()
+    except KeyboardInterrupt:
+        req.cancel()
+        req.result()
+        raise
+
+
+def stream_chat(message: Union[str, list[Message]], **kw: Any) -> Iterator[str]:
+    """Iterate the reply's text deltas (shorthand for ``chat(..., stream=True)``)."""
+    return iter(chat(message, stream=True, **kw))
+
+
+# ----------------------------------------------------------------------------------------------
+# History and logs
+# ----------------------------------------------------------------------------------------------
+def _history_db() -> str:
+    return get_config().resolved_history_path()
+
+
+def _on_complete(req, result: Completion) -> None:
+    """Engine listener (worker thread): keep conversations and the history database up to date."""
+    tags = req.spec.tags or {}
+    name = tags.get("conversation")
+    if name is not None and result.error is None:
+        conv = conversation(name)
+        conv.messages.append(tags["user"])
+        conv.messages.append({"role": "assistant", "content": result.text})
+    cfg = get_config()
+    if not cfg.history:
+        return
+    from .history import WRITER, make_row
+
+    eng = get_engine()
+    spec = req.spec
+    path = eng.info.path if eng.info else None
+    WRITER.record(
+        _history_db(),
+        make_row(
+            request_id=req.id,
+            kind=tags.get("kind", "chat" if spec.messages is not None else "complete"),
+            conversation=name,
+            model=result.model,
+            model_path=path,
+            model_sha256=None,
+            params=result.params.to_dict() if result.params else {},
+            messages=spec.messages if spec.messages is not None else spec.prompt,
+            completion=result,
+        ),
+    )
+
+
+def history(last: Optional[int] = None):
+    """Recorded generations, oldest first: a pandas DataFrame when pandas is installed, else dicts."""
+    from .history import WRITER, read
+
+    WRITER.flush()
+    rows = read(_history_db(), last)
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
+
+
+def logs(level: Optional[str] = None, last: Optional[int] = None) -> list:
+    """llama.cpp's log lines kept in the ring buffer (``level``: debug, info, warn, error)."""
+    from .engine.logs import LOGS
+
+    return LOGS.records(level=level, last=last)

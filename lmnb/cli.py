@@ -1,0 +1,113 @@
+"""The ``lmnb`` command: the same verbs from a terminal.
+
+    lmnb chat "Explain attention in two sentences."
+    lmnb info smollm2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from . import api
+
+    params = {
+        k: v
+        for k, v in {
+            "temperature": args.temperature,
+            "top_p": args.top_p,
+            "top_k": args.top_k,
+            "min_p": args.min_p,
+            "repeat_penalty": args.repeat_penalty,
+            "max_tokens": args.max_tokens,
+            "seed": args.seed,
+            "stop": args.stop,
+        }.items()
+        if v is not None
+    }
+    prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
+    if not prompt.strip():
+        print("lmnb chat: give a prompt (as arguments or on stdin)", file=sys.stderr)
+        return 2
+    api.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    req = api.chat(prompt, system=args.system, stream=True, **params)
+    try:
+        for delta in req:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        req.cancel()
+        req.result()
+        sys.stdout.write("\n[interrupted]\n")
+        return 130
+    result = req.result()
+    sys.stdout.write("\n")
+    if not args.quiet:
+        print(f"[{result.model} · {result.stats_line()}]", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import api
+
+    info = api.info(args.model)
+    if args.json:
+        import dataclasses
+        import json
+
+        d = dataclasses.asdict(info)
+        d.pop("chat_template", None)
+        print(json.dumps(d, indent=2))
+    else:
+        print(info.describe())
+        print(f"path: {info.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("chat", help="stream a one-shot answer to stdout")
+    c.add_argument("prompt", nargs="*", help="the prompt (read from stdin when omitted)")
+    c.add_argument("-m", "--model", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
+    c.add_argument("-s", "--system")
+    c.add_argument("-t", "--temperature", type=float)
+    c.add_argument("--top-p", type=float, dest="top_p")
+    c.add_argument("--top-k", type=int, dest="top_k")
+    c.add_argument("--min-p", type=float, dest="min_p")
+    c.add_argument("--repeat-penalty", type=float, dest="repeat_penalty")
+    c.add_argument("-n", "--max-tokens", type=int, dest="max_tokens")
+    c.add_argument("--seed", type=int)
+    c.add_argument("--stop", action="append")
+    c.add_argument("--ctx", type=int)
+    c.add_argument("--threads", type=int)
+    c.add_argument("--gpu-layers", dest="gpu_layers")
+    c.add_argument("-q", "--quiet", action="store_true", help="no stats line on stderr")
+    c.set_defaults(func=_cmd_chat)
+
+    i = sub.add_parser("info", help="print a model's GGUF metadata")
+    i.add_argument("model", nargs="?", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .errors import LmnbError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LmnbError, ValueError) as e:
+        print(f"lmnb: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

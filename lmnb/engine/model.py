@@ -1,0 +1,368 @@
+"""One llama.cpp model and its context, on llama-cpp-python's low-level bindings.
+
+Only the engine's worker thread touches a ``LoadedModel`` (llama.cpp contexts are not
+thread-safe). We use the C API directly rather than ``llama_cpp.Llama`` because we need what
+``Llama`` hides: several sequences per context (``n_seq_max``, for continuous batching), an abort
+callback to stop prompt evaluation, a load-progress callback, and a per-token loop without
+``Llama``'s quadratic re-detokenisation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from typing import Callable, Optional
+
+import llama_cpp as C
+
+from ..errors import LoadError
+from ..types import LoadOptions, ModelInfo
+from . import logs
+
+_backend_ready = False
+
+# Used when a GGUF file carries no chat template: ChatML is what most small instruct models speak.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _ensure_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        logs.install()
+        C.llama_backend_init()
+        _backend_ready = True
+
+
+def check_gguf_file(path: str) -> None:
+    """Raise ``LoadError`` unless ``path`` is an existing file that starts like a GGUF file."""
+    if not os.path.exists(path):
+        raise LoadError(f"No such model file: {path}")
+    if os.path.isdir(path):
+        raise LoadError(f"{path} is a directory, not a .gguf file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise LoadError(f"Cannot read {path}: {e.strerror}") from None
+    if magic != b"GGUF":
+        size = os.path.getsize(path)
+        raise LoadError(
+            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF'; size {size} bytes). "
+            "lmnb loads llama.cpp GGUF files; convert other formats with llama.cpp's convert_hf_to_gguf.py."
+        )
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp generation is memory-bound and gains nothing from SMT siblings."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+def _gpu_layers(value: int | str | None) -> int:
+    if value in (None, "auto"):
+        # All layers when this build can offload (CUDA/Metal/Vulkan), none on a CPU-only build.
+        return 0x7FFFFFFF if C.llama_supports_gpu_offload() else 0
+    if value in ("max", -1):
+        return 0x7FFFFFFF
+    return int(value)
+
+
+def _meta(model: C.llama_model_p, key: str) -> Optional[str]:
+    buf = ctypes.create_string_buffer(256)
+    n = C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n < 0:
+        return None
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", errors="replace")
+
+
+def _all_meta(model: C.llama_model_p) -> dict[str, str]:
+    out = {}
+    buf = ctypes.create_string_buffer(512)
+    for i in range(C.llama_model_meta_count(model)):
+        n = C.llama_model_meta_key_by_index(model, i, buf, len(buf))
+        if n < 0:
+            continue
+        key = buf.value.decode("utf-8", errors="replace")
+        if key.startswith("tokenizer.ggml.") and key not in (
+            "tokenizer.ggml.model",
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+        ):
+            continue  # token lists: huge and useless to a reader
+        val = _meta(model, key)
+        if val is not None:
+            out[key] = val
+    return out
+
+
+def _file_type_name(model: C.llama_model_p, meta: dict[str, str]) -> str:
+    try:
+        from gguf import LlamaFileType
+
+        name = LlamaFileType(int(meta["general.file_type"])).name
+        return name.removeprefix("MOSTLY_")
+    except Exception:
+        desc = ctypes.create_string_buffer(256)
+        C.llama_model_desc(model, desc, len(desc))
+        return desc.value.decode(errors="replace").split()[-1] if desc.value else "unknown"
+
+
+def _info(model: C.llama_model_p, path: str, template_override: Optional[str]) -> ModelInfo:
+    meta = _all_meta(model)
+    arch = meta.get("general.architecture", "unknown")
+
+    def meta_int(key: str, value: int) -> int:
+        # vocab-only loads leave hparams at 0; the GGUF keys have them
+        try:
+            return value or int(meta.get(f"{arch}.{key}", 0))
+        except ValueError:
+            return value
+
+    template = template_override or _meta(model, "tokenizer.chat_template")
+    return ModelInfo(
+        path=os.path.abspath(path),
+        name=meta.get("general.name") or os.path.splitext(os.path.basename(path))[0],
+        architecture=arch,
+        parameters=int(C.llama_model_n_params(model)),
+        quantization=_file_type_name(model, meta),
+        file_size=os.path.getsize(path),
+        context_length=meta_int("context_length", int(C.llama_model_n_ctx_train(model))),
+        layers=meta_int("block_count", int(C.llama_model_n_layer(model))),
+        has_chat_template=bool(_meta(model, "tokenizer.chat_template")),
+        chat_template=template,
+        metadata=meta,
+    )
+
+
+def _load_model(path: str, params: "C.llama_model_params", what: str) -> "C.llama_model_p":
+    check_gguf_file(path)
+    _ensure_backend()
+    t0 = time.time()
+    model = C.llama_model_load_from_file(path.encode("utf-8"), params)
+    if not model:
+        reasons = logs.LOGS.errors_since(t0)
+        detail = "; ".join(reasons[-3:]) if reasons else "llama.cpp gave no reason"
+        if any("within the file bounds" in r or "truncated" in r or "EOF" in r for r in reasons):
+            hint = " The file looks truncated (an interrupted download?)."
+        else:
+            hint = ""
+        raise LoadError(f"llama.cpp could not {what} {path}: {detail}.{hint}")
+    return model
+
+
+def read_info(path: str) -> ModelInfo:
+    """Read a GGUF file's metadata without loading its weights (a vocab-only llama.cpp load)."""
+    params = C.llama_model_default_params()
+    # vocab_only, not no_alloc: no_alloc aborts the process in this llama.cpp version
+    params.vocab_only = True
+    params.n_gpu_layers = 0
+    model = _load_model(path, params, "read")
+    try:
+        return _info(model, path, None)
+    finally:
+        C.llama_model_free(model)
+
+
+class LoadedModel:
+    """A llama.cpp model + context + batch, created and used on one thread."""
+
+    def __init__(
+        self,
+        path: str,
+        opts: LoadOptions,
+        n_seq_max: int = 1,
+        progress: Optional[Callable[[float], bool]] = None,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.options = opts
+        self.n_seq_max = n_seq_max
+        self.model = None
+        self.ctx = None
+        self._batch = None
+
+        mparams = C.llama_model_default_params()
+        mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
+        mparams.load_mode = C.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else C.LLAMA_LOAD_MODE_NONE
+        if progress is not None:
+            # llama.cpp calls this from the loading thread; returning False cancels the load.
+            def _progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+                try:
+                    return bool(progress(float(fraction)))
+                except Exception:
+                    return True
+
+            self._progress_cb = C.llama_progress_callback(_progress)
+            mparams.progress_callback = self._progress_cb
+        self.model = _load_model(path, mparams, "load")
+
+        try:
+            cparams = C.llama_context_default_params()
+            n_train = C.llama_model_n_ctx_train(self.model)
+            n_ctx = opts.n_ctx if opts.n_ctx and opts.n_ctx > 0 else n_train
+            cparams.n_ctx = n_ctx
+            cparams.n_batch = opts.n_batch
+            cparams.n_ubatch = min(opts.n_batch, 512)
+            cparams.n_seq_max = n_seq_max
+            cparams.kv_unified = True  # sequences share one KV buffer instead of n_ctx / n_seq each
+            threads = opts.n_threads or default_threads()
+            cparams.n_threads = threads
+            cparams.n_threads_batch = threads
+            cparams.flash_attn_type = (
+                C.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+            cparams.no_perf = True
+            t0 = time.time()
+            self.ctx = C.llama_init_from_model(self.model, cparams)
+            if not self.ctx:
+                reasons = logs.LOGS.errors_since(t0)
+                raise LoadError(
+                    f"llama.cpp could not create a context of {n_ctx} tokens for {path}: "
+                    + ("; ".join(reasons[-3:]) or "out of memory?")
+                    + " Try a smaller --ctx."
+                )
+            self.n_ctx = C.llama_n_ctx(self.ctx)
+            self.n_batch = C.llama_n_batch(self.ctx)
+            self.n_threads = threads
+            self.vocab = C.llama_model_get_vocab(self.model)
+            self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+            self.memory = C.llama_get_memory(self.ctx)
+            self._batch = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
+            self.info = _info(self.model, path, _read_template(opts.chat_template))
+            self._pieces: dict[int, bytes] = {}
+            self._formatter = None
+            self._abort_cb = None
+        except BaseException:
+            self.close()
+            raise
+
+    # --- tokens -----------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (memoised: generation asks for the same few thousand again and again)."""
+        p = self._pieces.get(token)
+        if p is None:
+            buf = ctypes.create_string_buffer(64)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            p = buf.raw[:n]
+            self._pieces[token] = p
+        return p
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        t = C.llama_vocab_get_text(self.vocab, token)
+        return t.decode("utf-8", errors="replace") if t else ""
+
+    # --- chat template ----------------------------------------------------------------------
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Messages -> prompt text, through the GGUF's Jinja chat template (or the override)."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self.info.chat_template or CHATML_TEMPLATE
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._token_text(C.llama_vocab_eos(self.vocab)),
+                bos_token=self._token_text(C.llama_vocab_bos(self.vocab)),
+                add_generation_prompt=add_generation_prompt,
+            )
+        try:
+            return self._formatter(messages=messages).prompt
+        except Exception as e:
+            raise ValueError(f"the model's chat template failed on these messages: {e}") from None
+
+    # --- decoding ---------------------------------------------------------------------------
+    def decode(
+        self,
+        tokens: list[int],
+        seq_ids: list[int],
+        positions: list[int],
+        logits: list[bool],
+        abort: Optional[Callable[[], bool]] = None,
+    ) -> int:
+        """Evaluate one batch. Returns llama_decode's code (0 ok, 1 no KV room, 2 aborted, <0 error)."""
+        b = self._batch
+        n = len(tokens)
+        for i in range(n):
+            b.token[i] = tokens[i]
+            b.pos[i] = positions[i]
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq_ids[i]
+            b.logits[i] = logits[i]
+        b.n_tokens = n
+        if abort is None:
+            return C.llama_decode(self.ctx, b)
+        # The abort callback runs once per graph node, so it is installed only around long prompt
+        # chunks (where a Stop must not wait seconds), never on the per-token path.
+        cb = C.ggml_abort_callback(lambda _data: bool(abort()))
+        self._abort_cb = cb
+        C.llama_set_abort_callback(self.ctx, cb, None)
+        try:
+            return C.llama_decode(self.ctx, b)
+        finally:
+            C.llama_set_abort_callback(self.ctx, C.ggml_abort_callback(), None)
+
+    def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
+        return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self.memory, True)
+
+    # --- memory -----------------------------------------------------------------------------
+    @property
+    def weights_bytes(self) -> int:
+        return int(C.llama_model_size(self.model)) if self.model else 0
+
+    def close(self) -> None:
+        """Free the context, then the model (idempotent)."""
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            C.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            C.llama_model_free(self.model)
+            self.model = None
+        self._formatter = None
+
+
+def _read_template(value: Optional[str]) -> Optional[str]:
+    """A chat-template override may be given inline or as a path to a .jinja file."""
+    if not value:
+        return None
+    if "{%" not in value and "{{" not in value and os.path.isfile(value):
+        with open(value, encoding="utf-8") as f:
+            return f.read()
+    return value

@@ -1,0 +1,104 @@
+"""What callers hold while the engine works for them: a ``Request`` handle that streams text.
+
+A request is submitted from any thread; the worker pushes events into the handle's queue. The
+caller iterates the handle for text deltas, or calls ``result()``. ``cancel()`` is safe from any
+thread. Nothing here knows how many sequences the worker decodes per step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Union
+
+from ..errors import LmnbError
+from ..types import Completion, Message, SamplingParams
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class GenerationSpec:
+    """What to generate: either chat ``messages`` (rendered with the model's template) or a raw ``prompt``."""
+
+    messages: Optional[list[Message]] = None
+    prompt: Optional[Union[str, list[int]]] = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+    tags: dict = field(default_factory=dict)  # caller's bookkeeping (conversation name, source...)
+
+
+class Request:
+    """A handle on one generation: iterate it for text deltas, or call ``result()``."""
+
+    def __init__(self, spec: GenerationSpec) -> None:
+        self.id = f"req-{next(_ids)}"
+        self.spec = spec
+        self.submitted = time.perf_counter()
+        self._events: "queue.SimpleQueue[tuple[str, object]]" = queue.SimpleQueue()
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+        self._result: Optional[Completion] = None
+        self._error: Optional[BaseException] = None
+        self.text_so_far = ""  # updated by the consumer as it reads deltas
+
+    # --- consumer side ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                # A timeout, so the main thread wakes up to notice Ctrl-C / a kernel interrupt.
+                kind, payload = self._events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind == "delta":
+                self.text_so_far += payload  # type: ignore[operator]
+                yield payload  # type: ignore[misc]
+            elif kind == "done":
+                return
+            elif kind == "error":
+                raise payload  # type: ignore[misc]
+
+    def result(self, timeout: Optional[float] = None) -> Completion:
+        """Wait for the final ``Completion`` (the text generated so far, if cancelled)."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while not self._done.wait(0.2):
+            if deadline is not None and time.perf_counter() > deadline:
+                raise TimeoutError(f"{self.id} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        """Stop generating as soon as possible; the partial text is kept in the result."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else ("cancelling" if self.cancelled else "running")
+        return f"<Request {self.id} {state}>"
+
+    # --- worker side ------------------------------------------------------------------------
+    def _emit(self, text: str) -> None:
+        self._events.put(("delta", text))
+
+    def _finish(self, result: Completion) -> None:
+        self._result = result
+        self._done.set()
+        self._events.put(("done", result))
+
+    def _fail(self, error: BaseException) -> None:
+        if not isinstance(error, LmnbError) and not isinstance(error, ValueError):
+            error = LmnbError(f"generation failed: {error}")
+        self._error = error
+        self._done.set()
+        self._events.put(("error", error))

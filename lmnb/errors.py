@@ -1,0 +1,24 @@
+"""Exceptions with messages meant for the person at the notebook."""
+
+
+class LmnbError(Exception):
+    """Base class for every error lmnb raises on purpose."""
+
+
+class LoadError(LmnbError):
+    """A model could not be loaded (missing file, not GGUF, truncated, unsupported...)."""
+
+
+class NoModelLoaded(LmnbError):
+    """A generation was requested but no model is loaded."""
+
+    def __init__(self, message: str = "No model is loaded. Run `%lm load` (or `lmnb.load()`) first.") -> None:
+        super().__init__(message)
+
+
+class ContextOverflow(LmnbError):
+    """The prompt does not fit in the model's context window."""
+
+
+class GenerationError(LmnbError):
+    """llama.cpp failed while generating."""

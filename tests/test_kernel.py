@@ -1,0 +1,91 @@
+"""What a notebook user sees: a real ipykernel, driven through jupyter_client like JupyterLab does."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    hist = tmp_path_factory.mktemp("kernel") / "history.sqlite"
+    execute(kc, f"%load_ext lmnb\n%config LM.history_path = {str(hist)!r}")
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def execute(kc, code: str, timeout: float = 120, on_msg=None) -> tuple[dict, list[dict]]:
+    """Run code; return the execute_reply content and the iopub messages of this execution."""
+    msg_id = kc.execute(code)
+    msgs = []
+    deadline = time.time() + timeout
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+        except queue.Empty:
+            raise TimeoutError(f"no idle after {timeout}s running {code!r}")
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        msgs.append(msg)
+        if on_msg:
+            on_msg(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    reply = kc.get_shell_msg(timeout=timeout)
+    return reply["content"], msgs
+
+
+def test_quickstart_flow_streams_into_the_cell(kernel):
+    _, kc = kernel
+    reply, msgs = execute(kc, "%lm load")
+    assert reply["status"] == "ok", reply
+    shown = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+    assert "Loaded" in shown[-1]["content"]["data"]["text/plain"]
+
+    reply, msgs = execute(kc, "%%lm chat -n 60 -t 0\nExplain attention in two sentences.")
+    assert reply["status"] == "ok", reply
+    updates = [m for m in msgs if m["msg_type"] == "update_display_data"]
+    assert len(updates) >= 3, "the reply should be updated in place as tokens arrive"
+    texts = [u["content"]["data"]["text/markdown"] for u in updates]
+    assert len(set(len(t) for t in texts)) >= 3, "each update should show more text"
+    final = updates[-1]["content"]
+    assert final["metadata"]["lmnb"]["model_path"].endswith(".gguf")
+    stats = [m for m in msgs if m["msg_type"] == "display_data"][-1]["content"]["data"]["text/plain"]
+    assert "tok/s" in stats
+
+
+def test_interrupt_kernel_mid_generation(kernel):
+    km, kc = kernel
+    sent = {"n": 0}
+
+    def on_msg(msg):
+        # interrupt as soon as some text has streamed, as a user pressing the stop button would
+        if msg["msg_type"] == "update_display_data" and sent["n"] == 0:
+            if len(msg["content"]["data"].get("text/plain", "")) > 40:
+                sent["n"] = 1
+                sent["t"] = time.time()
+                km.interrupt_kernel()
+
+    reply, msgs = execute(
+        kc, "%%lm -t 0 -n 4000 -o partial\nWrite a very long essay on the history of Rome.", on_msg=on_msg
+    )
+    assert sent["n"] == 1
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+    assert time.time() - sent["t"] < 5
+    final = [m for m in msgs if m["msg_type"] == "update_display_data"][-1]["content"]["data"]["text/markdown"]
+    assert "[interrupted]" in final
+
+    reply, msgs = execute(kc, "print(len(partial))")
+    n = int([m for m in msgs if m["msg_type"] == "stream"][0]["content"]["text"])
+    assert n > 40
+
+    reply, _ = execute(kc, "%%lm -t 0 -n 5\nStill working?")
+    assert reply["status"] == "ok"
