@@ -121,7 +121,7 @@ def models() -> list:
 
 def model_sha256(path: Optional[str] = None) -> Optional[str]:
     """sha256 of the loaded (or given) model file; computed once, in the background at load."""
-    from .history import file_sha256
+    from .history_db import file_sha256
 
     path = path or (get_engine().info.path if get_engine().info else None)
     if not path:
@@ -133,7 +133,7 @@ def model_sha256(path: Optional[str] = None) -> Optional[str]:
 
 
 def _hash_in_background(path: str) -> None:
-    from .history import file_sha256
+    from .history_db import file_sha256
 
     if path in _sha256:
         return
@@ -284,7 +284,7 @@ def _on_complete(req, result: Completion) -> None:
     cfg = get_config()
     if not cfg.history:
         return
-    from .history import WRITER, make_row
+    from .history_db import WRITER, make_row
 
     eng = get_engine()
     spec = req.spec
@@ -307,7 +307,7 @@ def _on_complete(req, result: Completion) -> None:
 
 def history(last: Optional[int] = None):
     """Recorded generations, oldest first: a pandas DataFrame when pandas is installed, else dicts."""
-    from .history import WRITER, read
+    from .history_db import WRITER, read
 
     WRITER.flush()
     rows = read(_history_db(), last)

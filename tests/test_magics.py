@@ -19,6 +19,11 @@ def run_cell(shell, line: str, cell: str):
     return result, cap
 
 
+def final_reply(cap):
+    """The reply as finally shown: the last output carrying lmnb's metadata (earlier ones are updates)."""
+    return [o for o in cap.outputs if "lmnb" in (o.metadata or {})][-1]
+
+
 def last_history_row():
     rows = lmnb.history(last=1)
     return rows.iloc[-1].to_dict()
@@ -35,9 +40,11 @@ def test_one_shot_cell_streams_markdown_and_stats(shell):
     assert result.success
     reply = lmnb.history(last=1).iloc[-1]
     outputs = cap.outputs
-    assert len(outputs) >= 2, "the reply, then a stats line"
-    assert outputs[0].data["text/markdown"].strip().startswith(reply["output"].strip()[:10])
-    meta = outputs[0].metadata["lmnb"]
+    assert len(outputs) >= 3, "a placeholder updated with the reply, then a stats line"
+    shown = final_reply(cap)
+    assert shown.data["text/markdown"].startswith(reply["output"])
+    assert "[stopped at max_tokens=20]" in shown.data["text/markdown"]
+    meta = shown.metadata["lmnb"]
     assert meta["model_path"].endswith(".gguf") and len(meta["model_sha256"]) == 64
     assert meta["params"]["temperature"] == 0.0 and meta["params"]["max_tokens"] == 20
     assert meta["seed"] == meta["params"]["seed"]
@@ -174,7 +181,7 @@ def test_kernel_interrupt_keeps_partial_text(shell):
     assert elapsed < 3.0, "generation should stop right after the interrupt"
     partial = shell.user_ns["partial"]
     assert len(partial) > 20
-    shown = cap.outputs[0].data["text/markdown"]
+    shown = final_reply(cap).data["text/markdown"]
     assert partial in shown and "[interrupted]" in shown
     row = last_history_row()
     assert row["finish_reason"] == "cancelled" and row["output"] == partial
