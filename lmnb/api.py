@@ -39,7 +39,9 @@ def get_engine():
     with _engine_lock:
         if _engine is None:
             from .engine import Engine
+            from .engine.logs import follow_config
 
+            follow_config(get_config())
             _engine = Engine()
             _engine.listeners.append(_on_complete)
         return _engine

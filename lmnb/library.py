@@ -167,11 +167,11 @@ def local_models(extra_paths: tuple[str, ...] = ()) -> list[LocalModel]:
     def add(name: str, path: Optional[str], source: str) -> None:
         if not path or not os.path.exists(path):
             return
-        real = os.path.realpath(path)
-        if real in seen:
+        key = os.path.abspath(path)  # not realpath: HF snapshots link several names to one blob
+        if key in seen:
             return
-        seen.add(real)
-        out.append(LocalModel(name, path, source, os.path.getsize(real)))
+        seen.add(key)
+        out.append(LocalModel(name, path, source, os.path.getsize(path)))
 
     add("smollm2", _smollm2(), "bundled")
     try:

@@ -13,7 +13,6 @@ def _isolated_user_dirs(tmp_path_factory):
     """Keep history and the HF cache of the test run away from the user's own."""
     root = tmp_path_factory.mktemp("lmnb-home")
     os.environ["HF_HOME"] = str(root / "hf")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     from lmnb.config import get_config
 
     cfg = get_config()

@@ -238,3 +238,58 @@ def test_logs_go_to_the_ring_buffer(loaded):
     recs = lmnb.logs()
     assert any("llama" in r.text or "model" in r.text for r in recs)
     assert all(r.level in ("debug", "info", "warn", "error") for r in recs)
+
+
+def test_log_level_is_configurable(loaded, smollm2_path):
+    from lmnb.engine.logs import LOGS
+
+    cfg = lmnb.get_config()
+    try:
+        cfg.log_level = "error"
+        LOGS.clear()
+        lmnb.info(smollm2_path)  # llama.cpp logs info lines while reading a model
+        assert [r for r in lmnb.logs() if r.level != "error"] == []
+        cfg.log_level = "info"
+        lmnb.info(smollm2_path)
+        assert any(r.level == "info" for r in lmnb.logs())
+        cfg.log_buffer_size = 3
+        lmnb.info(smollm2_path)
+        assert len(lmnb.logs()) <= 3
+    finally:
+        cfg.log_level, cfg.log_buffer_size = "info", 2000
+
+
+def test_load_by_name_from_the_hugging_face_cache(loaded, smollm2_path):
+    """A model downloaded by huggingface_hub (from a local HF-compatible server) loads by repo id."""
+    from huggingface_hub import hf_hub_download
+
+    from .hf_server import HFServer
+
+    repo = "lmnb-test/SmolLM2-135M-Instruct-GGUF"
+    fname = "smollm2-135m-instruct-q4_k_m.gguf"  # named as a Q4_K_M so the default quant is picked
+    other = "smollm2-135m-instruct-q8_0.gguf"
+    with HFServer({(repo, fname): smollm2_path, (repo, other): smollm2_path}) as hub:
+        for f in (fname, other):
+            hf_hub_download(repo, f, endpoint=hub.url)
+    names = [m.name for m in lmnb.models()]
+    assert f"{repo}/{fname}" in names and f"{repo}/{other}" in names
+    info = lmnb.load(repo, n_ctx=1024)
+    assert info.path.endswith(fname) and "/hub/models--lmnb-test--SmolLM2-135M-Instruct-GGUF/" in info.path
+    assert lmnb.load(f"{repo}:Q8_0", n_ctx=1024).path.endswith(other)
+    assert lmnb.load(f"{repo}/{other}", n_ctx=1024).path.endswith(other)
+    with pytest.raises(LoadError, match="No IQ2_XS file"):
+        lmnb.load(f"{repo}:IQ2_XS")
+    with pytest.raises(LoadError, match="not in the local Hugging Face cache"):
+        lmnb.load("nobody/missing-GGUF")
+    assert lmnb.chat("Hi", temperature=0, max_tokens=4).text
+
+
+def test_chat_template_override(loaded, smollm2_path):
+    default = lmnb.chat("hello there", temperature=0, max_tokens=2)
+    lmnb.load(smollm2_path, n_ctx=1024, chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    try:
+        plain = lmnb.chat("hello there", temperature=0, max_tokens=2)
+        # the default template adds a system prompt and role markers; the override only the text
+        assert plain.usage.prompt_tokens <= 3 < default.usage.prompt_tokens
+    finally:
+        lmnb.load(smollm2_path, n_ctx=2048)

@@ -250,6 +250,10 @@ class Engine:
                     self._step()
             except BaseException as e:  # the worker must survive anything
                 for s in list(self._active):
+                    # the KV cache of this sequence is in an unknown state: forget it
+                    self._slot_tokens[s.slot].clear()
+                    if self._model is not None:
+                        self._model.seq_rm(s.slot, 0, -1)
                     self._fail(s, e)
 
     def _next_nonblocking(self) -> Optional[tuple]:
@@ -287,29 +291,25 @@ class Engine:
         if req.cancelled:
             req._finish(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
             return
-        try:
-            model = self._require_model()
-            spec = req.spec
-            if spec.messages is not None:
-                prompt_text = model.render_chat(spec.messages)
-                tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
-                if not tokens or tokens[0] != _bos(model):
-                    # templates normally write BOS themselves; add it if the model wants one and it didn't
-                    tokens = _maybe_bos(model, tokens)
-            elif isinstance(spec.prompt, list):
-                tokens = list(spec.prompt)
-            else:
-                tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
-            if not tokens:
-                raise ValueError("the prompt is empty")
-            if len(tokens) >= model.n_ctx:
-                raise ContextOverflow(
-                    f"The prompt is {len(tokens)} tokens but the context holds {model.n_ctx}. "
-                    f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {_next_pow2(len(tokens) + 512)}`)."
-                )
-        except Exception as e:
-            req._fail(e)
-            return
+        model = self._require_model()
+        spec = req.spec
+        if spec.messages is not None:
+            prompt_text = model.render_chat(spec.messages)
+            tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
+            if not tokens or tokens[0] != _bos(model):
+                # templates normally write BOS themselves; add it if the model wants one and it didn't
+                tokens = _maybe_bos(model, tokens)
+        elif isinstance(spec.prompt, list):
+            tokens = list(spec.prompt)
+        else:
+            tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        if len(tokens) >= model.n_ctx:
+            raise ContextOverflow(
+                f"The prompt is {len(tokens)} tokens but the context holds {model.n_ctx}. "
+                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {_next_pow2(len(tokens) + 512)}`)."
+            )
 
         from .sampler import Sampler
 

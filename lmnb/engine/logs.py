@@ -107,3 +107,11 @@ def install() -> LogBuffer:
     _callback = _on_log
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
     return LOGS
+
+
+def follow_config(cfg) -> None:
+    """Keep the buffer's level and size in step with ``LM.log_level`` / ``LM.log_buffer_size``."""
+    LOGS.level = cfg.log_level
+    LOGS.resize(cfg.log_buffer_size)
+    cfg.observe(lambda change: setattr(LOGS, "level", change["new"]), names=["log_level"])
+    cfg.observe(lambda change: LOGS.resize(change["new"]), names=["log_buffer_size"])
