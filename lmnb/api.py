@@ -6,31 +6,20 @@ Magics, widgets, the server and the CLI are thin layers over these functions and
 
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Union
 
 from .config import get_config
 from .errors import NoModelLoaded
-from .types import Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
+from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
 
 _engine = None
 _engine_lock = threading.Lock()
 _loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
 _sha256: dict[str, "threading.Thread"] = {}
 
-_SAMPLING_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "max_tokens",
-    "seed",
-    "stop",
-)
 
 
 def get_engine():
@@ -43,6 +32,9 @@ def get_engine():
 
             follow_config(get_config())
             _engine = Engine()
+            # Free llama.cpp before the interpreter tears down: a daemon worker killed inside
+            # llama_decode at exit can crash the process on its way out.
+            atexit.register(_engine.shutdown, 10)
             _engine.listeners.append(_on_complete)
         return _engine
 
@@ -191,9 +183,9 @@ def reset(name: Optional[str] = None) -> None:
 
 
 def _params(kw: dict[str, Any]) -> SamplingParams:
-    unknown = set(kw) - set(_SAMPLING_FIELDS)
+    unknown = set(kw) - set(SAMPLING_FIELDS)
     if unknown:
-        raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(_SAMPLING_FIELDS)}")
+        raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(SAMPLING_FIELDS)}")
     return SamplingParams(**kw)
 
 

@@ -13,21 +13,9 @@ from typing import Optional, Sequence
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     from . import api
+    from .options import sampling_from_args
 
-    params = {
-        k: v
-        for k, v in {
-            "temperature": args.temperature,
-            "top_p": args.top_p,
-            "top_k": args.top_k,
-            "min_p": args.min_p,
-            "repeat_penalty": args.repeat_penalty,
-            "max_tokens": args.max_tokens,
-            "seed": args.seed,
-            "stop": args.stop,
-        }.items()
-        if v is not None
-    }
+    params = sampling_from_args(args)
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     if not prompt.strip():
         print("lmnb chat: give a prompt (as arguments or on stdin)", file=sys.stderr)
@@ -68,6 +56,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .options import add_sampling_arguments
+
     p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -75,14 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("prompt", nargs="*", help="the prompt (read from stdin when omitted)")
     c.add_argument("-m", "--model", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
     c.add_argument("-s", "--system")
-    c.add_argument("-t", "--temperature", type=float)
-    c.add_argument("--top-p", type=float, dest="top_p")
-    c.add_argument("--top-k", type=int, dest="top_k")
-    c.add_argument("--min-p", type=float, dest="min_p")
-    c.add_argument("--repeat-penalty", type=float, dest="repeat_penalty")
-    c.add_argument("-n", "--max-tokens", type=int, dest="max_tokens")
-    c.add_argument("--seed", type=int)
-    c.add_argument("--stop", action="append")
+    add_sampling_arguments(c)
     c.add_argument("--ctx", type=int)
     c.add_argument("--threads", type=int)
     c.add_argument("--gpu-layers", dest="gpu_layers")

@@ -12,6 +12,8 @@ from typing import Any
 from traitlets import Bool, CInt, Float, Int, List, Unicode, Union, validate, TraitError
 from traitlets.config import SingletonConfigurable
 
+from .types import SAMPLING_FIELDS
+
 
 def _default_data_dir() -> str:
     from platformdirs import user_data_dir
@@ -93,19 +95,8 @@ class LM(SingletonConfigurable):
     def resolved_history_path(self) -> str:
         return self.history_path or os.path.join(_default_data_dir(), "history.sqlite")
 
-    # Names a user may change with `%lm set` (sampling + notebook behaviour).
-    SAMPLING = (
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repeat_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "max_tokens",
-        "seed",
-        "stop",
-    )
+    # The sampling settings, also the fields of SamplingParams.
+    SAMPLING = SAMPLING_FIELDS
 
 
 def get_config() -> LM:

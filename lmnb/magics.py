@@ -16,6 +16,7 @@ from . import api
 from .config import LM, configure, get_config
 from .errors import LmnbError
 from .interpolate import interpolate
+from .options import add_sampling_arguments, sampling_from_args
 
 USAGE = """\
 %lm — run local GGUF models (llama.cpp) in this kernel.
@@ -66,16 +67,7 @@ class _HelpShown(Exception):
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-t", "--temperature", type=float)
-    p.add_argument("--top-p", type=float, dest="top_p")
-    p.add_argument("--top-k", type=int, dest="top_k")
-    p.add_argument("--min-p", type=float, dest="min_p")
-    p.add_argument("--repeat-penalty", type=float, dest="repeat_penalty")
-    p.add_argument("--presence-penalty", type=float, dest="presence_penalty")
-    p.add_argument("--frequency-penalty", type=float, dest="frequency_penalty")
-    p.add_argument("-n", "--max-tokens", type=int, dest="max_tokens")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    add_sampling_arguments(p)
     p.add_argument("-o", "--output", metavar="VAR", help="store the reply text in this variable")
     p.add_argument("--no-stream", action="store_true", help="show the reply only when complete")
 
@@ -309,22 +301,7 @@ class LMMagics(Magics):
         text = interpolate(cell, self.shell.user_ns).strip()
         if not text:
             raise UsageError("the cell is empty: write a prompt below %%lm")
-        params = {
-            k: getattr(args, k)
-            for k in (
-                "temperature",
-                "top_p",
-                "top_k",
-                "min_p",
-                "repeat_penalty",
-                "presence_penalty",
-                "frequency_penalty",
-                "max_tokens",
-                "seed",
-                "stop",
-            )
-            if getattr(args, k) is not None
-        }
+        params = sampling_from_args(args)
         if mode == "chat":
             req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
             kind = "chat"

@@ -69,6 +69,10 @@ class SamplingParams:
         return dataclasses.asdict(self)
 
 
+# Names of every sampling parameter, in one place (config, API, magics and CLI all use it).
+SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))
+
+
 @dataclass
 class Usage:
     prompt_tokens: int = 0

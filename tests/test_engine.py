@@ -293,3 +293,17 @@ def test_chat_template_override(loaded, smollm2_path):
         assert plain.usage.prompt_tokens <= 3 < default.usage.prompt_tokens
     finally:
         lmnb.load(smollm2_path, n_ctx=2048)
+
+
+def test_shutdown_during_generation_cancels_and_frees(smollm2_path):
+    eng = Engine()
+    eng.load(smollm2_path, LoadOptions(n_ctx=1024))
+    req = eng.submit(ask(eng, "Write a long story.", temperature=0.0, max_tokens=900))
+    queued = eng.submit(ask(eng, "And another one.", temperature=0.0, max_tokens=900))
+    next(iter(req))  # generation has started
+    t0 = time.perf_counter()
+    eng.shutdown()
+    assert time.perf_counter() - t0 < 2 and not eng._thread.is_alive()
+    assert req.result().finish_reason == "cancelled"
+    assert queued.result().finish_reason == "cancelled"
+    assert not eng.loaded

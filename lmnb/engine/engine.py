@@ -80,6 +80,7 @@ class Engine:
         self._active: list[_Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
+        self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
         self.last_tokens_per_s: Optional[float] = None
@@ -195,11 +196,19 @@ class Engine:
             requests_served=self.requests_served,
         )
 
-    def shutdown(self) -> None:
-        """Stop the worker and free the model (used at interpreter exit and in tests)."""
-        if self._thread.is_alive():
-            self._queue.put(("stop",))
-            self._thread.join(timeout=30)
+    def shutdown(self, timeout: float = 30) -> None:
+        """Cancel everything, stop the worker and free the model (at interpreter exit, in tests)."""
+        if not self._thread.is_alive():
+            return
+        with self._lock:
+            for s in self._active:
+                s.req.cancel()
+        for item in list(self._queue.queue):
+            if item[0] == "gen":
+                item[1].cancel()
+        self._stopping = True
+        self._queue.put(("stop",))
+        self._thread.join(timeout=timeout)
 
     # ------------------------------------------------------------------------------------------
     # Worker
@@ -258,7 +267,7 @@ class Engine:
 
     def _next_nonblocking(self) -> Optional[tuple]:
         # Admit new requests only while slots are free and no load/unload is waiting its turn.
-        if self._held_call is not None or len(self._active) >= self.n_parallel:
+        if (self._held_call is not None or len(self._active) >= self.n_parallel) and not self._stopping:
             return None
         try:
             return self._queue.get_nowait()
