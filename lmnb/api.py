@@ -168,10 +168,7 @@ DEFAULT_CONVERSATION = "default"
 
 def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
     """The named conversation (created empty on first use)."""
-    conv = _conversations.get(name)
-    if conv is None:
-        conv = _conversations[name] = Conversation(name)
-    return conv
+    return _conversations.setdefault(name, Conversation(name))
 
 
 def reset(name: Optional[str] = None) -> None:
@@ -222,7 +219,7 @@ def chat(
     else:
         user = {"role": "user", "content": message}
         if conversation is not None:
-            conv = globals()["conversation"](conversation)
+            conv = _conversations.setdefault(conversation, Conversation(conversation))
             if system is not None:
                 conv.system = system or None
             messages = conv.all_messages() + [user]

@@ -218,7 +218,12 @@ class Engine:
             return fn()
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put(("call", fn, fut))
-        return fut.result()
+        while True:
+            try:
+                # poll, so that the main thread wakes up for Ctrl-C / a kernel interrupt
+                return fut.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
 
     def _require_model(self):
         if self._model is None:

@@ -133,7 +133,8 @@ def _info(model: C.llama_model_p, path: str, template_override: Optional[str]) -
     template = template_override or _meta(model, "tokenizer.chat_template")
     return ModelInfo(
         path=os.path.abspath(path),
-        name=meta.get("general.name") or os.path.splitext(os.path.basename(path))[0],
+        # the file the user picked is more recognisable than general.name ("Smollm2 135M 8k Lc100K...")
+        name=os.path.splitext(os.path.basename(path))[0],
         architecture=arch,
         parameters=int(C.llama_model_n_params(model)),
         quantization=_file_type_name(model, meta),
