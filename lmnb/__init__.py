@@ -30,7 +30,6 @@ _EXPORTS = {
     "status": "api",
     "models": "api",
     "chat": "api",
-    "stream_chat": "api",
     "complete": "api",
     "conversation": "api",
     "reset": "api",

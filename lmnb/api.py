@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 from .config import get_config
 from .errors import NoModelLoaded
@@ -250,11 +250,6 @@ def _run(spec, stream: bool):
         req.cancel()
         req.result()
         raise
-
-
-def stream_chat(message: Union[str, list[Message]], **kw: Any) -> Iterator[str]:
-    """Iterate the reply's text deltas (shorthand for ``chat(..., stream=True)``)."""
-    return iter(chat(message, stream=True, **kw))
 
 
 # ----------------------------------------------------------------------------------------------

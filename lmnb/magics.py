@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ast
 import shlex
-import sys
 import time
 from typing import Any, Optional
 
@@ -113,7 +112,7 @@ def _human(n: float) -> str:
 
 
 class _Text:
-    """Plain text that also renders as preformatted Markdown."""
+    """Plain text output (load progress), updatable in place through a display handle."""
 
     def __init__(self, text: str) -> None:
         self.text = text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -57,16 +56,8 @@ def shell(loaded):
     return ip
 
 
-@pytest.fixture
-def scratch(tmp_path):
-    return tmp_path
-
-
 def copy_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
     size = os.path.getsize(src)
     with open(src, "rb") as f, open(dst, "wb") as g:
         g.write(f.read(int(size * fraction)))
     return dst
-
-
-__all__ = ["copy_truncated", "shutil"]

@@ -31,7 +31,7 @@ def execute(kc, code: str, timeout: float = 120, on_msg=None) -> tuple[dict, lis
         try:
             msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
         except queue.Empty:
-            raise TimeoutError(f"no idle after {timeout}s running {code!r}")
+            raise TimeoutError(f"no idle after {timeout}s running {code!r}") from None
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         msgs.append(msg)

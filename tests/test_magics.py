@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 
-import pytest
 from IPython.utils.capture import capture_output
 
 import lmnb

@@ -16,7 +16,6 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import concurrent.futures
-import os
 import queue
 import random
 import threading
@@ -177,10 +176,6 @@ class Engine:
                 item[1].cancel()
                 return True
         return False
-
-    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
-        """Tokenize with the loaded model (runs on the worker, between steps)."""
-        return self._call(lambda: self._require_model().tokenize(text, add_special=add_special))
 
     def status(self) -> Status:
         import psutil

@@ -273,9 +273,6 @@ class LoadedModel:
             self._pieces[token] = p
         return p
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
-
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))
 
@@ -336,9 +333,6 @@ class LoadedModel:
 
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
-
-    def clear(self) -> None:
-        C.llama_memory_clear(self.memory, True)
 
     # --- memory -----------------------------------------------------------------------------
     @property

@@ -42,7 +42,6 @@ class Request:
         self._cancel = threading.Event()
         self._result: Optional[Completion] = None
         self._error: Optional[BaseException] = None
-        self.text_so_far = ""  # updated by the consumer as it reads deltas
 
     # --- consumer side ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
@@ -53,7 +52,6 @@ class Request:
             except queue.Empty:
                 continue
             if kind == "delta":
-                self.text_so_far += payload  # type: ignore[operator]
                 yield payload  # type: ignore[misc]
             elif kind == "done":
                 return
