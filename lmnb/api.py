@@ -21,7 +21,6 @@ _loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
 _sha256: dict[str, "threading.Thread"] = {}
 
 
-
 def get_engine():
     """The session's shared ``Engine`` (started on first use)."""
     global _engine
@@ -166,9 +165,17 @@ _conversations: dict[str, Conversation] = {}
 DEFAULT_CONVERSATION = "default"
 
 
+def _named_conversation(name: str) -> Conversation:
+    # separate from `conversation()` because chat()'s `conversation` argument shadows that name
+    conv = _conversations.get(name)
+    if conv is None:
+        conv = _conversations[name] = Conversation(name)
+    return conv
+
+
 def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
     """The named conversation (created empty on first use)."""
-    return _conversations.setdefault(name, Conversation(name))
+    return _named_conversation(name)
 
 
 def reset(name: Optional[str] = None) -> None:
@@ -219,7 +226,7 @@ def chat(
     else:
         user = {"role": "user", "content": message}
         if conversation is not None:
-            conv = _conversations.setdefault(conversation, Conversation(conversation))
+            conv = _named_conversation(conversation)
             if system is not None:
                 conv.system = system or None
             messages = conv.all_messages() + [user]
@@ -264,7 +271,7 @@ def _on_complete(req, result: Completion) -> None:
     tags = req.spec.tags or {}
     name = tags.get("conversation")
     if name is not None and result.error is None:
-        conv = conversation(name)
+        conv = _named_conversation(name)
         conv.messages.append(tags["user"])
         conv.messages.append({"role": "assistant", "content": result.text})
     cfg = get_config()
