@@ -19,6 +19,7 @@ _engine = None
 _engine_lock = threading.Lock()
 _loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
 _sha256: dict[str, "threading.Thread"] = {}
+_remote = None  # a RemoteBackend while `lmnb.connect()` is in effect
 
 
 def get_engine():
@@ -48,6 +49,7 @@ def load(
     n_gpu_layers: Optional[Union[int, str]] = None,
     n_threads: Optional[int] = None,
     n_batch: Optional[int] = None,
+    n_parallel: Optional[int] = None,
     flash_attn: Optional[bool] = None,
     use_mmap: Optional[bool] = None,
     seed: Optional[int] = None,
@@ -61,6 +63,7 @@ def load(
             in the local cache (``"owner/repo"`` or ``"owner/repo:Q4_K_M"``), or ``None`` for the default.
         n_ctx: context length in tokens (0 = the model's trained length).
         n_gpu_layers: layers on the GPU: an int, ``"auto"`` or ``"max"``.
+        n_parallel: requests decoded together per step (they share the ``n_ctx`` tokens).
         progress: optional ``callable(fraction)`` called while the weights load.
 
     Returns:
@@ -75,11 +78,14 @@ def load(
         n_gpu_layers=n_gpu_layers,
         n_threads=n_threads,
         n_batch=n_batch,
+        n_parallel=n_parallel,
         flash_attn=flash_attn,
         use_mmap=use_mmap,
         seed=seed,
         chat_template=chat_template,
     )
+    if _remote is not None:
+        disconnect()  # loading a local model means: use the local engine again
     info = get_engine().load(path, opts, progress=progress)
     if info.path not in _loaded_paths:
         _loaded_paths.append(info.path)
@@ -101,8 +107,58 @@ def info(model: Optional[str] = None) -> ModelInfo:
 
 
 def status() -> Status:
-    """Loaded model, load options, memory, last tokens/s, queue depth."""
-    return get_engine().status()
+    """Loaded model, load options, memory, last tokens/s, queue depth (or the remote backend's)."""
+    return _backend().status()
+
+
+def connect(url: str, *, api_key: Optional[str] = None, model: Optional[str] = None):
+    """Send generations to an OpenAI-compatible server instead of the in-kernel engine.
+
+    Args:
+        url: the server's base URL, e.g. ``http://localhost:1234/v1`` (LM Studio),
+            ``http://localhost:11434/v1`` (Ollama), or another lmnb's ``server.url``.
+        api_key: sent as ``Authorization: Bearer``.
+        model: the model to use; default: the one the server has loaded, else the first listed.
+
+    Returns:
+        The ``RemoteBackend``. ``%%lm``, ``%%lm chat``, ``chat()``, ``complete()`` and the widgets
+        use it until ``disconnect()`` (or a local ``load()``).
+    """
+    global _remote
+    from .remote import RemoteBackend
+
+    backend = RemoteBackend(url, api_key=api_key, model=model)
+    backend.listeners.append(_on_complete)
+    _remote = backend
+    return backend
+
+
+def disconnect() -> bool:
+    """Go back to the in-kernel engine. Returns whether a remote backend was connected."""
+    global _remote
+    was, _remote = _remote, None
+    return was is not None
+
+
+def current_model() -> Optional[ModelInfo]:
+    """The local model that generations use now (``None`` when none is loaded or when connected)."""
+    return _backend().info
+
+
+def _backend():
+    return _remote if _remote is not None else get_engine()
+
+
+def embed(texts: Union[str, list[str]]):
+    """Unit-length embedding vectors of ``texts`` from the loaded model, as a numpy array."""
+    import numpy as np
+
+    single = isinstance(texts, str)
+    engine = get_engine()
+    if not engine.loaded:
+        raise NoModelLoaded()
+    vectors = np.asarray(engine.embed([texts] if single else list(texts)), dtype=np.float32)
+    return vectors[0] if single else vectors
 
 
 def models() -> list:
@@ -245,10 +301,10 @@ def complete(prompt: str, *, stream: bool = False, **params: Any):
 
 
 def _run(spec, stream: bool):
-    engine = get_engine()
-    if not engine.loaded:
+    backend = _backend()
+    if not backend.loaded:
         raise NoModelLoaded()
-    req = engine.submit(spec)
+    req = backend.submit(spec)
     if stream:
         return req
     try:
@@ -279,9 +335,9 @@ def _on_complete(req, result: Completion) -> None:
         return
     from .history_db import WRITER, make_row
 
-    eng = get_engine()
     spec = req.spec
-    path = eng.info.path if eng.info else None
+    info = _backend().info
+    path = info.path if info else None
     WRITER.record(
         _history_db(),
         make_row(

@@ -2,6 +2,7 @@
 
     lmnb chat "Explain attention in two sentences."
     lmnb info smollm2
+    lmnb serve smollm2 --port 1234
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from . import api
+    from .server import serve
+
+    info = api.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                    n_parallel=args.parallel)
+    srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors)
+    # one parseable line first: scripts and tests read the URL from it (port 0 picks one)
+    print(f"Serving {info.name} at {srv.url}", flush=True)
+    print(srv.status().splitlines()[-1], "· Ctrl-C stops.", file=sys.stderr, flush=True)
+    try:
+        while srv.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    srv.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .options import add_sampling_arguments
 
@@ -71,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gpu-layers", dest="gpu_layers")
     c.add_argument("-q", "--quiet", action="store_true", help="no stats line on stderr")
     c.set_defaults(func=_cmd_chat)
+
+    v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible API (foreground)")
+    v.add_argument("model", nargs="?", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
+    v.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    v.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
+    v.add_argument("--api-key", dest="api_key")
+    v.add_argument("--cors", action="append", metavar="ORIGIN")
+    v.add_argument("--ctx", type=int)
+    v.add_argument("--threads", type=int)
+    v.add_argument("--parallel", type=int, help="requests decoded together")
+    v.add_argument("--gpu-layers", dest="gpu_layers")
+    v.set_defaults(func=_cmd_serve)
 
     i = sub.add_parser("info", help="print a model's GGUF metadata")
     i.add_argument("model", nargs="?", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")

@@ -33,6 +33,9 @@ class LM(SingletonConfigurable):
     ).tag(config=True)
     n_threads = Int(0, help="CPU threads for generation (0 = physical cores).").tag(config=True)
     n_batch = Int(512, help="Prompt tokens evaluated per llama_decode call.").tag(config=True)
+    n_parallel = Int(
+        1, help="Requests decoded together in each step (continuous batching); they share the context."
+    ).tag(config=True)
     flash_attn = Bool(False, help="Use flash attention.").tag(config=True)
     use_mmap = Bool(True, help="Memory-map the model file instead of reading it into RAM.").tag(config=True)
     load_seed = Int(-1, help="Default seed stored with a loaded model (-1 = random per request).").tag(config=True)
@@ -61,6 +64,18 @@ class LM(SingletonConfigurable):
     # --- notebook behaviour -------------------------------------------------------------------
     stream = Bool(True, help="Stream replies into the cell token by token.").tag(config=True)
     markdown = Bool(True, help="Render replies as Markdown.").tag(config=True)
+
+    # --- OpenAI-compatible server -------------------------------------------------------------
+    server_host = Unicode("127.0.0.1", help="Address `%lm serve` binds (0.0.0.0 exposes it to the network).").tag(
+        config=True
+    )
+    server_port = Int(1234, help="Port of `%lm serve` (0 = any free port).").tag(config=True)
+    server_api_key = Unicode("", help="API key clients must send as 'Authorization: Bearer KEY' ('' = none).").tag(
+        config=True
+    )
+    server_cors = List(Unicode(), default_value=[], help="Origins allowed to call the server from a browser.").tag(
+        config=True
+    )
 
     # --- logs and history ---------------------------------------------------------------------
     log_level = Unicode("info", help="Lowest llama.cpp log level kept: debug, info, warn or error.").tag(config=True)

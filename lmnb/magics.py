@@ -21,7 +21,7 @@ USAGE = """\
 %lm — run local GGUF models (llama.cpp) in this kernel.
 
 Line magic:
-  %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N]
+  %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N] [--parallel N]
            [--flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
         MODEL: a .gguf path, smollm2 / gemma3 (bundled), or an HF repo id already in
         the local cache (owner/repo, owner/repo:Q4_K_M). No MODEL: the default model.
@@ -34,6 +34,15 @@ Line magic:
   %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
   %lm reset [--name CHAT]         forget a conversation
   %lm history [-n N]              the last N recorded generations
+  %lm serve [--host H] [--port N] [--api-key KEY] [--cors ORIGIN]
+                                  serve the loaded model over an OpenAI-compatible API
+                                  (a thread in this kernel; default http://127.0.0.1:1234/v1)
+  %lm serve                       start with the defaults, or show the running server's status
+  %lm serve --stop                stop it and free the port
+  %lm connect URL [--api-key KEY] [--model NAME]
+                                  run %%lm / %%lm chat on another OpenAI-compatible server
+                                  (LM Studio, Ollama, llama-server, vLLM, another lmnb)
+  %lm disconnect                  back to the in-kernel engine
 
 Cell magic:
   %%lm [options]                  a one-shot answer to the cell text
@@ -89,6 +98,7 @@ def _load_parser() -> _Parser:
     p.add_argument("--gpu-layers", dest="n_gpu_layers")
     p.add_argument("--threads", type=int, dest="n_threads")
     p.add_argument("--batch", type=int, dest="n_batch")
+    p.add_argument("--parallel", type=int, dest="n_parallel")
     p.add_argument("--flash-attn", action="store_true", default=None, dest="flash_attn")
     p.add_argument("--no-mmap", action="store_false", default=None, dest="use_mmap")
     p.add_argument("--seed", type=int)
@@ -164,6 +174,8 @@ class LMMagics(Magics):
 
         args = _load_parser().parse_args(argv)
         opts = {k: v for k, v in vars(args).items() if k != "model" and v is not None}
+        if api.status().backend != "local":
+            print("Disconnected from the remote server: generations run on this local model.")
         handle = display(_Text("Loading…"), display_id=True)
         last = [0.0]
 
@@ -204,6 +216,11 @@ class LMMagics(Magics):
 
     def _status(self) -> None:
         st = api.status()
+        if st.backend != "local":
+            tps = "-" if st.last_tokens_per_s is None else f"{st.last_tokens_per_s:.1f} tok/s"
+            print(f"Connected to {st.backend}; {st.requests_served} requests served, last {tps}.\n"
+                  "`%lm disconnect` goes back to the local engine.")
+            return
         if not st.loaded:
             print(f"No model loaded (process memory {_human(st.rss_bytes)}). Load one with `%lm load`.")
             return
@@ -214,11 +231,56 @@ class LMMagics(Magics):
             f"Model:    {m.describe()}\n"
             f"File:     {m.path}\n"
             f"Options:  context {o.n_ctx}, gpu layers {o.n_gpu_layers}, "
-            f"threads {o.n_threads}, batch {o.n_batch}, "
+            f"threads {o.n_threads}, batch {o.n_batch}, parallel {o.n_parallel}, "
             f"flash attention {'on' if o.flash_attn else 'off'}, mmap {'on' if o.use_mmap else 'off'}\n"
             f"Memory:   process {_human(st.rss_bytes)}, weights {_human(st.model_bytes)}\n"
             f"Speed:    last {tps}; {st.requests_served} requests served, {st.queue_depth} queued"
         )
+
+    def _cmd_serve(self, argv: list[str]) -> None:
+        from .server import current, serve
+
+        p = _Parser(prog="%lm serve")
+        p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+        p.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
+        p.add_argument("--api-key", dest="api_key", help="require 'Authorization: Bearer KEY'")
+        p.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
+        p.add_argument("--stop", action="store_true", help="stop the server")
+        p.add_argument("--status", action="store_true", help="show the server's state")
+        args = p.parse_args(argv)
+        srv = current()
+        if args.stop:
+            if srv is None:
+                print("No server is running.")
+                return
+            url = srv.url
+            srv.stop()
+            print(f"Stopped the server at {url}.")
+            return
+        starting = any(v is not None for v in (args.host, args.port, args.api_key, args.cors))
+        if args.status or (srv is not None and not starting):
+            print(srv.status() if srv is not None else "No server is running; start one with `%lm serve`.")
+            return
+        srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors)
+        print(srv.status())
+        if not api.get_engine().loaded:
+            print("No model is loaded yet: requests get 503 until `%lm load`.")
+        print(f"Try: openai.OpenAI(base_url={srv.url!r}, api_key={srv.api_key or 'any'!r})")
+
+    def _cmd_connect(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm connect")
+        p.add_argument("url", help="an OpenAI-compatible base URL, e.g. http://localhost:1234/v1")
+        p.add_argument("--api-key", dest="api_key")
+        p.add_argument("--model")
+        args = p.parse_args(argv)
+        backend = api.connect(args.url, api_key=args.api_key, model=args.model)
+        others = [m for m in backend.available if m != backend.model]
+        more = f" (also available: {', '.join(others[:8])})" if others else ""
+        print(f"Connected to {backend.url}, model {backend.model!r}{more}.\n"
+              "%%lm and %%lm chat now run there; `%lm disconnect` returns to the local engine.")
+
+    def _cmd_disconnect(self, argv: list[str]) -> None:
+        print("Back to the local engine." if api.disconnect() else "Not connected to a remote server.")
 
     def _cmd_info(self, argv: list[str]) -> None:
         p = _Parser(prog="%lm info")
@@ -321,7 +383,7 @@ class LMMagics(Magics):
             interrupted = True
             req.cancel()
         result = req.result()
-        info = api.get_engine().info
+        info = api.current_model()
         path = info.path if info else None
         meta = reply_metadata(result, model_path=path, sha256=api.model_sha256(path) if path else None, kind=kind)
         note = None

@@ -114,6 +114,7 @@ class Completion:
     params: Optional[SamplingParams] = None
     request_id: str = ""
     error: Optional[str] = None
+    logprobs: Optional[list[dict]] = field(default=None, repr=False)  # OpenAI-style, when requested
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""
@@ -170,6 +171,7 @@ class LoadOptions:
     n_gpu_layers: Optional[Union[int, str]] = None  # an int, "auto" or "max"
     n_threads: Optional[int] = None
     n_batch: Optional[int] = None
+    n_parallel: Optional[int] = None  # sequences decoded together (continuous batching)
     flash_attn: Optional[bool] = None
     use_mmap: Optional[bool] = None
     seed: Optional[int] = None

@@ -82,6 +82,10 @@ class Engine:
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
+        # monotonically increasing counters, exported by the server's /metrics
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
+             "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error"), 0)
         self.last_tokens_per_s: Optional[float] = None
         self.listeners: list[Callable[[Request, Completion], None]] = []
         self._thread = threading.Thread(target=self._run, name="lmnb-engine", daemon=True)
@@ -122,6 +126,7 @@ class Engine:
 
             check_gguf_file(path)  # fail before dropping the current model
             self._drop_model()
+            self.n_parallel = opts.n_parallel
             model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
             self._model = model
             self._slot_tokens = [[] for _ in range(self.n_parallel)]
@@ -176,6 +181,16 @@ class Engine:
                 item[1].cancel()
                 return True
         return False
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length embeddings of ``texts`` from the loaded model (mean-pooled hidden states).
+
+        Runs on the worker, queued like a generation; a second, small llama.cpp context on the
+        same weights does the work, so no second copy of the model is loaded.
+        """
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("embed() takes a list of strings")
+        return self._call(lambda: self._require_model().embed(texts))
 
     def status(self) -> Status:
         import psutil
@@ -294,6 +309,7 @@ class Engine:
         try:
             self._start(req)
         except BaseException as e:  # a request that cannot start fails alone; the worker goes on
+            self.stats["requests_error"] += 1
             req._fail(e)
 
     def _start(self, req: Request) -> None:
@@ -332,9 +348,9 @@ class Engine:
             model.seq_rm(slot, 0, -1)  # e.g. sliding-window caches cannot drop a suffix
             common = 0
         del cached[common:]
-        sampler = Sampler(params, model.n_vocab)
+        sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar)
         for t in tokens[-64:]:
-            sampler.accept(t)
+            sampler.accept_prompt(t)
         max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx
         seq = _Seq(
             req=req,
@@ -429,8 +445,13 @@ class Engine:
                 s.t_prompt_done = now
         for s in generating:
             self._slot_tokens[s.slot].append(s.last_token)
+        self.stats["decode_calls"] += 1
+        self.stats["decoded_tokens"] += len(tokens)
+        self.stats["sequences_decoded"] += len(generating) + len(prefill)
         for s, idx in owners:
             tok = s.sampler.sample(model.ctx, idx)
+            if s.req.spec.logprobs is not None and not model.is_eog(tok):
+                s.req.logprobs.append(model.logprob_entry(idx, tok, s.req.spec.logprobs))
             self._on_token(s, tok)
 
     def _on_token(self, s: _Seq, tok: int) -> None:
@@ -501,6 +522,10 @@ class Engine:
         if n_gen:
             self.last_tokens_per_s = timings.generation_tokens_per_s
         self.requests_served += 1
+        self.stats["prompt_tokens"] += len(s.prompt)
+        self.stats["prompt_tokens_evaluated"] += n_prompt_eval
+        self.stats["generated_tokens"] += n_gen
+        self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
         # Listeners run before the caller sees the result, so that e.g. a conversation already
         # holds this reply when the caller sends the next message.
         for listener in list(self.listeners):
@@ -512,6 +537,7 @@ class Engine:
 
     def _fail(self, s: _Seq, error: BaseException) -> None:
         self._retire(s)
+        self.stats["requests_error"] += 1
         s.req._fail(error)
 
     def _retire(self, s: _Seq) -> None:
@@ -529,6 +555,7 @@ class Engine:
             model=self._info.name if self._info else "",
             params=params,
             request_id=req.id,
+            logprobs=list(req.logprobs) if req.spec.logprobs is not None else None,
         )
 
 
@@ -558,6 +585,7 @@ def _resolve_load_options(opts: LoadOptions) -> LoadOptions:
         n_gpu_layers=cfg.n_gpu_layers if opts.n_gpu_layers is None else opts.n_gpu_layers,
         n_threads=cfg.n_threads if opts.n_threads is None else opts.n_threads,
         n_batch=cfg.n_batch if opts.n_batch is None else opts.n_batch,
+        n_parallel=cfg.n_parallel if opts.n_parallel is None else opts.n_parallel,
         flash_attn=cfg.flash_attn if opts.flash_attn is None else opts.flash_attn,
         use_mmap=cfg.use_mmap if opts.use_mmap is None else opts.use_mmap,
         seed=cfg.load_seed if opts.seed is None else opts.seed,
@@ -565,6 +593,8 @@ def _resolve_load_options(opts: LoadOptions) -> LoadOptions:
     )
     if out.n_ctx is not None and out.n_ctx < 0:
         raise ValueError(f"n_ctx={out.n_ctx}: must be >= 0 (0 = the model's trained context)")
+    if not 1 <= out.n_parallel <= 64:
+        raise ValueError(f"n_parallel={out.n_parallel}: must be between 1 and 64")
     if out.n_batch is not None and out.n_batch < 1:
         raise ValueError(f"n_batch={out.n_batch}: must be >= 1")
     if out.n_threads is not None and out.n_threads < 0:

@@ -192,6 +192,8 @@ class LoadedModel:
         self.model = None
         self.ctx = None
         self._batch = None
+        self._ectx = None  # embedding context, created on first use
+        self._ebatch = None
 
         mparams = C.llama_model_default_params()
         mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
@@ -331,6 +333,72 @@ class LoadedModel:
         finally:
             C.llama_set_abort_callback(self.ctx, C.ggml_abort_callback(), None)
 
+    def logprob_entry(self, idx: int, token: int, top: int) -> dict:
+        """OpenAI-style logprob entry for ``token`` at batch position ``idx``: the model's own
+        distribution (log-softmax of the raw logits, before temperature and filters), with the
+        ``top`` most likely alternatives. Only this position's logits are read, never n_ctx x n_vocab."""
+        import numpy as np
+
+        ptr = C.llama_get_logits_ith(self.ctx, idx)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        m = logits.max()
+        logz = m + np.log(np.exp(logits - m).sum())
+
+        def one(t: int) -> dict:
+            b = self.piece(t)
+            return {"token": b.decode("utf-8", errors="replace"), "logprob": float(logits[t] - logz), "bytes": list(b)}
+
+        entry = one(token)
+        if top > 0:
+            best = np.argpartition(-logits, top)[:top]
+            best = best[np.argsort(-logits[best])]
+            entry["top_logprobs"] = [one(int(t)) for t in best]
+        else:
+            entry["top_logprobs"] = []
+        return entry
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Mean-pooled, L2-normalised embeddings, from a second context on the same weights."""
+        import numpy as np
+
+        if self._ectx is None:
+            n_train = C.llama_model_n_ctx_train(self.model)
+            cp = C.llama_context_default_params()
+            cp.embeddings = True
+            cp.pooling_type = C.LLAMA_POOLING_TYPE_MEAN
+            cp.n_ctx = cp.n_batch = cp.n_ubatch = min(n_train, 2048)  # pooling needs the whole text in one ubatch
+            cp.n_seq_max = 1
+            cp.n_threads = cp.n_threads_batch = self.n_threads
+            cp.no_perf = True
+            self._ectx = C.llama_init_from_model(self.model, cp)
+            if not self._ectx:
+                raise ValueError(f"{self.info.name} cannot produce embeddings (llama.cpp refused an embedding context)")
+            self._ebatch = C.llama_batch_init(cp.n_batch, 0, 1)
+        limit = C.llama_n_ctx(self._ectx)
+        n_embd = C.llama_model_n_embd(self.model)
+        out = []
+        for i, text in enumerate(texts):
+            toks = self.tokenize(text, add_special=True, parse_special=False)
+            if not toks:
+                raise ValueError(f"input[{i}] is empty")
+            if len(toks) > limit:
+                raise ValueError(f"input[{i}] is {len(toks)} tokens; embeddings take at most {limit}")
+            b = self._ebatch
+            for j, t in enumerate(toks):
+                b.token[j] = t
+                b.pos[j] = j
+                b.n_seq_id[j] = 1
+                b.seq_id[j][0] = 0
+                b.logits[j] = True
+            b.n_tokens = len(toks)
+            C.llama_memory_clear(C.llama_get_memory(self._ectx), True)
+            if C.llama_decode(self._ectx, b) != 0:
+                raise ValueError(f"llama.cpp could not embed input[{i}]")
+            v = np.ctypeslib.as_array(C.llama_get_embeddings_seq(self._ectx, 0), shape=(n_embd,)).astype(np.float64)
+            norm = np.linalg.norm(v)
+            out.append((v / norm if norm else v).tolist())
+        return out
+
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
 
@@ -340,7 +408,13 @@ class LoadedModel:
         return int(C.llama_model_size(self.model)) if self.model else 0
 
     def close(self) -> None:
-        """Free the context, then the model (idempotent)."""
+        """Free the contexts, then the model (idempotent)."""
+        if self._ebatch is not None:
+            C.llama_batch_free(self._ebatch)
+            self._ebatch = None
+        if self._ectx:
+            C.llama_free(self._ectx)
+            self._ectx = None
         if self._batch is not None:
             C.llama_batch_free(self._batch)
             self._batch = None

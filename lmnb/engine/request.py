@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Union
+from typing import AsyncIterator, Iterator, Optional, Union
 
 from ..errors import LmnbError
 from ..types import Completion, Message, SamplingParams
@@ -27,6 +27,8 @@ class GenerationSpec:
     messages: Optional[list[Message]] = None
     prompt: Optional[Union[str, list[int]]] = None
     params: SamplingParams = field(default_factory=SamplingParams)
+    grammar: Optional[str] = None  # GBNF text constraining the reply (JSON mode, JSON schema)
+    logprobs: Optional[int] = None  # None: off; k: each token's logprob plus the k most likely alternatives
     tags: dict = field(default_factory=dict)  # caller's bookkeeping (conversation name, source...)
 
 
@@ -42,6 +44,10 @@ class Request:
         self._cancel = threading.Event()
         self._result: Optional[Completion] = None
         self._error: Optional[BaseException] = None
+        self._wakers: list = []
+        # with spec.logprobs set: one OpenAI-style entry per generated token, appended by the worker
+        # before the text that contains the token is emitted
+        self.logprobs: list[dict] = []
 
     # --- consumer side ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
@@ -57,6 +63,31 @@ class Request:
                 return
             elif kind == "error":
                 raise payload  # type: ignore[misc]
+
+    async def aiter(self) -> "AsyncIterator[str]":
+        """Text deltas for asyncio code (the server): waits without blocking the event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        waker = lambda: loop.call_soon_threadsafe(ready.set)  # noqa: E731
+        self._wakers.append(waker)  # registered before draining, so no wake-up is lost
+        try:
+            while True:
+                try:
+                    kind, payload = self._events.get_nowait()
+                except queue.Empty:
+                    await ready.wait()
+                    ready.clear()
+                    continue
+                if kind == "delta":
+                    yield payload  # type: ignore[misc]
+                elif kind == "done":
+                    return
+                elif kind == "error":
+                    raise payload  # type: ignore[misc]
+        finally:
+            self._wakers.remove(waker)
 
     def result(self, timeout: Optional[float] = None) -> Completion:
         """Wait for the final ``Completion`` (the text generated so far, if cancelled)."""
@@ -86,17 +117,25 @@ class Request:
         return f"<Request {self.id} {state}>"
 
     # --- worker side ------------------------------------------------------------------------
+    def _put(self, event: tuple) -> None:
+        self._events.put(event)
+        for wake in list(self._wakers):
+            try:
+                wake()
+            except RuntimeError:  # the waiting event loop has closed
+                pass
+
     def _emit(self, text: str) -> None:
-        self._events.put(("delta", text))
+        self._put(("delta", text))
 
     def _finish(self, result: Completion) -> None:
         self._result = result
         self._done.set()
-        self._events.put(("done", result))
+        self._put(("done", result))
 
     def _fail(self, error: BaseException) -> None:
         if not isinstance(error, LmnbError) and not isinstance(error, ValueError):
             error = LmnbError(f"generation failed: {error}")
         self._error = error
         self._done.set()
-        self._events.put(("error", error))
+        self._put(("error", error))

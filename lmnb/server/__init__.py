@@ -1,0 +1,183 @@
+"""The OpenAI-compatible server, running as a thread in the kernel on the model the notebook loaded.
+
+    server = lmnb.serve(port=0)        # or %lm serve
+    server.url                          # http://127.0.0.1:54321/v1
+    server.stop()
+
+Any OpenAI client works against ``server.url``; see ``lmnb.server.app`` for the endpoints.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+from ..errors import LmnbError
+from .stats import ServerStats
+
+_current: Optional["Server"] = None
+_current_lock = threading.Lock()
+
+
+class Server:
+    """A running server: ``.url``, ``.stop()``, ``.stats``. Created by ``lmnb.serve()``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        api_key: Optional[str] = None,
+        cors: Sequence[str] = (),
+        engine: Any = None,
+    ) -> None:
+        import uvicorn
+
+        from .app import create_app
+
+        self.host = host
+        self.api_key = api_key or None
+        self.cors = list(cors)
+        self.stats = ServerStats()
+        app = create_app(engine=engine, api_key=self.api_key, cors=self.cors, stats=self.stats)
+        # Bind here, not in uvicorn: a busy port is then a clear error in the caller's thread
+        # (uvicorn would log it and sys.exit inside the server thread).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            why = "is in use" if e.errno in (98, 48) else f"cannot be bound ({e.strerror})"
+            raise LmnbError(f"Port {port} on {host} {why}; pick another with --port (0 = any free port).") from None
+        sock.listen(128)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # uvicorn's handlers would print into whatever cell runs next
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+            ws="none",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"lmnb-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise LmnbError("The server thread did not start; see `%lm log`.")
+            time.sleep(0.01)
+
+    @property
+    def url(self) -> str:
+        """The base URL for OpenAI clients (ends in /v1)."""
+        host = self.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop serving and free the port. In-flight generations are cancelled."""
+        global _current
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        with _current_lock:
+            if _current is self:
+                _current = None
+
+    def status(self) -> str:
+        """One paragraph: URL, uptime, requests served, key and CORS settings."""
+        if not self.running:
+            return "The server is stopped."
+        up = self.stats.uptime_s
+        uptime = f"{up:.0f} s" if up < 120 else (f"{up / 60:.0f} min" if up < 7200 else f"{up / 3600:.1f} h")
+        lines = [
+            f"Serving at {self.url}  (up {uptime}, {self.stats.total} requests served, {self.stats.in_flight} in flight)",
+            f"API key: {'required' if self.api_key else 'none'}"
+            + (f" · CORS: {', '.join(self.cors)}" if self.cors else ""),
+        ]
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            lines.append(f"Bound to {self.host}: reachable from other machines.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<lmnb.Server {self.url} {'running' if self.running else 'stopped'}>"
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve(
+    model: Optional[str] = None,
+    *,
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    api_key: Optional[str] = None,
+    cors: Optional[Sequence[str]] = None,
+) -> Server:
+    """Serve the loaded model over an OpenAI-compatible API, from a thread in this process.
+
+    Args:
+        model: load this model first (as ``lmnb.load``); ``None`` serves whatever is loaded.
+        host: address to bind (default ``LM.server_host``, 127.0.0.1).
+        port: port (default ``LM.server_port``, 1234; 0 picks a free one).
+        api_key: when set, clients must send ``Authorization: Bearer <api_key>``.
+        cors: browser origins allowed to call the API.
+
+    Returns:
+        The running ``Server``. Calling ``serve`` again with the same settings returns it; with
+        different settings the old server is stopped first.
+    """
+    global _current
+    from ..api import get_engine, load
+    from ..config import get_config
+
+    cfg = get_config()
+    host = cfg.server_host if host is None else host
+    port = cfg.server_port if port is None else port
+    api_key = (cfg.server_api_key or None) if api_key is None else (api_key or None)
+    cors = list(cfg.server_cors) if cors is None else list(cors)
+    if model is not None:
+        load(model)
+    with _current_lock:
+        cur = _current
+    if cur is not None and cur.running:
+        same = cur.host == host and port in (0, cur.port) and cur.api_key == api_key and cur.cors == cors
+        if same:
+            return cur
+        cur.stop()
+    srv = Server(host, port, api_key=api_key, cors=cors, engine=get_engine())
+    with _current_lock:
+        _current = srv
+    return srv
+
+
+def current() -> Optional[Server]:
+    """The running server, if any."""
+    return _current if _current is not None and _current.running else None
+
+
+__all__ = ["Server", "serve", "current"]

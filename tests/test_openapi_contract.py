@@ -1,0 +1,58 @@
+"""Property-based contract test: schemathesis generates requests (valid and invalid) from the
+server's own /openapi.json and checks that nothing answers 5xx and every response matches the
+documented schema, status codes and content types."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from lmnb.server import Server
+
+# Fuzzed requests may ask for thousands of tokens; cap valid values so a run stays bounded in
+# time (values over the schema's maximum are left alone: they must be rejected).
+CAPS = {"max_tokens": (8, None), "max_completion_tokens": (8, None), "n": (2, 16)}
+
+
+@pytest.fixture(scope="module")
+def api_schema(engine):
+    import lmnb
+
+    lmnb.load(engine.info.path, n_ctx=512)  # small context: the worst case (context full) is quick
+    srv = Server("127.0.0.1", 0)
+    try:
+        yield schemathesis.openapi.from_url(srv.url.removesuffix("/v1") + "/openapi.json")
+    finally:
+        srv.stop()
+        lmnb.load(engine.info.path, n_ctx=2048)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_openapi_contract(case):
+    if isinstance(case.body, dict):
+        for key, (cap, maximum) in CAPS.items():
+            value = case.body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and cap < value <= (maximum or value):
+                case.body[key] = cap
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            response_schema_conformance,
+            status_code_conformance,
+            content_type_conformance,
+            negative_data_rejection,
+        ],
+        timeout=60,
+    )
