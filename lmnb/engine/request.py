@@ -54,15 +54,13 @@ class Request:
         while True:
             try:
                 # A timeout, so the main thread wakes up to notice Ctrl-C / a kernel interrupt.
-                kind, payload = self._events.get(timeout=0.2)
+                event = self._events.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if kind == "delta":
-                yield payload  # type: ignore[misc]
-            elif kind == "done":
+            text = _text_or_end(event)
+            if text is _END:
                 return
-            elif kind == "error":
-                raise payload  # type: ignore[misc]
+            yield text  # type: ignore[misc]
 
     async def aiter(self) -> "AsyncIterator[str]":
         """Text deltas for asyncio code (the server): waits without blocking the event loop."""
@@ -75,17 +73,15 @@ class Request:
         try:
             while True:
                 try:
-                    kind, payload = self._events.get_nowait()
+                    event = self._events.get_nowait()
                 except queue.Empty:
                     await ready.wait()
                     ready.clear()
                     continue
-                if kind == "delta":
-                    yield payload  # type: ignore[misc]
-                elif kind == "done":
+                text = _text_or_end(event)
+                if text is _END:
                     return
-                elif kind == "error":
-                    raise payload  # type: ignore[misc]
+                yield text  # type: ignore[misc]
         finally:
             self._wakers.remove(waker)
 
@@ -139,3 +135,16 @@ class Request:
         self._error = error
         self._done.set()
         self._put(("error", error))
+
+
+_END = object()
+
+
+def _text_or_end(event: tuple) -> object:
+    """A delta's text, ``_END`` when the request is done; raises the request's error."""
+    kind, payload = event
+    if kind == "delta":
+        return payload
+    if kind == "error":
+        raise payload  # type: ignore[misc]
+    return _END

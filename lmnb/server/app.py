@@ -222,15 +222,11 @@ def create_app(
             GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, tags={"kind": "server"})
             for p in _n_params(params, body.n or 1)
         ]
-        if body.stream and len(specs) > 1:
-            raise APIError(400, "n > 1 is not supported with stream=true.", param="n")
-        reqs = _submit_all(engine, specs)
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream(reqs[0], request, _chat_chunks(cid, created, info.name, include_usage))
-        results = await asyncio.gather(*[_collect(r, request) for r in reqs])
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        out = await _run(engine, specs, body, request, _chat_chunks(cid, created, info.name), "messages")
+        if isinstance(out, Response):
+            return out
+        results = out
         choices = []
         for i, res in enumerate(results):
             choice: dict[str, Any] = {
@@ -264,17 +260,12 @@ def create_app(
             for prompt in prompts
             for p in _n_params(params, body.n or 1)
         ]
-        if body.stream and len(specs) > 1:
-            raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
-        reqs = _submit_all(engine, specs)
-        cid = f"cmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            echo = prompts[0] if body.echo else ""
-            return await _stream(reqs[0], request, _text_chunks(cid, created, info.name, include_usage, echo),
-                                 "prompt")
-        results = await asyncio.gather(*[_collect(r, request, "prompt") for r in reqs])
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        echo = prompts[0] if body.echo else ""
+        out = await _run(engine, specs, body, request, _text_chunks(cid, created, info.name, echo), "prompt")
+        if isinstance(out, Response):
+            return out
+        results = out
         n = body.n or 1
         choices = []
         for i, res in enumerate(results):
@@ -372,6 +363,17 @@ def _grammar(fmt: Any) -> Optional[str]:
                        param="response_format") from None
 
 
+async def _run(engine: Any, specs: list, body: Any, request: Request, chunks: Any, prompt_field: str):
+    """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
+    if body.stream and len(specs) > 1:
+        raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
+    reqs = _submit_all(engine, specs)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await _stream(reqs[0], request, chunks, include_usage, prompt_field)
+    return list(await asyncio.gather(*[_collect(r, request, prompt_field) for r in reqs]))
+
+
 def _submit_all(engine: Any, specs: list) -> list:
     if not engine.loaded:
         raise _as_api_error(NoModelLoaded())
@@ -416,7 +418,7 @@ async def _collect(req: Any, request: Request, prompt_field: str = "messages") -
         raise _as_api_error(e, prompt_field) from None
 
 
-async def _stream(req: Any, request: Request, chunks: Any, prompt_field: str = "messages") -> Response:
+async def _stream(req: Any, request: Request, chunks: Any, include_usage: bool, prompt_field: str) -> Response:
     """An SSE response. The first text is awaited before answering, so an error that happens
     before generation starts (e.g. the prompt does not fit) is still a plain HTTP error."""
     from sse_starlette.sse import EventSourceResponse
@@ -434,7 +436,7 @@ async def _stream(req: Any, request: Request, chunks: Any, prompt_field: str = "
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for chunk in chunks(req, first, it):
+            async for chunk in chunks(req, first, it, include_usage):
                 yield chunk
             yield "[DONE]"
         except asyncio.CancelledError:
@@ -466,14 +468,14 @@ async def _deltas(req: Any, first: Optional[str], it: Any) -> AsyncIterator[tupl
         yield "", take()
 
 
-def _chat_chunks(cid: str, created: int, model: str, include_usage: bool):
+def _chat_chunks(cid: str, created: int, model: str):
     def chunk(delta: dict, finish: Optional[str] = None, logprobs: Any = None) -> str:
         return json.dumps({
             "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
         })
 
-    async def gen(req: Any, first: Optional[str], it: Any) -> AsyncIterator[str]:
+    async def gen(req: Any, first: Optional[str], it: Any, include_usage: bool) -> AsyncIterator[str]:
         want_lp = req.spec.logprobs is not None
         yield chunk({"role": "assistant", "content": ""})
         async for text, entries in _deltas(req, first, it):
@@ -487,12 +489,12 @@ def _chat_chunks(cid: str, created: int, model: str, include_usage: bool):
     return gen
 
 
-def _text_chunks(cid: str, created: int, model: str, include_usage: bool, echo: str):
+def _text_chunks(cid: str, created: int, model: str, echo: str):
     def chunk(text: str, finish: Optional[str] = None, logprobs: Any = None) -> str:
         return json.dumps({"id": cid, "object": "text_completion", "created": created, "model": model,
                            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}]})
 
-    async def gen(req: Any, first: Optional[str], it: Any) -> AsyncIterator[str]:
+    async def gen(req: Any, first: Optional[str], it: Any, include_usage: bool) -> AsyncIterator[str]:
         want_lp = req.spec.logprobs is not None
         if echo:
             yield chunk(echo)
