@@ -157,7 +157,8 @@ def embed(texts: Union[str, list[str]]):
     engine = get_engine()
     if not engine.loaded:
         raise NoModelLoaded()
-    vectors = np.asarray(engine.embed([texts] if single else list(texts)), dtype=np.float32)
+    vectors, _ = engine.embed([texts] if single else list(texts))
+    vectors = np.asarray(vectors, dtype=np.float32)
     return vectors[0] if single else vectors
 
 

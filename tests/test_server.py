@@ -353,6 +353,29 @@ def test_disconnect_while_waiting_for_a_plain_reply_cancels_it(server, loaded):
     assert loaded.stats["requests_cancelled"] == before + 1
 
 
+def test_unloading_mid_generation_is_an_error_not_a_stop(server, client, loaded, smollm2_path):
+    """The notebook reloads the model while a client waits: the client hears why, not "stop"."""
+    got: dict = {}
+
+    def ask() -> None:
+        try:
+            client.chat.completions.create(model="", messages=[{"role": "user", "content": "Write a long story."}],
+                                           max_tokens=1500)
+        except openai.APIStatusError as e:
+            got["error"] = e
+
+    t = threading.Thread(target=ask)
+    t.start()
+    deadline = time.monotonic() + 10
+    while loaded.status().queue_depth == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    lmnb.load(smollm2_path, n_ctx=2048)
+    t.join(30)
+    assert got["error"].status_code == 503 and got["error"].code == "cancelled"
+    assert client.chat.completions.create(model="", messages=ASK, max_tokens=2).choices
+
+
 def test_kernel_stays_responsive_while_serving(server, loaded):
     def long_stream() -> None:
         with httpx.stream("POST", server.url + "/chat/completions", timeout=60,

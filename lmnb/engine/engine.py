@@ -182,8 +182,9 @@ class Engine:
                 return True
         return False
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Unit-length embeddings of ``texts`` from the loaded model (mean-pooled hidden states).
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit-length embeddings of ``texts`` from the loaded model (mean-pooled hidden states),
+        and the number of tokens read.
 
         Runs on the worker, queued like a generation; a second, small llama.cpp context on the
         same weights does the work, so no second copy of the model is loaded.

@@ -357,8 +357,9 @@ class LoadedModel:
             entry["top_logprobs"] = []
         return entry
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Mean-pooled, L2-normalised embeddings, from a second context on the same weights."""
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Mean-pooled, L2-normalised embeddings (and the tokens read), from a second context on
+        the same weights."""
         import numpy as np
 
         if self._ectx is None:
@@ -377,8 +378,10 @@ class LoadedModel:
         limit = C.llama_n_ctx(self._ectx)
         n_embd = C.llama_model_n_embd(self.model)
         out = []
+        n_tokens = 0
         for i, text in enumerate(texts):
             toks = self.tokenize(text, add_special=True, parse_special=False)
+            n_tokens += len(toks)
             if not toks:
                 raise ValueError(f"input[{i}] is empty")
             if len(toks) > limit:
@@ -397,7 +400,7 @@ class LoadedModel:
             v = np.ctypeslib.as_array(C.llama_get_embeddings_seq(self._ectx, 0), shape=(n_embd,)).astype(np.float64)
             norm = np.linalg.norm(v)
             out.append((v / norm if norm else v).tolist())
-        return out
+        return out, n_tokens
 
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))

@@ -285,7 +285,7 @@ def create_app(
             raise APIError(400, "dimensions is not supported: the model's embedding size is fixed.",
                            param="dimensions")
         try:
-            vectors = await asyncio.to_thread(engine.embed, texts)
+            vectors, n_tokens = await asyncio.to_thread(engine.embed, texts)
         except ValueError as e:
             raise APIError(400, str(e), param="input") from None
         data = []
@@ -296,7 +296,6 @@ def create_app(
 
                 emb = base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
             data.append({"object": "embedding", "index": i, "embedding": emb})
-        n_tokens = sum(len(t.split()) for t in texts)  # rough; llama.cpp counts are not returned per text
         return JSONResponse({"object": "list", "data": data, "model": info.name,
                              "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
@@ -411,11 +410,21 @@ async def _collect(req: Any, request: Request, prompt_field: str = "messages") -
         return req.result()
 
     try:
-        return await _until_disconnect(request, req, drain())
+        res = await _until_disconnect(request, req, drain())
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except BaseException as e:
         raise _as_api_error(e, prompt_field) from None
+    if res.finish_reason == "cancelled":
+        raise _cancelled_in_kernel()
+    return res
+
+
+def _cancelled_in_kernel() -> APIError:
+    """A generation cancelled while its client was still there: the notebook unloaded or
+    reloaded the model, or the server is stopping. Never reported as a normal "stop"."""
+    return APIError(503, "The generation was cancelled in the kernel (the model was unloaded or reloaded, "
+                         "or the server is stopping).", code="cancelled")
 
 
 async def _stream(req: Any, request: Request, chunks: Any, include_usage: bool, prompt_field: str) -> Response:
@@ -481,6 +490,8 @@ def _chat_chunks(cid: str, created: int, model: str):
         async for text, entries in _deltas(req, first, it):
             yield chunk({"content": text}, logprobs={"content": entries} if want_lp else None)
         res = req.result()
+        if res.finish_reason == "cancelled":
+            raise _cancelled_in_kernel()
         yield chunk({}, finish=_finish(res))
         if include_usage:
             yield json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -503,6 +514,8 @@ def _text_chunks(cid: str, created: int, model: str, echo: str):
             yield chunk(text, logprobs=_legacy_logprobs(entries, offset) if want_lp else None)
             offset += sum(len(e["token"]) for e in entries)
         res = req.result()
+        if res.finish_reason == "cancelled":
+            raise _cancelled_in_kernel()
         yield chunk("", finish=_finish(res))
         if include_usage:
             yield json.dumps({"id": cid, "object": "text_completion", "created": created, "model": model,

@@ -39,8 +39,8 @@ def render(engine: Any, stats: ServerStats) -> tuple[bytes, str]:
             status = engine.status()
             yield GaugeMetricFamily("lmnb_queue_depth", "Requests queued or running in the engine",
                                     value=status.queue_depth)
-            yield GaugeMetricFamily("lmnb_http_requests_in_flight", "HTTP requests being handled",
-                                    value=stats.in_flight)
+            yield GaugeMetricFamily("lmnb_http_requests_in_flight", "HTTP requests being handled (not "
+                                    "counting this scrape)", value=max(stats.in_flight - 1, 0))
             yield GaugeMetricFamily("lmnb_tokens_per_second", "Generation speed of the last finished request",
                                     value=status.last_tokens_per_s or 0.0)
             yield GaugeMetricFamily("lmnb_model_loaded", "1 when a model is loaded", value=int(status.loaded))

@@ -1,0 +1,412 @@
+"""lmnb's OpenAI-compatible server next to llama-cpp-python's own server, under concurrent clients.
+
+Both servers run the same GGUF file with the same threads and context, one after the other, each
+in its own subprocess (started here, stopped before the next one starts):
+
+    (a) python -m lmnb serve MODEL --port 0 --ctx C --threads TH --parallel P
+    (b) python -m llama_cpp.server --model MODEL --port PORT --n_ctx C --n_threads TH --n_threads_batch TH
+
+N clients (threads, each with the official ``openai`` client) each send R chat requests one after
+the other, all clients at once, asking for T tokens (temperature 0.8, a fixed seed per request,
+prompts that ask for long stories so most answers run to T tokens). Measured per server and mode:
+
+    tokens      completion tokens delivered: ``usage.completion_tokens`` (non-streaming, and
+                streaming where the server honours stream_options.include_usage, as lmnb does),
+                else the number of chunks with content
+    tok/s       tokens / wall time of the whole batch of N*R requests
+    p50, p95    request latency in seconds (send -> last byte)
+    ttft        mean time to the first content chunk (streaming only)
+    cut short   streams that ended without a finish_reason (or with an error). llama_cpp.server
+                ends an in-flight stream as soon as another request arrives (interrupt_requests,
+                on by default), so under concurrency most of its streams are cut short.
+
+The headline is lmnb / llama_cpp.server for throughput (higher is better for lmnb) and for p50
+latency (lower is better for lmnb), measured in the same run. ``--parallel 1`` (the default) is
+lmnb's one-request-at-a-time loop; ``--parallel P`` > 1 turns on continuous batching in lmnb's
+engine (P sequences decoded together per step, sharing the one context of ``--ctx`` tokens, so
+make sure P * (prompt + T) fits). llama_cpp.server always serves one request at a time.
+
+Both servers get the same sampling settings in every request (top_p 0.95, top_k 40, min_p 0.05,
+repeat_penalty 1.1); llama_cpp.server otherwise runs with its own defaults (quiet: --verbose False).
+The clients share the machine's cores with the server, and llama.cpp slows down badly when its
+threads compete with other busy processes: run on an otherwise idle machine.
+
+    python bench/server_bench.py [--model PATH] [--clients 8] [--requests 4] [--tokens 64]
+                                 [--threads N] [--ctx 2048] [--parallel 1] [--stream | --no-stream]
+    python bench/server_bench.py --quick      # 2 clients x 1 request x 16 tokens, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Optional
+
+TOPICS = [
+    "a lighthouse keeper who finds a message in a bottle",
+    "a dragon who is afraid of the dark",
+    "two robots exploring an abandoned city",
+    "a young baker who opens a shop on the moon",
+    "a detective solving a mystery on a train",
+    "a girl who can talk to the wind",
+    "a pirate crew searching for a lost island",
+    "an old clockmaker and his mechanical bird",
+    "a space station at the edge of the galaxy",
+    "a village where it never stops snowing",
+    "a musician who plays for the stars",
+    "a cat who becomes the mayor of a town",
+    "a knight who refuses to fight",
+    "a library that is alive",
+    "a family of giants living in the mountains",
+    "a boy who builds a boat to cross the ocean",
+]
+SAMPLING = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1}  # llama.cpp extensions, same on both sides
+STARTUP_TIMEOUT_S = 120
+CHILD_ENV = dict(os.environ)
+
+
+# ----------------------------------------------------------------------------------------------
+# servers
+# ----------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 2.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+class ServerProcess:
+    """A server in its own process group; ``stop()`` always leaves nothing behind."""
+
+    def __init__(self, name: str, cmd: list[str], url: Optional[str] = None) -> None:
+        self.name, self.cmd = name, cmd
+        self.log = tempfile.NamedTemporaryFile(prefix=f"server_bench_{name}_", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+            text=True, start_new_session=True, env=CHILD_ENV,
+        )
+        try:
+            self.url = url or self._read_url()  # lmnb prints its URL; llama_cpp.server gets its port from us
+            self._wait_ready()
+        except BaseException:
+            self.stop(keep_log=True)
+            raise
+
+    def _read_url(self) -> str:
+        """lmnb's first stdout line: 'Serving <name> at <url>'."""
+        line: list[str] = []
+        t = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(STARTUP_TIMEOUT_S)
+        if not line or " at " not in line[0]:
+            raise RuntimeError(f"{self.name} did not print its URL; see {self.log.name}")
+        # keep draining stdout so the child never blocks on a full pipe
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        return line[0].rsplit(" at ", 1)[1].strip()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                models = get_json(f"{self.url}/models")
+                if models.get("data"):
+                    self.model_id = models["data"][0]["id"]
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not answer GET /v1/models; see {self.log.name}")
+            time.sleep(0.2)
+
+    def stop(self, keep_log: bool = False) -> None:
+        """SIGINT (lmnb stops its server cleanly), then SIGTERM, then SIGKILL, to the whole group."""
+        if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGINT, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.proc.stdout:
+            try:
+                self.proc.stdout.close()
+            except OSError:
+                pass
+        self.log.close()
+        if not keep_log:
+            os.unlink(self.log.name)
+
+
+def start_lmnb(args: argparse.Namespace) -> ServerProcess:
+    cmd = [sys.executable, "-m", "lmnb", "serve", args.model, "--port", "0", "--ctx", str(args.ctx),
+           "--threads", str(args.threads), "--parallel", str(args.parallel)]
+    return ServerProcess("lmnb", cmd)
+
+
+def start_llama_cpp(args: argparse.Namespace) -> ServerProcess:
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.model, "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", str(args.ctx), "--n_threads", str(args.threads),
+           "--n_threads_batch", str(args.threads), "--verbose", "False"]
+    return ServerProcess("llama_cpp.server", cmd, url=f"http://127.0.0.1:{port}/v1")
+
+
+# ----------------------------------------------------------------------------------------------
+# clients
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    latency: float = 0.0
+    tokens: int = 0
+    prompt_tokens: int = 0
+    ttft: Optional[float] = None
+    finish: Optional[str] = None
+    from_usage: bool = False
+    error: Optional[str] = None
+
+
+@dataclass
+class RunStats:
+    server: str
+    stream: bool
+    wall: float
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Result]:
+        return [r for r in self.results if r.error is None]
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.tokens for r in self.results)
+
+    @property
+    def tps(self) -> float:
+        return self.tokens / self.wall
+
+    def pct(self, q: float) -> float:
+        """Latency percentile (linear interpolation between the closest ranks)."""
+        lat = sorted(r.latency for r in self.ok)
+        if len(lat) < 2:
+            return lat[0] if lat else float("nan")
+        return statistics.quantiles(lat, n=100, method="inclusive")[round(q * 100) - 1]
+
+    @property
+    def ttft(self) -> Optional[float]:
+        v = [r.ttft for r in self.ok if r.ttft is not None]
+        return statistics.mean(v) if v else None
+
+    @property
+    def cut_short(self) -> int:
+        return sum(1 for r in self.results if r.error is not None or r.finish is None)
+
+
+def messages_for(i: int) -> list[dict]:
+    topic = TOPICS[i % len(TOPICS)]
+    return [{"role": "user", "content": f"Write a long story about {topic}. Describe every scene in detail."}]
+
+
+def one_request(client, model: str, i: int, max_tokens: int, stream: bool) -> Result:
+    res = Result()
+    kwargs = dict(model=model, messages=messages_for(i), max_tokens=max_tokens, temperature=0.8, top_p=0.95,
+                  seed=1000 + i, extra_body=dict(SAMPLING))
+    t0 = time.perf_counter()
+    try:
+        if not stream:
+            r = client.chat.completions.create(**kwargs)
+            res.tokens = r.usage.completion_tokens
+            res.prompt_tokens = r.usage.prompt_tokens
+            res.finish = r.choices[0].finish_reason
+            res.from_usage = True
+        else:
+            chunks = 0
+            usage = None
+            for c in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs):
+                if getattr(c, "usage", None):
+                    usage = c.usage
+                if not c.choices:
+                    continue
+                ch = c.choices[0]
+                if ch.delta is not None and ch.delta.content:
+                    if res.ttft is None:
+                        res.ttft = time.perf_counter() - t0
+                    chunks += 1
+                if ch.finish_reason:
+                    res.finish = ch.finish_reason
+            if usage is not None:
+                res.tokens, res.prompt_tokens, res.from_usage = usage.completion_tokens, usage.prompt_tokens, True
+            else:
+                res.tokens = chunks
+    except Exception as e:  # counted (as cut short for streams), never fatal
+        res.error = f"{type(e).__name__}: {e}"
+    res.latency = time.perf_counter() - t0
+    return res
+
+
+def run_load(srv: ServerProcess, args: argparse.Namespace, stream: bool) -> RunStats:
+    from openai import OpenAI
+
+    def client_loop(c: int) -> list[Result]:
+        client = OpenAI(base_url=srv.url, api_key="none", max_retries=0, timeout=600)
+        try:
+            return [one_request(client, srv.model_id, c * args.requests + r, args.tokens, stream)
+                    for r in range(args.requests)]
+        finally:
+            client.close()
+
+    barrier = threading.Barrier(args.clients + 1)
+
+    def worker(c: int) -> list[Result]:
+        barrier.wait()
+        return client_loop(c)
+
+    pool = ThreadPoolExecutor(args.clients)
+    try:
+        futs = [pool.submit(worker, c) for c in range(args.clients)]
+        barrier.wait()
+        t0 = time.perf_counter()
+        results = [r for f in futs for r in f.result()]
+        wall = time.perf_counter() - t0
+    finally:
+        # on Ctrl-C do not wait here for the clients: stopping the server makes them fail fast
+        pool.shutdown(wait=False, cancel_futures=True)
+    return RunStats(srv.name, stream, wall, results)
+
+
+def warm_up(srv: ServerProcess) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=srv.url, api_key="none", max_retries=0, timeout=120)
+    try:
+        client.chat.completions.create(model=srv.model_id, messages=messages_for(0), max_tokens=8, temperature=0.0)
+    finally:
+        client.close()
+
+
+def bench_server(start, args: argparse.Namespace, modes: list[bool]) -> list[RunStats]:
+    srv = start(args)  # stops its process itself if it fails to come up
+    ok = False
+    try:
+        warm_up(srv)
+        out = []
+        for stream in modes:
+            st = run_load(srv, args, stream)
+            out.append(st)
+            errors = [r.error for r in st.results if r.error]
+            print(f"  {srv.name:<17} {'stream' if stream else 'non-stream':<10} {st.tokens:5d} tokens in "
+                  f"{st.wall:6.1f} s" + (f"  ({len(errors)} errors, first: {errors[0]})" if errors else ""),
+                  flush=True)
+        ok = not any(r.error for st in out for r in st.results if not st.stream)
+        return out
+    finally:
+        srv.stop(keep_log=not ok)
+        if not ok:
+            print(f"  {srv.name} log kept: {srv.log.name}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def fmt(v: Optional[float], spec: str = "6.2f") -> str:
+    return format(v, spec) if v is not None else "-".rjust(len(format(0.0, spec)))
+
+
+def report(lm: list[RunStats], ref: list[RunStats], args: argparse.Namespace) -> None:
+    n = args.clients * args.requests
+    print()
+    print(f"model: {os.path.basename(args.model)}, {args.clients} clients x {args.requests} requests x "
+          f"{args.tokens} tokens, {args.threads} threads, ctx {args.ctx}, lmnb --parallel {args.parallel}")
+    hdr = f"{'server':<17} {'mode':<10} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} " \
+          f"{'ttft s':>6}  cut short"
+    print(hdr)
+    print("-" * len(hdr))
+    for st in [s for pair in zip(lm, ref) for s in pair]:
+        src = "" if all(r.from_usage for r in st.ok) else " (chunks)"
+        cut = f"{st.cut_short}/{n}" if st.stream else "-"
+        print(f"{st.server:<17} {'stream' if st.stream else 'non-stream':<10} {st.tokens:6d} {st.wall:7.1f} "
+              f"{st.tps:7.1f} {fmt(st.pct(0.5))} {fmt(st.pct(0.95))} {fmt(st.ttft)}  {cut}{src}")
+    print()
+    for a, b in zip(lm, ref):
+        mode = "streaming" if a.stream else "non-streaming"
+        line = (f"{mode:<14} lmnb / llama_cpp.server: throughput {a.tps / b.tps:5.2f}x   "
+                f"p50 latency {a.pct(0.5) / b.pct(0.5):5.2f}x")
+        if a.stream:
+            line += f"   streams cut short: lmnb {a.cut_short}/{n}, llama_cpp.server {b.cut_short}/{n}"
+            if a.cut_short or b.cut_short:
+                line += "\n" + " " * 15 + "(a stream cut short ends early: its latency is not comparable)"
+        print(line)
+    # the context check lmnb needs: --parallel sequences share the one context
+    prompt = max((r.prompt_tokens for st in lm for r in st.ok), default=0)
+    need = min(args.parallel, args.clients) * (prompt + args.tokens)
+    if need > args.ctx:
+        print(f"warning: {min(args.parallel, args.clients)} x ({prompt} prompt + {args.tokens}) tokens = {need} "
+              f"> --ctx {args.ctx}; raise --ctx or lower --parallel")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="GGUF path (default: the bundled SmolLM2-135M-Instruct)")
+    ap.add_argument("--clients", "-n", type=int, default=8, help="concurrent clients (default 8)")
+    ap.add_argument("--requests", "-r", type=int, default=4,
+                    help="requests per client, one after the other (default 4)")
+    ap.add_argument("--tokens", "-t", type=int, default=64, help="max_tokens per request (default 64)")
+    ap.add_argument("--threads", type=int, help="threads for both servers (default: physical cores)")
+    ap.add_argument("--ctx", type=int, default=2048, help="context size for both servers (default 2048)")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="lmnb's --parallel: >1 enables continuous batching in its engine (default 1)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--stream", dest="modes", action="store_const", const=[True], help="streaming only")
+    mode.add_argument("--no-stream", dest="modes", action="store_const", const=[False], help="non-streaming only")
+    ap.add_argument("--quick", action="store_true", help="2 clients x 1 request x 16 tokens (CI smoke run)")
+    args = ap.parse_args()
+    if args.quick:
+        args.clients, args.requests, args.tokens = 2, 1, 16
+    modes = args.modes or [False, True]
+    if args.threads is None:
+        import psutil
+
+        args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
+    if args.model is None:
+        from lmnb.library import resolve
+
+        args.model = resolve("smollm2")
+    args.model = os.path.abspath(args.model)
+    if not os.path.isfile(args.model):
+        ap.error(f"no such model file: {args.model}")
+
+    # SIGTERM -> SystemExit, so the finally blocks stop the server subprocess
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        lm = bench_server(start_lmnb, args, modes)
+        ref = bench_server(start_llama_cpp, args, modes)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    report(lm, ref, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
