@@ -193,6 +193,11 @@ class Engine:
             raise ValueError("embed() takes a list of strings")
         return self._call(lambda: self._require_model().embed(texts))
 
+    def active(self) -> list[Request]:
+        """The requests being generated now (queued ones not included)."""
+        with self._lock:
+            return [s.req for s in self._active]
+
     def status(self) -> Status:
         import psutil
 
