@@ -89,3 +89,41 @@ def test_interrupt_kernel_mid_generation(kernel):
 
     reply, _ = execute(kc, "%%lm -t 0 -n 5\nStill working?")
     assert reply["status"] == "ok"
+
+
+def test_serving_from_a_real_kernel_keeps_it_responsive(kernel):
+    """`%lm serve` in a kernel: a client streams from it while the notebook runs other cells,
+    and a kernel interrupt during that cell leaves the server running."""
+    import re
+    import threading
+
+    import openai
+
+    km, kc = kernel
+    execute(kc, "%lm load")
+    reply, msgs = execute(kc, "%lm serve --port 0")
+    assert reply["status"] == "ok", reply
+    out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+    url = re.search(r"http://127\.0\.0\.1:\d+/v1", out).group(0)
+    client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
+    streamed: list[str] = []
+
+    def consume() -> None:
+        for chunk in client.chat.completions.create(model="", messages=[{"role": "user", "content": "Write a story."}],
+                                                    max_tokens=150, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                streamed.append(chunk.choices[0].delta.content)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    while not streamed and t.is_alive():
+        time.sleep(0.01)
+    t0 = time.time()
+    reply, _ = execute(kc, "x = sum(range(1000)); x")
+    assert reply["status"] == "ok" and time.time() - t0 < 2, "the kernel must answer while serving"
+    km.interrupt_kernel()  # a stray interrupt (no cell running a generation) must not stop the server
+    t.join(120)
+    assert len(streamed) > 20
+    assert client.chat.completions.create(model="", messages=[{"role": "user", "content": "Hi"}], max_tokens=4).choices
+    reply, msgs = execute(kc, "%lm serve --stop")
+    assert "Stopped" in "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
