@@ -416,7 +416,8 @@ def test_serve_magic_start_status_stop_restart(shell):
     httpx.get(srv.url + "/models")
     with capture_output() as cap:
         shell.run_line_magic("lm", "serve")
-    assert "requests served" in cap.stdout and srv.url in cap.stdout and "up " in cap.stdout
+    assert "requests served" in cap.stdout and srv.url in cap.stdout and "Up " in cap.stdout
+    assert lmnb.get_engine().info.name in cap.stdout
     with capture_output() as cap:
         shell.run_line_magic("lm", "serve --stop")
     assert "Stopped" in cap.stdout and current() is None and _port_free(port)

@@ -36,6 +36,11 @@ class Server:
 
         from .app import create_app
 
+        if engine is None:
+            from ..api import get_engine
+
+            engine = get_engine()
+        self.engine = engine
         self.host = host
         self.api_key = api_key or None
         self.cors = list(cors)
@@ -111,8 +116,11 @@ class Server:
             return "The server is stopped."
         up = self.stats.uptime_s
         uptime = f"{up:.0f} s" if up < 120 else (f"{up / 60:.0f} min" if up < 7200 else f"{up / 3600:.1f} h")
+        info = self.engine.info
+        model = info.name if info is not None else "no model loaded"
         lines = [
-            f"Serving at {self.url}  (up {uptime}, {self.stats.total} requests served, {self.stats.in_flight} in flight)",
+            f"Serving {model} at {self.url}",
+            f"Up {uptime}, {self.stats.total} requests served, {self.stats.in_flight} in flight",
             f"API key: {'required' if self.api_key else 'none'}"
             + (f" · CORS: {', '.join(self.cors)}" if self.cors else ""),
         ]
