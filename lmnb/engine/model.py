@@ -313,14 +313,7 @@ class LoadedModel:
     ) -> int:
         """Evaluate one batch. Returns llama_decode's code (0 ok, 1 no KV room, 2 aborted, <0 error)."""
         b = self._batch
-        n = len(tokens)
-        for i in range(n):
-            b.token[i] = tokens[i]
-            b.pos[i] = positions[i]
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq_ids[i]
-            b.logits[i] = logits[i]
-        b.n_tokens = n
+        _fill_batch(b, tokens, seq_ids, positions, logits)
         if abort is None:
             return C.llama_decode(self.ctx, b)
         # The abort callback runs once per graph node, so it is installed only around long prompt
@@ -386,16 +379,10 @@ class LoadedModel:
                 raise ValueError(f"input[{i}] is empty")
             if len(toks) > limit:
                 raise ValueError(f"input[{i}] is {len(toks)} tokens; embeddings take at most {limit}")
-            b = self._ebatch
-            for j, t in enumerate(toks):
-                b.token[j] = t
-                b.pos[j] = j
-                b.n_seq_id[j] = 1
-                b.seq_id[j][0] = 0
-                b.logits[j] = True
-            b.n_tokens = len(toks)
+            n = len(toks)
+            _fill_batch(self._ebatch, toks, [0] * n, list(range(n)), [True] * n)
             C.llama_memory_clear(C.llama_get_memory(self._ectx), True)
-            if C.llama_decode(self._ectx, b) != 0:
+            if C.llama_decode(self._ectx, self._ebatch) != 0:
                 raise ValueError(f"llama.cpp could not embed input[{i}]")
             v = np.ctypeslib.as_array(C.llama_get_embeddings_seq(self._ectx, 0), shape=(n_embd,)).astype(np.float64)
             norm = np.linalg.norm(v)
@@ -428,6 +415,17 @@ class LoadedModel:
             C.llama_model_free(self.model)
             self.model = None
         self._formatter = None
+
+
+def _fill_batch(b, tokens: list[int], seq_ids: list[int], positions: list[int], logits: list[bool]) -> None:
+    """Write one token per sequence entry into a ``llama_batch`` (each token in one sequence)."""
+    for i, t in enumerate(tokens):
+        b.token[i] = t
+        b.pos[i] = positions[i]
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq_ids[i]
+        b.logits[i] = logits[i]
+    b.n_tokens = len(tokens)
 
 
 def _read_template(value: Optional[str]) -> Optional[str]:
