@@ -40,6 +40,9 @@ _EXPORTS = {
     "connect": "api",
     "disconnect": "api",
     "embed": "api",
+    "search": "api",
+    "download": "api",
+    "rm": "api",
     "serve": "server",
     "Server": "server",
     "Conversation": "api",
@@ -48,6 +51,8 @@ _EXPORTS = {
     "LM": "config",
     "LmnbError": "errors",
     "LoadError": "errors",
+    "HubError": "errors",
+    "DownloadCancelled": "errors",
     "NoModelLoaded": "errors",
     "ContextOverflow": "errors",
     "GenerationError": "errors",
@@ -60,10 +65,15 @@ _EXPORTS = {
     "Timings": "types",
 }
 
-__all__ = sorted(_EXPORTS) + ["load_ipython_extension", "unload_ipython_extension"]
+__all__ = sorted(_EXPORTS) + ["hub", "widgets", "load_ipython_extension", "unload_ipython_extension"]
+
+
+_SUBPACKAGES = ("hub", "widgets")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # `lmnb.hub.search(...)` without importing lmnb.hub first
+        return importlib.import_module(f"lmnb.{name}")
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'lmnb' has no attribute {name!r}")

@@ -55,16 +55,19 @@ def load(
     seed: Optional[int] = None,
     chat_template: Optional[str] = None,
     progress: Any = None,
+    download: bool = True,
 ) -> ModelInfo:
     """Load a GGUF model into the kernel, replacing the current one.
 
     Args:
-        model: a ``.gguf`` path, ``"smollm2"``/``"gemma3"`` (bundled), a Hugging Face repo id already
-            in the local cache (``"owner/repo"`` or ``"owner/repo:Q4_K_M"``), or ``None`` for the default.
+        model: a ``.gguf`` path, ``"smollm2"``/``"gemma3"`` (bundled), a Hugging Face repo id
+            (``"owner/repo"``, ``"owner/repo:Q4_K_M"``; downloaded first when not in the cache), a
+            name from ``lmnb.models()`` (LM Studio, Ollama), or ``None`` for the default.
         n_ctx: context length in tokens (0 = the model's trained length).
         n_gpu_layers: layers on the GPU: an int, ``"auto"`` or ``"max"``.
         n_parallel: requests decoded together per step (they share the ``n_ctx`` tokens).
         progress: optional ``callable(fraction)`` called while the weights load.
+        download: fetch a Hugging Face model missing from the cache (with a progress bar).
 
     Returns:
         The model's ``ModelInfo``. Raises ``LoadError`` with a readable reason on failure; the
@@ -72,7 +75,7 @@ def load(
     """
     from .library import resolve
 
-    path = resolve(model)
+    path = resolve(model, download=download)
     opts = LoadOptions(
         n_ctx=n_ctx,
         n_gpu_layers=n_gpu_layers,
@@ -89,6 +92,9 @@ def load(
     info = get_engine().load(path, opts, progress=progress)
     if info.path not in _loaded_paths:
         _loaded_paths.append(info.path)
+    from .history_db import record_use
+
+    record_use(info.path, _history_db())
     _hash_in_background(info.path)
     return info
 
@@ -162,11 +168,47 @@ def embed(texts: Union[str, list[str]]):
     return vectors[0] if single else vectors
 
 
-def models() -> list:
-    """Local GGUF models known so far (bundled, HF cache, models dir, loaded this session)."""
+def models():
+    """Every local GGUF model: bundled, HF cache, ``LM.models_dir``, LM Studio, Ollama, loaded this session.
+
+    Returns a ``ModelList`` (a list of ``LocalModel``) shown as a table with sizes,
+    quantization, architecture, last use and the disk space used.
+    """
     from .library import local_models
 
-    return local_models(tuple(_loaded_paths))
+    out = local_models(tuple(_loaded_paths))
+    current = _engine.info if _engine is not None and _engine.loaded else None
+    out.loaded_path = current.path if current else None
+    return out
+
+
+def search(query: str = "", *, limit: int = 20, sort: str = "downloads"):
+    """Search Hugging Face for GGUF repositories (see ``lmnb.hub.search``)."""
+    from .hub import search as _search
+
+    return _search(query, limit=limit, sort=sort)
+
+
+def download(model: str, *, quant: Optional[str] = None, revision: Optional[str] = None, progress: Any = True):
+    """Download a GGUF model from Hugging Face into the HF cache (see ``lmnb.hub.download``).
+
+    ``model`` is ``"owner/repo"`` (Q4_K_M when present), ``"owner/repo:QUANT"`` or
+    ``"owner/repo/file.gguf"``. Resumes an interrupted download; returns a ``Downloaded``.
+    """
+    from .hub import download as _download
+
+    return _download(model, quant=quant, revision=revision, progress=progress)
+
+
+def rm(model: str) -> int:
+    """Delete a local model lmnb manages (HF cache, ``LM.models_dir``); returns the bytes freed.
+
+    Models of LM Studio and Ollama, and the bundled ones, are refused with the way to remove them.
+    """
+    from .library import rm as _rm
+
+    current = _engine.info if _engine is not None and _engine.loaded else None
+    return _rm(model, loaded_path=current.path if current else None)
 
 
 def model_sha256(path: Optional[str] = None) -> Optional[str]:

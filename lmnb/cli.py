@@ -3,6 +3,10 @@
     lmnb chat "Explain attention in two sentences."
     lmnb info smollm2
     lmnb serve smollm2 --port 1234
+    lmnb search smollm2
+    lmnb pull bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M
+    lmnb ls
+    lmnb rm bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M
 """
 
 from __future__ import annotations
@@ -77,6 +81,65 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .hub import search
+
+    print(search(" ".join(args.query), limit=args.limit, sort=args.sort))
+    return 0
+
+
+def _cmd_files(args: argparse.Namespace) -> int:
+    from .hub import files
+
+    print(files(args.repo, revision=args.revision, n_ctx=args.ctx))
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from .hub import download
+
+    def note(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    done = download(args.model, quant=args.quant, revision=args.revision, progress=not args.quiet, note=note)
+    print(done.path)  # stdout: just the path, for scripts
+    print(f"{done}", file=sys.stderr)
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from . import api
+
+    ms = api.models()
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(m) for m in ms], indent=2))
+    else:
+        print(ms)
+    return 0
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    from . import api
+    from .library import find
+    from .tables import human_bytes
+
+    m = find(args.model)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"lmnb rm: add --yes to delete {m.name} without a question", file=sys.stderr)
+            return 2
+        answer = input(f"Delete {m.name} ({human_bytes(m.size)}, {m.source})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Kept.", file=sys.stderr)
+            return 1
+    freed = api.rm(m.name)
+    print(f"Deleted {m.name}: {human_bytes(freed)} freed. {api.models().summary()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .options import add_sampling_arguments
 
@@ -110,15 +173,46 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", nargs="?", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("search", help="search Hugging Face for GGUF repositories")
+    s.add_argument("query", nargs="*")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--sort", default="downloads", help="downloads, likes, modified, created or trending")
+    s.set_defaults(func=_cmd_search)
+
+    f = sub.add_parser("files", help="a repository's quantizations, sizes and whether they fit here")
+    f.add_argument("repo")
+    f.add_argument("--ctx", type=int, help="context length for the memory estimate")
+    f.add_argument("--revision")
+    f.set_defaults(func=_cmd_files)
+
+    d = sub.add_parser("pull", help="download a model into the HF cache (resumes; prints its path)")
+    d.add_argument("model", help="owner/repo (Q4_K_M by default), owner/repo:QUANT or owner/repo/file.gguf")
+    d.add_argument("--quant")
+    d.add_argument("--revision")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_pull)
+
+    ls = sub.add_parser("ls", help="list local models and the disk space they use")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_cmd_ls)
+
+    r = sub.add_parser("rm", help="delete a model from the HF cache or the models dir")
+    r.add_argument("model")
+    r.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    r.set_defaults(func=_cmd_rm)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .errors import LmnbError
+    from .errors import DownloadCancelled, LmnbError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except DownloadCancelled as e:  # Ctrl-C during a pull: say how to resume, exit as interrupted
+        print(f"\nlmnb: {e}", file=sys.stderr)
+        return 130
     except (LmnbError, ValueError) as e:
         print(f"lmnb: {e}", file=sys.stderr)
         return 1

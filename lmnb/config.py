@@ -85,6 +85,9 @@ class LM(SingletonConfigurable):
         "", help="SQLite file for the generation history ('' = history.sqlite in the user data dir)."
     ).tag(config=True)
     models_dir = Unicode("", help="Extra directory searched for .gguf files.").tag(config=True)
+    scan_other_apps = Bool(
+        True, help="List (and load) the models LM Studio and Ollama downloaded; lmnb never deletes them."
+    ).tag(config=True)
 
     @validate("n_gpu_layers")
     def _check_gpu_layers(self, proposal: Any) -> Any:

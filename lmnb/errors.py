@@ -22,3 +22,11 @@ class ContextOverflow(LmnbError):
 
 class GenerationError(LmnbError):
     """llama.cpp failed while generating."""
+
+
+class HubError(LmnbError):
+    """Searching or downloading from Hugging Face failed (offline, no access, no such repo or file...)."""
+
+
+class DownloadCancelled(HubError):
+    """A download was cancelled (button or kernel interrupt); its bytes are kept for a resume."""

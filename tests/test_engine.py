@@ -272,15 +272,15 @@ def test_load_by_name_from_the_hugging_face_cache(loaded, smollm2_path):
         for f in (fname, other):
             hf_hub_download(repo, f, endpoint=hub.url)
     names = [m.name for m in lmnb.models()]
-    assert f"{repo}/{fname}" in names and f"{repo}/{other}" in names
+    assert f"{repo}:Q4_K_M" in names and f"{repo}:Q8_0" in names
     info = lmnb.load(repo, n_ctx=1024)
     assert info.path.endswith(fname) and "/hub/models--lmnb-test--SmolLM2-135M-Instruct-GGUF/" in info.path
     assert lmnb.load(f"{repo}:Q8_0", n_ctx=1024).path.endswith(other)
     assert lmnb.load(f"{repo}/{other}", n_ctx=1024).path.endswith(other)
     with pytest.raises(LoadError, match="No IQ2_XS file"):
-        lmnb.load(f"{repo}:IQ2_XS")
+        lmnb.load(f"{repo}:IQ2_XS", download=False)
     with pytest.raises(LoadError, match="not in the local Hugging Face cache"):
-        lmnb.load("nobody/missing-GGUF")
+        lmnb.load("nobody/missing-GGUF", download=False)
     assert lmnb.chat("Hi", temperature=0, max_tokens=4).text
 
 

@@ -1,0 +1,73 @@
+"""Plain tables that print well in a terminal and render as HTML in a notebook.
+
+Every cell is escaped: repository ids, file names and descriptions come from the network.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Sequence
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_count(n: float) -> str:
+    for unit in ("", "k", "M", "B", "T"):
+        if abs(n) < 1000:
+            return f"{n:.0f}{unit}" if unit == "" or n >= 100 else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.0f}P"
+
+
+class Table:
+    """Rows under a header, with an optional footer line; ``str()`` for text, ``_repr_html_`` for notebooks."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], footer: str = "", empty: str = "") -> None:
+        self.columns = list(columns)
+        self.rows = [["" if c is None else str(c) for c in r] for r in rows]
+        self.footer = footer
+        self.empty = empty
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return self.empty or "(nothing)"
+        widths = [max(len(c), *(len(r[i]) for r in self.rows)) for i, c in enumerate(self.columns)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip()]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in self.rows]
+        if self.footer:
+            lines.append(self.footer)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p>{html.escape(self.empty or '(nothing)')}</p>"
+        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>"
+            for r in self.rows
+        )
+        foot = f"<p><small>{html.escape(self.footer)}</small></p>" if self.footer else ""
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+
+
+class TableList(list):
+    """A list that shows as its ``table()``: text in terminals and IPython, HTML in notebooks."""
+
+    def table(self) -> Table:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return str(self.table())
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
