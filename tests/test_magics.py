@@ -144,7 +144,8 @@ def test_line_commands(shell, smollm2_path):
         shell.run_line_magic("lm", f"info {smollm2_path}")
     out = cap.stdout
     assert "Model:" in out and "tok/s" in out
-    assert "smollm2" in out and "bundled" in out
+    shown = "".join(o.data.get("text/plain", "") for o in cap.outputs)  # %lm models displays a table
+    assert "smollm2" in shown and "bundled" in shown and "on disk" in shown
     assert "Q4_1" in out
 
 
