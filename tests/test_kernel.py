@@ -127,3 +127,39 @@ def test_serving_from_a_real_kernel_keeps_it_responsive(kernel):
     assert client.chat.completions.create(model="", messages=[{"role": "user", "content": "Hi"}], max_tokens=4).choices
     reply, msgs = execute(kc, "%lm serve --stop")
     assert "Stopped" in "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+
+
+def test_download_in_a_notebook_shows_a_progress_widget_then_loads(tmp_path, smollm2_path):
+    """`%lm download` in a real kernel: an ipywidgets progress bar (bytes, speed, ETA), then load and chat."""
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    from .hf_server import HFServer, Repo
+
+    repo = "nb-test/SmolLM2-GGUF"
+    with HFServer(repos={repo: Repo(files={"SmolLM2-Q4_1.gguf": smollm2_path})}) as hub:
+        hub.throttle_bps = 60 << 20  # a couple of seconds, so the bar moves
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}
+        km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120, env=env)
+        try:
+            execute(kc, f"%load_ext lmnb\n%config LM.history_path = {str(tmp_path / 'h.sqlite')!r}")
+            reply, msgs = execute(kc, f"%lm download {repo}")
+            assert reply["status"] == "ok", reply
+            opened = {m["content"]["data"]["state"].get("_model_name") for m in msgs if m["msg_type"] == "comm_open"}
+            assert "FloatProgressModel" in opened, opened
+            values = [m["content"]["data"]["state"]["value"] for m in msgs
+                      if m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {})]  # fmt: skip
+            bar_values = [v for v in values if isinstance(v, (int, float))]
+            assert bar_values and max(bar_values) == os.path.getsize(smollm2_path)
+            labels = [v for v in values if isinstance(v, str)]
+            assert any("B/s" in v for v in labels), labels[-3:]  # tqdm's label: bytes, speed, time left
+            text = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+            assert f"Load it with: %lm load {repo}:Q4_1" in text
+            reply, msgs = execute(kc, f"%lm load {repo} --ctx 512")
+            assert reply["status"] == "ok", reply
+            reply, msgs = execute(kc, "%%lm -n 4 -t 0\nSay hi.")
+            assert reply["status"] == "ok", reply
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
