@@ -14,7 +14,7 @@ from typing import Any
 # public name -> module that defines it
 _EXPORTS = {"Models": "models"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Models"]
 
 
 def __getattr__(name: str) -> Any:
