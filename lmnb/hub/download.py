@@ -319,17 +319,13 @@ def _transfer(
             http_get(location, _HashingFile(raw, hasher), resume_size=resume, headers=headers, expected_size=size,
                      displayed_filename=os.path.basename(state.file), tqdm_class=bar_cls)  # fmt: skip
     except (KeyboardInterrupt, DownloadCancelled):
-        state.phase = "cancelled"
-        _report(progress, state)
-        kept = os.path.getsize(part) if os.path.exists(part) else 0
+        kept = _stopped(state, progress, "cancelled", part)
         raise DownloadCancelled(
             f"Download of {state.model} cancelled at {human_bytes(kept)} of {human_bytes(size)} "
             f"({os.path.basename(state.file)}). The bytes are kept: run the same download again to resume."
         ) from None
     except Exception as e:
-        state.phase = "failed"
-        _report(progress, state)
-        kept = os.path.getsize(part) if os.path.exists(part) else 0
+        kept = _stopped(state, progress, "failed", part)
         raise HubError(
             f"Download of {os.path.basename(state.file)} stopped at {human_bytes(kept)} of {human_bytes(size)}: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Run it again to resume."
@@ -350,6 +346,13 @@ def _transfer(
     os.replace(part, blob)
     state.done = base_done + size
     return size - resume
+
+
+def _stopped(state: Progress, progress: ProgressArg, phase: str, part: str) -> int:
+    """Report a stopped transfer; returns the bytes kept in the partial file for a resume."""
+    state.phase = phase
+    _report(progress, state)
+    return os.path.getsize(part) if os.path.exists(part) else 0
 
 
 def _report(progress: ProgressArg, state: Progress) -> None:

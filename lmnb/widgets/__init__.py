@@ -8,23 +8,14 @@ ipywidgets is imported only when a widget is first used, so ``import lmnb`` stay
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-
-# public name -> module that defines it
-_EXPORTS = {"Models": "models"}
 
 __all__ = ["Models"]
 
 
 def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'lmnb.widgets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lmnb.widgets.{mod}"), name)
-    globals()[name] = value
-    return value
+    if name == "Models":
+        from .models import Models
 
-
-def __dir__() -> list[str]:
-    return __all__
+        return Models
+    raise AttributeError(f"module 'lmnb.widgets' has no attribute {name!r}")
