@@ -407,4 +407,21 @@ def _rm_hf(m: LocalModel) -> int:
                     if blob not in still_used and os.path.exists(blob):
                         freed += os.path.getsize(blob)
                         os.remove(blob)
+    # Whatever the cache scan saw, the model's own files must be gone when rm returns.
+    for f in m.files:
+        if os.path.lexists(f):
+            blob = os.path.realpath(f)
+            os.remove(f)
+            if blob != os.path.abspath(f) and os.path.exists(blob) and not _blob_linked(blob, os.path.dirname(f)):
+                freed += os.path.getsize(blob)
+                os.remove(blob)
     return freed
+
+
+def _blob_linked(blob: str, snapshot_dir: str) -> bool:
+    """Whether any snapshot of the repo (``.../snapshots/<rev>/...``) still points at ``blob``."""
+    root = os.path.dirname(os.path.dirname(blob))  # models--owner--name
+    for dirpath, _, names in os.walk(os.path.join(root, "snapshots")):
+        if any(os.path.realpath(os.path.join(dirpath, n)) == blob for n in names):
+            return True
+    return False

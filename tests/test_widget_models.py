@@ -71,6 +71,7 @@ def choose(w: Models, repo: str) -> None:
 
 
 def test_construction_lists_local_models_without_network(server, smollm2_path):
+    lmnb.unload()  # earlier tests leave smollm2 loaded; loaded models cannot be deleted
     before = len(server.log)
     w = Models()
     assert len(server.log) == before  # nothing asked of the Hub until a search
