@@ -377,9 +377,11 @@ def rm(name: str, *, loaded_path: Optional[str] = None) -> int:
 def _rm_hf(m: LocalModel) -> int:
     from huggingface_hub import constants, scan_cache_dir
 
+    # What will be freed: the model's blobs (shards), each once. Measured, not predicted.
+    blobs = {os.path.realpath(f) for f in m.files if os.path.exists(f)}
+    sizes = {b: os.path.getsize(b) for b in blobs}
     info = scan_cache_dir(constants.HF_HUB_CACHE)
     targets = {os.path.abspath(f) for f in m.files}
-    freed = 0
     for repo in info.repos:
         if repo.repo_id != m.repo_id or repo.repo_type != "model":
             continue
@@ -392,33 +394,24 @@ def _rm_hf(m: LocalModel) -> int:
                       and f.file_name.lower().endswith(".gguf")]  # fmt: skip
             (partial if others else whole).append(rev)
         if whole:
-            strategy = info.delete_revisions(*(r.commit_hash for r in whole))
-            freed += strategy.expected_freed_size
-            strategy.execute()
+            info.delete_revisions(*(r.commit_hash for r in whole)).execute()
         for rev in partial:
-            # Other quantizations stay in this snapshot: unlink only these files, and their blobs
-            # when no other snapshot still points at them.
-            still_used = {os.path.realpath(str(f.file_path)) for r in repo.revisions if r not in partial
-                          for f in r.files}  # fmt: skip
+            # Other quantizations stay in this snapshot: unlink only these files (the cache API
+            # deletes whole revisions); their blobs go below when nothing links them any more.
             for f in rev.files:
                 if os.path.abspath(str(f.file_path)) in targets:
-                    blob = os.path.realpath(str(f.file_path))
                     os.remove(str(f.file_path))
-                    if blob not in still_used and os.path.exists(blob):
-                        freed += os.path.getsize(blob)
-                        os.remove(blob)
     # Whatever the cache scan saw, the model's own files must be gone when rm returns.
     for f in m.files:
         if os.path.lexists(f):
-            blob = os.path.realpath(f)
             os.remove(f)
-            if blob != os.path.abspath(f) and os.path.exists(blob) and not _blob_linked(blob, os.path.dirname(f)):
-                freed += os.path.getsize(blob)
-                os.remove(blob)
-    return freed
+    for b in blobs:
+        if os.path.exists(b) and not _blob_linked(b):
+            os.remove(b)
+    return sum(n for b, n in sizes.items() if not os.path.exists(b))
 
 
-def _blob_linked(blob: str, snapshot_dir: str) -> bool:
+def _blob_linked(blob: str) -> bool:
     """Whether any snapshot of the repo (``.../snapshots/<rev>/...``) still points at ``blob``."""
     root = os.path.dirname(os.path.dirname(blob))  # models--owner--name
     for dirpath, _, names in os.walk(os.path.join(root, "snapshots")):
