@@ -295,9 +295,11 @@ def local_models(extra_paths: tuple[str, ...] = ()) -> ModelList:
         cache.setdefault(repo, []).append((fname, path))
     for repo, entries in sorted(cache.items()):
         by_name = dict(entries)
-        for group in group_shards(sorted(f for f in by_name if not is_projector(f))):
-            q = quant_of(group[0])
-            label = f"{repo}:{q}" if q and sum(quant_of(g[0]) == q for g in group_shards(by_name)) == 1 else f"{repo}/{group[0]}"
+        groups = group_shards(sorted(f for f in by_name if not is_projector(f)))
+        labels = [quant_of(g[0]) for g in groups]
+        for group, q in zip(groups, labels):
+            # `repo:QUANT` is what users type; a file name only when the label is missing or shared
+            label = f"{repo}:{q}" if q and labels.count(q) == 1 else f"{repo}/{group[0]}"
             add(label, [by_name[f] for f in group], "hf-cache", repo_id=repo)
     if cfg.models_dir and os.path.isdir(os.path.expanduser(cfg.models_dir)):
         files = []

@@ -26,9 +26,6 @@ _OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 _DIGEST = re.compile(
     r"sha256:([0-9a-f]{64})"
 )  # used with fullmatch: anything else could escape blobs/
-_SHARD = re.compile(
-    r"(?P<stem>.+)-(?P<idx>\d{5})-of-(?P<total>\d{5})\.gguf", re.IGNORECASE
-)
 _WANT = (
     "general.architecture",
     "general.file_type",
@@ -145,6 +142,7 @@ def _scan_lmstudio(
 ) -> dict[tuple[str, str, str], list[tuple[int, str]]]:
     """GGUF files under ``root`` grouped by model: key (dir, stem, shard count) -> [(shard index, path)]."""
     from .gguf_header import is_gguf
+    from .quant import split_info
 
     groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
     real_root = os.path.realpath(root)
@@ -179,9 +177,9 @@ def _scan_lmstudio(
             path = os.path.join(dirpath, f)
             if not os.path.isfile(path) or not is_gguf(path):
                 continue
-            m = _SHARD.fullmatch(f)
-            key = (dirpath, m["stem"], m["total"]) if m else (dirpath, f, "")
-            groups.setdefault(key, []).append((int(m["idx"]) if m else 0, path))
+            shard = split_info(f)  # (prefix, number, count) of name-00001-of-00003.gguf
+            key = (dirpath, shard[0], str(shard[2])) if shard else (dirpath, f, "")
+            groups.setdefault(key, []).append((shard[1] if shard else 0, path))
     return groups
 
 

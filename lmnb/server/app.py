@@ -73,6 +73,11 @@ def _as_api_error(e: BaseException, prompt_field: str = "messages") -> APIError:
     return APIError(500, f"internal error ({type(e).__name__}); see the kernel's log")
 
 
+def _streaming_docs(description: str) -> dict:
+    """OpenAPI responses of a route that answers JSON, or SSE when ``stream=true``."""
+    return {**_ERROR_DOCS, 200: {"content": {"text/event-stream": {}}, "description": description}}
+
+
 def create_app(
     engine: Any = None,
     api_key: Optional[str] = None,
@@ -204,8 +209,7 @@ def create_app(
 
     # ---- generation --------------------------------------------------------------------------
     @app.post("/v1/chat/completions", response_model=S.ChatCompletion, dependencies=secured,
-              responses={**_ERROR_DOCS, 200: {"content": {"text/event-stream": {}},
-                                              "description": "A chat completion, or SSE chunks when stream=true"}})
+              responses=_streaming_docs("A chat completion, or SSE chunks when stream=true"))
     async def chat_completions(body: S.ChatCompletionRequest, request: Request):
         from ..engine import GenerationSpec
 
@@ -243,8 +247,7 @@ def create_app(
         })
 
     @app.post("/v1/completions", response_model=S.TextCompletion, dependencies=secured,
-              responses={**_ERROR_DOCS, 200: {"content": {"text/event-stream": {}},
-                                              "description": "A completion, or SSE chunks when stream=true"}})
+              responses=_streaming_docs("A completion, or SSE chunks when stream=true"))
     async def completions(body: S.CompletionRequest, request: Request):
         from ..engine import GenerationSpec
 
