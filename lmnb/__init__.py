@@ -43,6 +43,7 @@ _EXPORTS = {
     "search": "api",
     "download": "api",
     "rm": "api",
+    "studio": "widgets.studio",
     "serve": "server",
     "Server": "server",
     "Conversation": "api",

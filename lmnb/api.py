@@ -246,15 +246,32 @@ def _safe(fn, *a):
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Conversation:
-    """A named chat: its messages are shared by ``%%lm chat --name N`` and ``lmnb.chat(..., conversation=N)``."""
+    """A named chat, shared by ``%%lm chat --name N``, ``lmnb.chat(..., conversation=N)`` and the
+    Chat widget. Assistant messages also carry ``"stats"`` (tokens, tokens/s, time to first token)."""
 
     name: str
     system: Optional[str] = None
     messages: list[Message] = field(default_factory=list)
+    # called with the conversation after every change (a widget showing it redraws)
+    listeners: list = field(default_factory=list, repr=False, compare=False)
 
     def all_messages(self) -> list[Message]:
+        """What the chat template sees: the system prompt, then role and content of each message."""
         sys = [{"role": "system", "content": self.system}] if self.system else []
-        return sys + list(self.messages)
+        return sys + [{"role": m["role"], "content": m["content"]} for m in self.messages]
+
+    def clear(self) -> None:
+        """Forget the messages (the system prompt stays)."""
+        self.messages.clear()
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell the listeners the messages changed (call after editing ``messages`` in place)."""
+        for fn in list(self.listeners):
+            try:
+                fn(self)
+            except Exception:  # a closed widget must not break the conversation
+                pass
 
     def __repr__(self) -> str:
         return f"Conversation({self.name!r}, {len(self.messages)} messages)"
@@ -279,10 +296,10 @@ def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
 
 def reset(name: Optional[str] = None) -> None:
     """Forget a conversation's messages (all conversations when ``name`` is None)."""
-    if name is None:
-        _conversations.clear()
-    else:
-        _conversations.pop(name, None)
+    # cleared in place, so that widgets showing a conversation see it empty
+    for conv in list(_conversations.values()) if name is None else [_conversations.get(name)]:
+        if conv is not None:
+            conv.clear()
 
 
 def _params(kw: dict[str, Any]) -> SamplingParams:
@@ -298,6 +315,7 @@ def chat(
     system: Optional[str] = None,
     conversation: Optional[str] = None,
     stream: bool = False,
+    grammar: Optional[str] = None,
     **params: Any,
 ):
     """Ask the loaded model, through its chat template.
@@ -308,6 +326,7 @@ def chat(
         conversation: continue this named conversation (shared with ``%%lm chat --name``);
             ``None`` asks a one-shot question with no history.
         stream: return a ``Request`` to iterate for text deltas (``.result()`` gives the ``Completion``).
+        grammar: a GBNF grammar the reply must follow (llama.cpp's format).
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
@@ -333,14 +352,15 @@ def chat(
         else:
             sys_prompt = system if system is not None else (get_config().system_prompt or None)
             messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
-    return _run(GenerationSpec(messages=messages, params=p, tags=tags), stream)
+    return _run(GenerationSpec(messages=messages, params=p, grammar=grammar, tags=tags), stream)
 
 
-def complete(prompt: str, *, stream: bool = False, **params: Any):
+def complete(prompt: str, *, stream: bool = False, grammar: Optional[str] = None, **params: Any):
     """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
     from .engine import GenerationSpec
 
-    return _run(GenerationSpec(prompt=prompt, params=_params(params), tags={"kind": "complete"}), stream)
+    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags={"kind": "complete"})
+    return _run(spec, stream)
 
 
 def _run(spec, stream: bool):
@@ -372,7 +392,8 @@ def _on_complete(req, result: Completion) -> None:
     if name is not None and result.error is None:
         conv = _named_conversation(name)
         conv.messages.append(tags["user"])
-        conv.messages.append({"role": "assistant", "content": result.text})
+        conv.messages.append({"role": "assistant", "content": result.text, "stats": reply_stats(result)})
+        conv.changed()
     cfg = get_config()
     if not cfg.history:
         return
@@ -395,6 +416,18 @@ def _on_complete(req, result: Completion) -> None:
             completion=result,
         ),
     )
+
+
+def reply_stats(result: Completion) -> dict[str, Any]:
+    """The figures shown under a reply: tokens, tokens/s, time to first token, why it ended."""
+    return {
+        "tokens": result.usage.completion_tokens,
+        "tokens_per_s": round(result.timings.generation_tokens_per_s, 2),
+        "ttft_s": round(result.timings.ttft_s, 4),
+        "finish_reason": result.finish_reason,
+        "model": result.model,
+        "seed": result.params.seed if result.params else None,
+    }
 
 
 def history(last: Optional[int] = None):

@@ -60,6 +60,12 @@ class StreamingReply:
             self._handle.update(_Reply(self.text + _CURSOR, self.markdown))
             self._last = now
 
+    def progress(self, done: int, total: int) -> None:
+        """Before the first token of a long prompt: how much of the prompt has been read."""
+        if self._handle is not None and not self.text:
+            self._handle.update(_Reply(f"Reading the prompt… {100 * done // max(total, 1)}% of {total} tokens",
+                                       markdown=False))
+
     def finish(self, result: Completion, metadata: dict[str, Any], note: Optional[str] = None) -> None:
         from IPython.display import display
 

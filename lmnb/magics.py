@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import shlex
 import time
 from typing import Any, Optional
@@ -39,6 +40,11 @@ Line magic:
   %lm rm MODEL                    delete a model lmnb manages, showing the space freed
   %lm set [NAME=VALUE ...]        session defaults, e.g. %lm set temperature=0.2 top_p=0.9
                                   (any LM setting; no arguments lists them)
+  %lm ui [PANE]                   the studio: Chat, Models, Parameters, System, Server and
+                                  Logs in tabs (or one PANE alone, e.g. %lm ui chat)
+  %lm preset [NAME] [--save NAME] [--delete NAME]
+                                  sampling presets: list them, apply one (Precise,
+                                  Balanced, Creative or your own), save or delete yours
   %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
   %lm reset [--name CHAT]         forget a conversation
   %lm history [-n N]              the last N recorded generations
@@ -130,13 +136,18 @@ def _human(n: float) -> str:
 
 
 class _Text:
-    """Plain text output (load progress), updatable in place through a display handle."""
+    """Plain text output (load progress, with a bar in HTML), updatable in place through a display handle."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str, fraction: Optional[float] = None) -> None:
+        self.text, self.fraction = text, fraction
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": self.text}
+        if self.fraction is None:
+            return {"text/plain": self.text}
+        import html
+
+        bar = f'<progress value="{self.fraction:.3f}" max="1" style="width:16em"></progress>'
+        return {"text/plain": self.text, "text/html": f"<div>{bar} {html.escape(self.text)}</div>"}
 
 
 @magics_class
@@ -188,14 +199,15 @@ class LMMagics(Magics):
 
         # Download first (its own progress bar) so "Loading…" means loading.
         args.model = resolve(args.model, download=True)
-        handle = display(_Text("Loading…"), display_id=True)
+        name = os.path.basename(args.model)
+        handle = display(_Text(f"Loading {name}…", 0.0), display_id=True)
         last = [0.0]
 
-        def progress(fraction: float) -> None:
+        def progress(fraction: float) -> None:  # llama.cpp's load-progress callback
             now = time.monotonic()
             if now - last[0] > 0.1 or fraction >= 1.0:
                 last[0] = now
-                handle.update(_Text(f"Loading… {fraction * 100:.0f}%"))
+                handle.update(_Text(f"Loading {name}… {fraction * 100:.0f}%", fraction))
 
         t0 = time.perf_counter()
         try:
@@ -364,6 +376,39 @@ class LMMagics(Magics):
             raise UsageError(f"%lm set: {e}") from None
         print(", ".join(f"{k} = {getattr(cfg, k)!r}" for k in values))
 
+    def _cmd_ui(self, argv: list[str]) -> None:
+        from IPython.display import display
+
+        from . import widgets
+        from .widgets.studio import TABS
+
+        p = _Parser(prog="%lm ui")
+        p.add_argument("pane", nargs="?", type=str.lower, choices=[t.lower() for t in TABS])
+        args = p.parse_args(argv)
+        display(widgets.studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
+
+    def _cmd_preset(self, argv: list[str]) -> None:
+        from . import presets
+
+        p = _Parser(prog="%lm preset")
+        p.add_argument("name", nargs="?", help="apply this preset")
+        p.add_argument("--save", metavar="NAME", help="save the current sampling settings as NAME")
+        p.add_argument("--delete", metavar="NAME", help="delete your preset NAME")
+        args = p.parse_args(argv)
+        if args.save:
+            values = presets.save(args.save)
+            print(f"Saved preset {args.save!r}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        elif args.delete:
+            presets.delete(args.delete)
+            print(f"Deleted preset {args.delete!r}.")
+        elif args.name:
+            values = presets.apply(args.name)
+            print(f"Preset {args.name!r}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        else:
+            for name, values in presets.presets().items():
+                tag = "built-in" if name in presets.BUILTIN else "yours"
+                print(f"{name} ({tag}): " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+
     def _cmd_log(self, argv: list[str]) -> None:
         p = _Parser(prog="%lm log")
         p.add_argument("-n", type=int, default=50)
@@ -424,8 +469,11 @@ class LMMagics(Magics):
         out = StreamingReply(markdown=cfg.markdown, stream=cfg.stream and not args.no_stream)
         interrupted = False
         try:
-            for delta in req:
-                out.add(delta)
+            for kind, payload in req.events():
+                if kind == "delta":
+                    out.add(payload)
+                else:
+                    out.progress(*payload)
         except KeyboardInterrupt:
             interrupted = True
             req.cancel()

@@ -79,6 +79,7 @@ class Engine:
         self._active: list[_Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
+        self.loading: Optional[str] = None  # the path being loaded, for status displays
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
@@ -88,6 +89,8 @@ class Engine:
              "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error"), 0)
         self.last_tokens_per_s: Optional[float] = None
         self.listeners: list[Callable[[Request, Completion], None]] = []
+        # called with the new ModelInfo after a load, None after an unload (widgets, status bar)
+        self.model_listeners: list[Callable[[Optional[ModelInfo]], None]] = []
         self._thread = threading.Thread(target=self._run, name="lmnb-engine", daemon=True)
         self._thread.start()
 
@@ -127,7 +130,11 @@ class Engine:
             check_gguf_file(path)  # fail before dropping the current model
             self._drop_model()
             self.n_parallel = opts.n_parallel
-            model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
+            self.loading = path
+            try:
+                model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
+            finally:
+                self.loading = None
             self._model = model
             self._slot_tokens = [[] for _ in range(self.n_parallel)]
             # report what llama.cpp actually chose (n_ctx=0 -> trained length, threads=0 -> cores)
@@ -137,18 +144,32 @@ class Engine:
             return model.info
 
         try:
-            return self._call(do_load)
+            info = self._call(do_load)
+            self._model_changed(info)
+            return info
         except KeyboardInterrupt:
             cancel.set()
             raise
         except LoadError as e:
+            if self._info is None:  # the old model was dropped before the new one failed
+                self._model_changed(None)
             if cancel.is_set() or "cancel" in str(e).lower():
                 raise LoadError(f"Loading {path} was cancelled.") from None
             raise
 
     def unload(self) -> bool:
         """Free the model and its context. Returns whether a model was loaded."""
-        return self._call(self._drop_model)
+        had = self._call(self._drop_model)
+        if had:
+            self._model_changed(None)
+        return had
+
+    def _model_changed(self, info: Optional[ModelInfo]) -> None:
+        for listener in list(self.model_listeners):
+            try:
+                listener(info)
+            except Exception:  # a broken widget must not break loading
+                pass
 
     def submit(self, spec: GenerationSpec) -> Request:
         """Queue a generation and return its handle at once. Parameters are validated here."""
@@ -449,6 +470,8 @@ class Engine:
             del s.pending[:n]
             if not s.pending:
                 s.t_prompt_done = now
+            if len(s.prompt) - s.n_cached > model.n_batch:  # a prompt read over several steps
+                s.req._progress(len(s.prompt) - len(s.pending), len(s.prompt))
         for s in generating:
             self._slot_tokens[s.slot].append(s.last_token)
         self.stats["decode_calls"] += 1

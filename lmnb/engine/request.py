@@ -1,7 +1,8 @@
 """What callers hold while the engine works for them: a ``Request`` handle that streams text.
 
 A request is submitted from any thread; the worker pushes events into the handle's queue. The
-caller iterates the handle for text deltas, or calls ``result()``. ``cancel()`` is safe from any
+caller iterates the handle for text deltas (``events()`` also gives prompt-processing progress),
+or calls ``result()``. ``cancel()`` is safe from any
 thread. Nothing here knows how many sequences the worker decodes per step.
 """
 
@@ -48,19 +49,30 @@ class Request:
         # with spec.logprobs set: one OpenAI-style entry per generated token, appended by the worker
         # before the text that contains the token is emitted
         self.logprobs: list[dict] = []
+        # (prompt tokens evaluated, prompt tokens) while a long prompt is read; None for short ones
+        self.prompt_progress: Optional[tuple[int, int]] = None
 
     # --- consumer side ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
+        for kind, payload in self.events():
+            if kind == "delta":
+                yield payload  # type: ignore[misc]
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        """``("delta", text)`` and ``("progress", (evaluated, total))`` events until the request ends.
+
+        Progress events come only for prompts that take several decode steps to read, so a
+        caller can show "reading the prompt… 40%" before the first token. Raises the request's error.
+        """
         while True:
             try:
                 # A timeout, so the main thread wakes up to notice Ctrl-C / a kernel interrupt.
                 event = self._events.get(timeout=0.2)
             except queue.Empty:
                 continue
-            text = _text_or_end(event)
-            if text is _END:
+            if _text_or_end(event) is _END:
                 return
-            yield text  # type: ignore[misc]
+            yield event
 
     async def aiter(self) -> "AsyncIterator[str]":
         """Text deltas for asyncio code (the server): waits without blocking the event loop."""
@@ -81,7 +93,8 @@ class Request:
                 text = _text_or_end(event)
                 if text is _END:
                     return
-                yield text  # type: ignore[misc]
+                if text is not _SKIP:
+                    yield text  # type: ignore[misc]
         finally:
             self._wakers.remove(waker)
 
@@ -124,6 +137,10 @@ class Request:
     def _emit(self, text: str) -> None:
         self._put(("delta", text))
 
+    def _progress(self, done: int, total: int) -> None:
+        self.prompt_progress = (done, total)
+        self._put(("progress", (done, total)))
+
     def _finish(self, result: Completion) -> None:
         self._result = result
         self._done.set()
@@ -138,13 +155,16 @@ class Request:
 
 
 _END = object()
+_SKIP = object()
 
 
 def _text_or_end(event: tuple) -> object:
-    """A delta's text, ``_END`` when the request is done; raises the request's error."""
+    """A delta's text, ``_SKIP`` for progress, ``_END`` when the request is done; raises its error."""
     kind, payload = event
     if kind == "delta":
         return payload
+    if kind == "progress":
+        return _SKIP
     if kind == "error":
         raise payload  # type: ignore[misc]
     return _END

@@ -1,21 +1,39 @@
-"""Jupyter widgets: LM Studio's panels, as ipywidgets.
+"""Jupyter widgets: LM Studio's window as notebook panes.
 
->>> from lmnb.widgets import Models
->>> Models()            # Discover (Hugging Face search, quantizations, download) + My Models
+>>> lmnb.studio()                 # all panes in tabs (also `%lm ui`)
+>>> from lmnb.widgets import Chat, Models, Parameters, System, Server, Logs
+>>> Chat()                        # any pane alone
 
-ipywidgets is imported only when a widget is first used, so ``import lmnb`` stays light.
+ipywidgets and anywidget are imported only when a widget is first used, so ``import lmnb``
+stays light.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["Models"]
+# public name -> module in this package
+_PANES = {
+    "Chat": "chat",
+    "Models": "models",
+    "Parameters": "parameters",
+    "System": "system",
+    "Server": "server",
+    "Logs": "logs",
+    "Studio": "studio",
+    "studio": "studio",
+}
+
+__all__ = sorted(_PANES)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Models":
-        from .models import Models
+    mod = _PANES.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'lmnb.widgets' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
 
-        return Models
-    raise AttributeError(f"module 'lmnb.widgets' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,228 @@
+// The Chat pane (anywidget front end). State comes from the Python `Chat` widget: `messages`,
+// `busy`, `system_prompt`, `model_name`, `status`. A reply being generated arrives as small
+// custom messages ({type: "token", text}) and is redrawn at most once per animation frame.
+import { renderMarkdown } from "./render.js";
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const child of children) el.append(child);
+  return el;
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // no clipboard API (insecure origin, older browser): the selection-based fallback
+    const area = h("textarea", { style: "position:fixed;opacity:0" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}
+
+function copyButton(getText, label = "Copy") {
+  const button = h("button", { class: "lmnb-copy", type: "button", title: "Copy to the clipboard" }, label);
+  button.addEventListener("click", async () => {
+    const ok = await copyText(getText());
+    button.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => (button.textContent = label), 1200);
+  });
+  return button;
+}
+
+function statsLine(stats) {
+  if (!stats) return "";
+  const parts = [`${stats.tokens} tokens`];
+  if (stats.tokens_per_s) parts.push(`${stats.tokens_per_s.toFixed(1)} tok/s`);
+  if (stats.ttft_s) parts.push(`first token ${Math.round(stats.ttft_s * 1000)} ms`);
+  if (stats.finish_reason === "cancelled") parts.push("stopped");
+  else if (stats.finish_reason === "length") parts.push("max tokens reached");
+  return parts.join(" · ");
+}
+
+function fillBody(body, role, text) {
+  if (role === "user") {
+    body.textContent = text; // what the user typed is shown as typed
+    return;
+  }
+  body.innerHTML = renderMarkdown(text);
+  for (const pre of body.querySelectorAll("pre")) {
+    const code = pre.textContent;
+    pre.classList.add("lmnb-code");
+    pre.append(copyButton(() => code));
+  }
+}
+
+function messageView(m) {
+  const role = m.role === "user" ? "user" : "assistant";
+  const body = h("div", { class: "lmnb-msg-body" });
+  fillBody(body, role, m.content || "");
+  const head = h("div", { class: "lmnb-msg-role" }, role === "user" ? "You" : "Assistant");
+  const foot = h("div", { class: "lmnb-msg-foot" });
+  if (m.stats) foot.append(h("span", { class: "lmnb-msg-stats" }, statsLine(m.stats)));
+  foot.append(copyButton(() => m.content || ""));
+  const el = h("div", { class: `lmnb-msg lmnb-msg-${role}` }, head, body, foot);
+  if (m.stats && m.stats.finish_reason === "cancelled") el.classList.add("lmnb-msg-stopped");
+  return el;
+}
+
+function render({ model, el }) {
+  const title = h("span", { class: "lmnb-chat-model" });
+  const clear = h("button", { class: "lmnb-clear", type: "button", title: "Forget this conversation" }, "Clear");
+  const header = h("div", { class: "lmnb-chat-header" }, title, clear);
+
+  const system = h("textarea", { class: "lmnb-chat-system", rows: "2", placeholder: "e.g. You are a concise tutor." });
+  const systemBox = h("details", { class: "lmnb-chat-system-box" }, h("summary", {}, "System prompt"), system);
+
+  const list = h("div", { class: "lmnb-chat-messages", role: "log", "aria-live": "polite" });
+  const input = h("textarea", {
+    class: "lmnb-chat-input",
+    rows: "2",
+    placeholder: "Message the model (Enter sends, Shift+Enter for a new line)",
+  });
+  const send = h("button", { class: "lmnb-send", type: "button" }, "Send");
+  const stop = h("button", { class: "lmnb-stop", type: "button" }, "Stop");
+  const regenerate = h("button", { class: "lmnb-regenerate", type: "button", title: "Generate the last reply again" }, "Regenerate");
+  const composer = h("div", { class: "lmnb-chat-composer" }, input, h("div", { class: "lmnb-chat-buttons" }, send, stop, regenerate));
+  const status = h("div", { class: "lmnb-chat-status" });
+
+  const root = h("div", { class: "lmnb-chat" }, header, systemBox, list, composer, status);
+  // Keys typed in the chat are text, not JupyterLab's notebook shortcuts (Lumino honours this).
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  el.append(root);
+
+  let streaming = null; // {text, view, body, progress, dirty}
+  let frame = 0;
+
+  const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+  const toBottom = () => (list.scrollTop = list.scrollHeight);
+
+  function streamingView() {
+    const body = h("div", { class: "lmnb-msg-body" });
+    const progress = h("div", { class: "lmnb-msg-progress" });
+    const view = h("div", { class: "lmnb-msg lmnb-msg-assistant lmnb-streaming" },
+      h("div", { class: "lmnb-msg-role" }, "Assistant"), progress, body);
+    return { text: "", view, body, progress, dirty: false };
+  }
+
+  function drawStreaming() {
+    frame = 0;
+    if (!streaming || !streaming.dirty) return;
+    const stick = nearBottom();
+    streaming.dirty = false;
+    fillBody(streaming.body, "assistant", streaming.text);
+    if (streaming.text) streaming.progress.textContent = "";
+    if (stick) toBottom();
+  }
+
+  function schedule() {
+    streaming.dirty = true;
+    if (!frame) frame = requestAnimationFrame(drawStreaming);
+  }
+
+  function drawMessages() {
+    const stick = nearBottom();
+    const messages = model.get("messages") || [];
+    const views = messages.map(messageView);
+    if (!messages.length && !streaming) {
+      views.push(h("div", { class: "lmnb-chat-empty" }, "Send a message to start. `%%lm chat` cells continue this conversation."));
+    }
+    list.replaceChildren(...views);
+    if (streaming) list.append(streaming.view);
+    if (stick || streaming) toBottom();
+    const hasReply = messages.some((m) => m.role === "assistant");
+    regenerate.disabled = model.get("busy") || !hasReply;
+  }
+
+  function drawState() {
+    const busy = model.get("busy");
+    root.dataset.busy = busy ? "true" : "false";
+    send.hidden = busy;
+    stop.hidden = !busy;
+    const name = model.get("model_name");
+    title.textContent = name || "No model loaded";
+    title.classList.toggle("lmnb-chat-nomodel", !name);
+    status.textContent = model.get("status") || "";
+    if (document.activeElement !== system) system.value = model.get("system_prompt") || "";
+    systemBox.classList.toggle("lmnb-chat-system-set", !!model.get("system_prompt"));
+    if (!busy && streaming) {
+      streaming = null;
+      drawMessages();
+    }
+    regenerate.disabled = busy || !(model.get("messages") || []).some((m) => m.role === "assistant");
+  }
+
+  function submit() {
+    const text = input.value.trim();
+    if (!text || model.get("busy")) return;
+    model.send({ type: "send", text });
+    input.value = "";
+  }
+
+  function onCustom(msg) {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "start") {
+      streaming = streamingView();
+      drawMessages();
+    } else if (msg.type === "token" || msg.type === "sync") {
+      if (!streaming) {
+        streaming = streamingView();
+        drawMessages();
+      }
+      streaming.text = msg.type === "sync" ? msg.text : streaming.text + msg.text;
+      schedule();
+    } else if (msg.type === "progress" && streaming) {
+      const pct = Math.round((100 * msg.done) / Math.max(1, msg.total));
+      streaming.progress.textContent = `Reading the prompt… ${pct}% of ${msg.total} tokens`;
+    } else if (msg.type === "end") {
+      if (frame) cancelAnimationFrame(frame);
+      frame = 0;
+      streaming = null;
+      drawMessages();
+    } else if (msg.type === "restore" && !input.value) {
+      input.value = msg.text;
+    }
+  }
+
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submit();
+    }
+  });
+  send.addEventListener("click", submit);
+  stop.addEventListener("click", () => model.send({ type: "stop" }));
+  regenerate.addEventListener("click", () => model.send({ type: "regenerate" }));
+  clear.addEventListener("click", () => model.send({ type: "clear" }));
+  system.addEventListener("change", () => {
+    model.set("system_prompt", system.value);
+    model.save_changes();
+  });
+
+  const onMessages = () => drawMessages();
+  model.on("change:messages", onMessages);
+  model.on("change:busy change:model_name change:status change:system_prompt", drawState);
+  model.on("msg:custom", onCustom);
+  drawMessages();
+  drawState();
+  if (model.get("busy")) model.send({ type: "hello" }); // opened mid-reply: ask for the text so far
+
+  return () => {
+    if (frame) cancelAnimationFrame(frame);
+    model.off("change:messages", onMessages);
+    model.off("change:busy change:model_name change:status change:system_prompt", drawState);
+    model.off("msg:custom", onCustom);
+  };
+}
+
+export default { render };

@@ -1,0 +1,248 @@
+"""The Chat pane: LM Studio's chat, as an anywidget.
+
+Tokens reach the browser as small custom messages (``{"type": "token", "text": delta}``), never as
+the whole reply per token; the finished conversation is the synced ``messages`` trait. Generation
+runs on a background thread, so the kernel stays free to handle Stop while a reply streams (a
+comm message waits while a cell runs). The conversation is ``lmnb.conversation(name)``, the same
+one ``%%lm chat`` continues: a turn taken in a cell shows up here, and the reverse.
+
+The front end (``static/chat.js``, built from ``js/src/chat.js``) renders Markdown with code
+highlighting and sanitizes the HTML: model output is untrusted.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from typing import Any, Optional
+
+import anywidget
+from traitlets import Bool, Dict, List, Unicode, observe
+
+from .. import api
+from ..errors import LmnbError, NoModelLoaded
+from ..types import Completion
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+# Tokens arriving faster than this are sent together: one comm message per ~frame, not per token.
+_COALESCE_S = 0.015
+
+
+class Chat(anywidget.AnyWidget):
+    """Chat with the loaded model: streamed Markdown replies, Stop, Regenerate, Clear, Copy.
+
+    >>> chat = lmnb.widgets.Chat()          # the conversation `%%lm chat` uses
+    >>> chat                                # show it; type, press Enter
+    >>> chat.ask("Name three rivers.")      # or from Python (returns the streaming Request)
+    >>> chat.messages                       # [{"role": "user", ...}, {"role": "assistant", ..., "stats": {...}}]
+
+    Args:
+        conversation: the conversation's name (default: the one ``%%lm chat`` uses).
+        system_prompt: the system prompt for this conversation ('' = the template's own).
+        **params: sampling parameters for this chat's replies (temperature, max_tokens, ...);
+            the rest come from the session defaults (the Parameters pane, ``%lm set``).
+    """
+
+    _esm = _STATIC / "chat.js"
+    _css = _STATIC / "chat.css"
+
+    messages = List(Dict(), help="The conversation: role, content, and stats for replies.").tag(sync=True)
+    system_prompt = Unicode("", help="System prompt ('' = the chat template's own).").tag(sync=True)
+    busy = Bool(False, help="A reply is being generated.").tag(sync=True)
+    model_name = Unicode("", help="The loaded model, shown in the header.").tag(sync=True)
+    status = Unicode("", help="The last error or notice, shown under the input.").tag(sync=True)
+    conversation = Unicode(api.DEFAULT_CONVERSATION, help="Name of the shared conversation.").tag(sync=True)
+
+    def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, system_prompt: Optional[str] = None,
+                 **params: Any) -> None:
+        api._params(dict(params))  # unknown sampling names fail here, not at the first message
+        super().__init__(conversation=conversation)
+        self.params: dict[str, Any] = params
+        self.grammar: Optional[str] = None  # GBNF the replies must follow (None: free text)
+        self.last_result: Optional[Completion] = None
+        self._req = None
+        self._thread: Optional[threading.Thread] = None
+        self._partial = ""  # the reply being streamed, for views opened mid-reply
+        self._lock = threading.Lock()
+        self._syncing = False
+        self._conv = api.conversation(conversation)
+        if system_prompt is not None:
+            self.system_prompt = system_prompt
+        elif self._conv.system:
+            self.system_prompt = self._conv.system
+        self._conv.listeners.append(self._on_conversation)
+        self._on_conversation(self._conv)
+        engine = api.get_engine()
+        engine.model_listeners.append(self._on_model)
+        self._on_model(engine.info)
+        self.on_msg(self._on_front_end)
+
+    # --- Python API -------------------------------------------------------------------------
+    def ask(self, text: str):
+        """Send ``text`` as the user's next message; returns the streaming ``Request``.
+
+        Raises ``LmnbError`` when a reply is still being generated or no model is loaded (the
+        error is also shown in the widget).
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("the message is empty")
+        with self._lock:
+            if self.busy:
+                raise LmnbError("A reply is still being generated; press Stop first.")
+            try:
+                req = api.chat(text, system=self.system_prompt, conversation=self.conversation, stream=True,
+                               grammar=self.grammar, **self.params)
+            except (LmnbError, ValueError) as e:
+                self.status = _message_for(e)
+                raise
+            self._req, self._partial, self.status = req, "", ""
+            self.busy = True
+            # the user's message shows at once; the conversation records it when the reply is done
+            self._show(self._view() + [{"role": "user", "content": text}])
+            self._thread = threading.Thread(target=self._stream, args=(req,), name="lmnb-chat", daemon=True)
+            self._thread.start()
+            return req
+
+    def stop(self) -> None:
+        """Stop the reply being generated (the text so far is kept)."""
+        req = self._req
+        if req is not None:
+            req.cancel()
+
+    def regenerate(self):
+        """Generate the last reply again (a new seed, unless one is fixed); returns the Request."""
+        with self._lock:
+            if self.busy:
+                raise LmnbError("A reply is still being generated; press Stop first.")
+            msgs = self._conv.messages
+            last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=None)
+            if last_user is None:
+                raise LmnbError("There is no message to regenerate a reply for.")
+            text = msgs[last_user]["content"]
+            removed = msgs[last_user:]
+            del msgs[last_user:]
+        try:
+            return self.ask(text)
+        except Exception:
+            msgs.extend(removed)  # put the old turn back when the new one cannot start
+            raise
+        finally:
+            self._conv.changed()
+
+    def clear(self) -> None:
+        """Forget the conversation (also for ``%%lm chat`` cells that continue it)."""
+        self.stop()
+        self.wait(5)
+        self._conv.clear()
+        self.status = ""
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[Completion]:
+        """Wait for the reply being generated; returns it (``None`` if there was none)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+        return self.last_result
+
+    def close(self) -> None:
+        conv = getattr(self, "_conv", None)  # None when __init__ failed (close runs from __del__)
+        if conv is not None:
+            self.stop()
+            if self._on_conversation in conv.listeners:
+                conv.listeners.remove(self._on_conversation)
+            engine = api.get_engine()
+            if self._on_model in engine.model_listeners:
+                engine.model_listeners.remove(self._on_model)
+        super().close()
+
+    # --- background generation --------------------------------------------------------------
+    def _stream(self, req) -> None:
+        self.send({"type": "start"})
+        pending, last_sent = "", 0.0
+        try:
+            for kind, payload in req.events():
+                if kind == "progress":
+                    done, total = payload  # type: ignore[misc]
+                    self.send({"type": "progress", "done": done, "total": total})
+                    continue
+                pending += payload  # type: ignore[operator]
+                self._partial += payload  # type: ignore[operator]
+                now = time.monotonic()
+                if now - last_sent >= _COALESCE_S:
+                    self.send({"type": "token", "text": pending})
+                    pending, last_sent = "", now
+            if pending:
+                self.send({"type": "token", "text": pending})
+            result = req.result()
+            self.last_result = result
+            if result.finish_reason == "length":
+                self.status = f"Stopped at max_tokens={result.params.max_tokens}."
+        except Exception as e:  # shown in the widget; the kernel never sees a thread's traceback
+            self.status = _message_for(e)
+            self.last_result = None
+        finally:
+            with self._lock:
+                self._req = None
+                self._partial = ""
+                self.busy = False
+                self._show(self._view())
+            self.send({"type": "end"})
+
+    # --- front end and shared state -------------------------------------------------------------
+    def _on_front_end(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        try:
+            if kind == "send":
+                self.ask(str(content.get("text", "")))
+            elif kind == "stop":
+                self.stop()
+            elif kind == "regenerate":
+                self.regenerate()
+            elif kind == "clear":
+                self.clear()
+            elif kind == "hello" and self.busy:  # a view opened mid-reply: give it the text so far
+                self.send({"type": "sync", "text": self._partial})
+        except (LmnbError, ValueError) as e:
+            self.status = _message_for(e)
+            if kind == "send":
+                self.send({"type": "restore", "text": str(content.get("text", ""))})
+
+    def _view(self) -> list[dict]:
+        return [dict(m) for m in self._conv.messages]
+
+    def _show(self, messages: list[dict]) -> None:
+        self._syncing = True
+        try:
+            self.messages = messages
+        finally:
+            self._syncing = False
+
+    def _on_conversation(self, conv: Any) -> None:
+        if not self.busy:  # while busy, the finished turn is drawn when the stream ends
+            self._show(self._view())
+
+    @observe("messages")
+    def _messages_set(self, change: dict) -> None:
+        # `chat.messages = [...]` from Python edits the shared conversation
+        if self._syncing or self.busy:
+            return
+        clean = [dict(m) for m in change["new"] if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+        if clean != self._conv.messages:
+            self._conv.messages[:] = clean
+            self._conv.changed()
+
+    @observe("system_prompt")
+    def _system_set(self, change: dict) -> None:
+        self._conv.system = change["new"] or None
+
+    def _on_model(self, info: Any) -> None:
+        self.model_name = info.name if info is not None else ""
+
+
+def _message_for(error: BaseException) -> str:
+    if isinstance(error, NoModelLoaded):
+        return "No model is loaded: pick one in the Models tab, or run `%lm load`."
+    return str(error)

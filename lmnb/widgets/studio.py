@@ -1,0 +1,61 @@
+"""``lmnb.studio()``: every pane in one tabbed dashboard, LM Studio's window in a notebook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+
+from .chat import Chat
+from .logs import Logs
+from .models import Models
+from .parameters import Parameters
+from .server import Server
+from .system import System
+
+TABS = ("Chat", "Models", "Parameters", "System", "Server", "Logs")
+
+
+class Studio(widgets.VBox):
+    """Tabs Chat, Models, Parameters, System, Server and Logs over the kernel's one engine.
+
+    The panes are attributes (``studio.chat``, ``studio.models``, ``studio.parameters``,
+    ``studio.system``, ``studio.server``, ``studio.logs``); each is also usable alone from
+    ``lmnb.widgets``. ``close()`` stops the panes' background updates.
+    """
+
+    def __init__(self, conversation: str = "default", **chat_params: Any) -> None:
+        self.chat = Chat(conversation, **chat_params)
+        self.models = Models()
+        self.parameters = Parameters()
+        self.system = System()
+        self.server = Server()
+        self.logs = Logs()
+        self.panes = [self.chat, self.models, self.parameters, self.system, self.server, self.logs]
+        self.tabs = widgets.Tab(children=self.panes, titles=TABS)
+        super().__init__([self.tabs])
+        self.add_class("lmnb-studio")
+
+    def select(self, name: str) -> None:
+        """Show the pane titled ``name`` (e.g. ``"Parameters"``)."""
+        titles = [t.lower() for t in TABS]
+        if name.lower() not in titles:
+            raise ValueError(f"no pane {name!r}; panes are {', '.join(TABS)}")
+        self.tabs.selected_index = titles.index(name.lower())
+
+    def close(self) -> None:
+        for pane in self.panes:
+            pane.close()
+        self.tabs.close()
+        super().close()
+
+
+def studio(conversation: str = "default", **chat_params: Any) -> Studio:
+    """The notebook studio: chat, models, parameters, system monitor, server and logs, in tabs.
+
+    Args:
+        conversation: the chat's conversation, shared with ``%%lm chat --name``.
+        **chat_params: sampling parameters for the chat's replies (the rest follow the
+            Parameters pane, which edits the session defaults).
+    """
+    return Studio(conversation, **chat_params)
