@@ -88,6 +88,9 @@ class Engine:
             ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
              "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error"), 0)
         self.last_tokens_per_s: Optional[float] = None
+        # every token sampled, counted as it is generated (stats counts a request when it ends):
+        # monitors take its rate for the current tokens/s
+        self.tokens_generated = 0
         self.listeners: list[Callable[[Request, Completion], None]] = []
         # called with the new ModelInfo after a load, None after an unload (widgets, status bar)
         self.model_listeners: list[Callable[[Optional[ModelInfo]], None]] = []
@@ -219,17 +222,28 @@ class Engine:
         with self._lock:
             return [s.req for s in self._active]
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests being generated plus those waiting their turn."""
+        return self._queue.qsize() + len(self._active)
+
+    @property
+    def generating(self) -> bool:
+        """Whether a request is producing tokens now (not just reading its prompt)."""
+        return any(not s.prefilling for s in list(self._active))
+
     def status(self) -> Status:
         import psutil
 
+        model = self._model
         return Status(
             loaded=self._info is not None,
             model=self._info,
             options=self._options,
             rss_bytes=psutil.Process().memory_info().rss,
-            model_bytes=self._model.weights_bytes if self._model is not None else 0,
+            model_bytes=model.weights_bytes if model is not None else 0,
             last_tokens_per_s=self.last_tokens_per_s,
-            queue_depth=self._queue.qsize() + len(self._active),
+            queue_depth=self.queue_depth,
             requests_served=self.requests_served,
         )
 
@@ -491,6 +505,7 @@ class Engine:
             self._finish(s, "stop")
             return
         s.generated.append(tok)
+        self.tokens_generated += 1
         s.last_token = tok
         s.held += s.decoder.decode(model.piece(tok))
         if s.stops:

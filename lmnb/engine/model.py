@@ -243,6 +243,8 @@ class LoadedModel:
             self.memory = C.llama_get_memory(self.ctx)
             self._batch = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
             self.info = _info(self.model, path, _read_template(opts.chat_template))
+            # read once: status displays poll it from other threads, and the model may be freed
+            self.weights_bytes = int(C.llama_model_size(self.model))
             self._pieces: dict[int, bytes] = {}
             self._formatter = None
             self._abort_cb = None
@@ -391,11 +393,6 @@ class LoadedModel:
 
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
-
-    # --- memory -----------------------------------------------------------------------------
-    @property
-    def weights_bytes(self) -> int:
-        return int(C.llama_model_size(self.model)) if self.model else 0
 
     def close(self) -> None:
         """Free the contexts, then the model (idempotent)."""
