@@ -25,18 +25,25 @@ class LM(SingletonConfigurable):
     """lmnb session defaults: load options, sampling parameters, logging and history."""
 
     # --- load options -------------------------------------------------------------------------
-    n_ctx = Int(4096, help="Context length in tokens (0 = the model's trained length).").tag(config=True)
+    n_ctx = Int(
+        4096,
+        help="Context length: how many tokens (prompt + reply) the model can see at once; more costs memory "
+        "(0 = the model's trained length).",
+    ).tag(config=True)
     n_gpu_layers = Union(
         [Int(), Unicode()],
         default_value="auto",
-        help="Layers to offload to the GPU: an integer, 'auto' (all when a GPU build is present) or 'max'.",
+        help="Layers to run on the GPU: an integer (0 = CPU only), 'auto' (all of them when llama.cpp was built "
+        "with GPU support) or 'max'.",
     ).tag(config=True)
-    n_threads = Int(0, help="CPU threads for generation (0 = physical cores).").tag(config=True)
+    n_threads = Int(0, help="CPU threads for generation (0 = one per physical core).").tag(config=True)
     n_batch = Int(512, help="Prompt tokens evaluated per llama_decode call.").tag(config=True)
     n_parallel = Int(
         1, help="Requests decoded together in each step (continuous batching); they share the context."
     ).tag(config=True)
-    flash_attn = Bool(False, help="Use flash attention.").tag(config=True)
+    flash_attn = Bool(
+        False, help="Flash attention: a fused attention kernel that saves memory and time, mostly on GPUs."
+    ).tag(config=True)
     use_mmap = Bool(True, help="Memory-map the model file instead of reading it into RAM.").tag(config=True)
     load_seed = Int(-1, help="Default seed stored with a loaded model (-1 = random per request).").tag(config=True)
     chat_template = Unicode("", help="Jinja chat template overriding the one in the GGUF file.").tag(config=True)
@@ -45,19 +52,37 @@ class LM(SingletonConfigurable):
     )
 
     # --- sampling -----------------------------------------------------------------------------
-    temperature = Float(0.8, help="Randomness: 0 always picks the most likely token.").tag(config=True)
-    top_p = Float(0.95, help="Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p.").tag(
-        config=True
-    )
-    top_k = Int(40, help="Keep only the k most likely tokens (0 = off).").tag(config=True)
-    min_p = Float(0.05, help="Drop tokens less likely than min_p x the most likely one.").tag(config=True)
-    repeat_penalty = Float(1.1, help="Penalise tokens seen in the last 64 tokens (1.0 = off).").tag(config=True)
-    presence_penalty = Float(0.0, help="Penalise any token already generated (OpenAI style).").tag(config=True)
-    frequency_penalty = Float(0.0, help="Penalise tokens by how often they were generated (OpenAI style).").tag(
-        config=True
-    )
-    max_tokens = Int(1024, help="Most tokens to generate per reply (-1 = until the context is full).").tag(config=True)
-    seed = Int(-1, help="Sampling seed (-1 = a new random seed per request; it is recorded).").tag(config=True)
+    temperature = Float(
+        0.8,
+        help="Randomness: low values pick the likely tokens, high values take more chances "
+        "(0 = always the most likely token, the same reply every time).",
+    ).tag(config=True)
+    top_p = Float(
+        0.95,
+        help="Nucleus sampling: keep only the most likely tokens whose probabilities add up to top_p (1 = off).",
+    ).tag(config=True)
+    top_k = Int(40, help="Keep only the k most likely tokens before sampling (0 = off).").tag(config=True)
+    min_p = Float(
+        0.05,
+        help="Drop tokens less than min_p times as likely as the best one; adapts to how sure the model is (0 = off).",
+    ).tag(config=True)
+    repeat_penalty = Float(
+        1.1, help="Make tokens seen in the last 64 (prompt included) less likely, against loops (1.0 = off)."
+    ).tag(config=True)
+    presence_penalty = Float(
+        0.0, help="Push away from any token already used in the last 64, however often: new topics (0 = off)."
+    ).tag(config=True)
+    frequency_penalty = Float(
+        0.0, help="Push away from tokens by how often they were used in the last 64: less repetition (0 = off)."
+    ).tag(config=True)
+    max_tokens = Int(
+        1024, help="The longest reply, in tokens (-1 = until the model stops or the context is full)."
+    ).tag(config=True)
+    seed = Int(
+        -1,
+        help="Random seed: the same seed, prompt and settings give the same reply "
+        "(-1 = a new seed per request; it is recorded).",
+    ).tag(config=True)
     stop = List(Unicode(), default_value=[], help="Extra stop strings.").tag(config=True)
     system_prompt = Unicode("", help="Default system prompt for `%%lm chat` ('' = the template's own).").tag(config=True)
 
@@ -83,6 +108,9 @@ class LM(SingletonConfigurable):
     history = Bool(True, help="Record every generation in the history database.").tag(config=True)
     history_path = Unicode(
         "", help="SQLite file for the generation history ('' = history.sqlite in the user data dir)."
+    ).tag(config=True)
+    presets_path = Unicode(
+        "", help="JSON file of saved sampling presets ('' = presets.json in the user config dir)."
     ).tag(config=True)
     models_dir = Unicode("", help="Extra directory searched for .gguf files.").tag(config=True)
     scan_other_apps = Bool(

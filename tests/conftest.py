@@ -11,6 +11,7 @@ import pytest
 # (or lmnb) can import it, so no test ever touches the user's real HF cache.
 _SCRATCH = tempfile.mkdtemp(prefix="lmnb-tests-")
 os.environ["HF_HOME"] = os.path.join(_SCRATCH, "hf")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_SCRATCH, "config")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Discovery of LM Studio / Ollama models must not pick up whatever this machine has installed.
 os.environ.setdefault("LMNB_LMSTUDIO_DIRS", os.path.join(_SCRATCH, "no-lmstudio"))

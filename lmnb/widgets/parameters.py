@@ -1,0 +1,620 @@
+"""The Parameters panel: LM Studio's sampling and load settings, bound to the session config.
+
+>>> from lmnb.widgets.parameters import Parameters
+>>> Parameters()
+
+Every control is two-way bound to ``lmnb.get_config()`` (the ``LM`` object that ``%lm set``,
+``%config LM.x = ...``, ``lmnb.configure()``, ``%%lm``, ``lmnb.chat()`` and the server all read):
+moving a slider changes the kernel's default at once, and a change made anywhere else moves the
+slider. The explanation under each control is the setting's help text in ``LM``, so the panel and
+``%config LM`` never disagree.
+
+Load options (context length, GPU layers, threads, flash attention) take effect when a model is
+loaded; **Apply (reload)** reloads the current model with them in a background thread, with
+llama.cpp's load progress. Presets (``lmnb.presets``) set all sampling controls at once. No
+callback ever raises: errors show in the status lines and a rejected value puts its control back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+import threading
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import ipywidgets as widgets
+
+from .. import presets as _presets
+
+# Widget updates from the load-progress callback: at most ~10 a second.
+UI_INTERVAL = 0.1
+_COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
+_DESCRIPTION_WIDTH = "10.5em"  # fits "frequency_penalty", so every control lines up
+_CONTROL_WIDTH = "34em"
+
+SAMPLING_CONTROLS: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "max_tokens",
+    "seed",
+)
+LOAD_CONTROLS: tuple[str, ...] = ("n_ctx", "n_gpu_layers", "n_threads", "flash_attn")
+
+
+def explanation(name: str) -> str:
+    """The one-line explanation of a setting: its help text in the ``LM`` config."""
+    from ..config import LM
+
+    return LM.class_traits()[name].help
+
+
+def _make_control(name: str) -> widgets.ValueWidget:
+    """The input for one ``LM`` setting (its value is set from the config afterwards)."""
+    common: dict[str, Any] = dict(
+        description=name,
+        style={"description_width": _DESCRIPTION_WIDTH},
+        layout=widgets.Layout(width=_CONTROL_WIDTH),
+    )
+    # Sliders update the config when released, not on every pixel of a drag: each change notifies
+    # every observer of the config (other panels, the studio), and half-dragged values mean nothing.
+    slider = dict(continuous_update=False, readout_format=".2f", **common)
+    if name == "temperature":
+        return widgets.FloatSlider(min=0.0, max=2.0, step=0.05, **slider)
+    if name == "top_p":
+        return widgets.FloatSlider(min=0.01, max=1.0, step=0.01, **slider)
+    if name == "top_k":
+        return widgets.IntSlider(min=0, max=200, step=1, continuous_update=False, **common)
+    if name == "min_p":
+        return widgets.FloatSlider(min=0.0, max=1.0, step=0.01, **slider)
+    if name == "repeat_penalty":
+        return widgets.FloatSlider(min=0.5, max=2.0, step=0.05, **slider)
+    if name in ("presence_penalty", "frequency_penalty"):
+        return widgets.FloatSlider(min=-2.0, max=2.0, step=0.05, **slider)
+    if name == "max_tokens":
+        return widgets.BoundedIntText(min=-1, max=10_000_000, **common)
+    if name == "seed":
+        return widgets.IntText(**common)
+    if name == "n_ctx":
+        return widgets.BoundedIntText(min=0, max=10_000_000, step=256, **common)
+    if name == "n_gpu_layers":
+        return widgets.Text(continuous_update=False, placeholder="an integer, auto or max", **common)
+    if name == "n_threads":
+        return widgets.BoundedIntText(min=0, max=1024, **common)
+    if name == "flash_attn":
+        return widgets.Checkbox(indent=True, **common)
+    raise KeyError(name)
+
+
+def _to_widget(name: str, value: Any) -> Any:
+    return str(value) if name == "n_gpu_layers" else value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def check_sampling(name: str, value: Any) -> None:
+    """Raise ``ValueError`` (the engine's own message) when a request could not use ``name=value``."""
+    from ..types import SamplingParams
+
+    if name == "seed" and value == -1:
+        return  # -1 means "a new random seed per request", resolved before validation
+    SamplingParams(**{name: value}).validate()
+
+
+def load_differences(cfg: Any, loaded: Any, info: Any) -> list[str]:
+    """How the loaded model's options (``status().options``) differ from the config's, in words."""
+    out: list[str] = []
+    want = cfg.n_ctx or (info.context_length if info is not None else 0)
+    padded = -(-want // 256) * 256  # llama.cpp rounds the context up to a multiple of 256
+    if want and loaded.n_ctx not in (want, padded):
+        here = f"{cfg.n_ctx}" if cfg.n_ctx else f"0 = trained length {want}"
+        out.append(f"context {loaded.n_ctx} (here {here})")
+
+    def layers(v: Any) -> str:
+        return "max" if v in (-1, "-1") else str(v)
+
+    if layers(loaded.n_gpu_layers) != layers(cfg.n_gpu_layers):
+        out.append(f"GPU layers {layers(loaded.n_gpu_layers)} (here {layers(cfg.n_gpu_layers)})")
+    if cfg.n_threads:
+        threads = cfg.n_threads
+    else:
+        from ..engine.model import default_threads  # what llama.cpp gets for 0
+
+        threads = default_threads()
+    if loaded.n_threads != threads:
+        out.append(f"{loaded.n_threads} threads (here {threads})")
+    if bool(loaded.flash_attn) != bool(cfg.flash_attn):
+        out.append(f"flash attention {'on' if loaded.flash_attn else 'off'} (here {'on' if cfg.flash_attn else 'off'})")
+    return out
+
+
+def describe_options(opts: Any) -> str:
+    """``context 4096 · GPU layers auto · 2 threads · flash attention off``."""
+    return (
+        f"context {opts.n_ctx} · GPU layers {opts.n_gpu_layers} · {opts.n_threads} threads · "
+        f"flash attention {'on' if opts.flash_attn else 'off'}"
+    )
+
+
+class Parameters(widgets.VBox):
+    """Sampling and load settings of the session, with presets (LM Studio's settings sidebar).
+
+    Parts, for scripts, tests and the studio:
+
+    - ``controls``: ``{name: widget}`` for every setting (each also an attribute of the same name):
+      ``temperature``, ``top_p``, ``min_p``, ``repeat_penalty``, ``presence_penalty``,
+      ``frequency_penalty`` (FloatSlider), ``top_k`` (IntSlider), ``max_tokens`` (BoundedIntText),
+      ``seed`` (IntText), ``n_ctx``, ``n_threads`` (BoundedIntText), ``n_gpu_layers`` (Text),
+      ``flash_attn`` (Checkbox). ``explanations``: ``{name: HTML}`` shown under each control.
+    - ``sampling_status`` (HTML): rejected values and settings a request would refuse.
+    - Presets: ``preset`` (Dropdown; choosing one applies it), ``preset_name`` (Text) with
+      ``save_button``, ``delete_button`` (off for built-ins), ``preset_status`` (HTML).
+    - Load: ``apply_button`` (reloads the loaded model with the load options), ``load_hint``
+      (HTML: why Apply is off, or how the loaded model differs), ``progress`` (FloatProgress
+      0..1, fed by llama.cpp's load progress), ``load_status`` (HTML); ``wait()``; ``refresh()``.
+
+    The pane follows models loaded elsewhere (``%lm load``, the Models pane) through the engine's
+    model listeners.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from ..config import get_config
+
+        self.add_class("lmnb-parameters")
+        self._cfg = get_config()
+        self._lock = threading.RLock()
+        self._quiet = 0  # > 0 while the widget sets its own controls (config -> widget)
+        self._threads: list[threading.Thread] = []
+        self._reloading = False
+        self._rejected: set[str] = set()  # controls whose rejection the status lines show
+        self._closed = False
+        self._config_observers: list[tuple[Callable[[dict], None], list[str]]] = []
+
+        def button(description: str, icon: str = "", style: str = "", tip: str = "", **kw: Any) -> widgets.Button:
+            return widgets.Button(description=description, icon=icon, button_style=style, tooltip=tip,
+                                  layout=widgets.Layout(width="auto"), **kw)  # fmt: skip
+
+        # --- controls, each with its explanation underneath
+        self.controls: dict[str, widgets.ValueWidget] = {}
+        self._ranges: dict[str, tuple[Any, Any]] = {}  # each bounded control's own range
+        self.explanations: dict[str, widgets.HTML] = {}
+        rows: dict[str, widgets.Widget] = {}
+        for name in SAMPLING_CONTROLS + LOAD_CONTROLS:
+            control = _make_control(name)
+            control.add_class(f"lmnb-param-{name}")
+            text = explanation(name)
+            control.tooltip = text
+            self.controls[name] = control
+            setattr(self, name, control)
+            if hasattr(control, "max"):
+                self._ranges[name] = (control.min, control.max)
+            self._fit_range(name, getattr(self._cfg, name))  # before the value: sliders clamp
+            control.value = _to_widget(name, getattr(self._cfg, name))
+            note = widgets.HTML(
+                f'<span style="color:var(--jp-ui-font-color2,#616161);font-size:0.9em;line-height:1.3">'
+                f"{html.escape(text, quote=False)}</span>",
+                layout=widgets.Layout(margin=f"-2px 0 6px calc({_DESCRIPTION_WIDTH} + 8px)", width="auto"),
+            )
+            note.add_class("lmnb-param-help")
+            self.explanations[name] = note
+            rows[name] = widgets.VBox([control, note])
+        self.sampling_status = widgets.HTML()
+
+        # --- presets
+        self.preset = widgets.Dropdown(
+            options=[], value=None, description="preset", style={"description_width": _DESCRIPTION_WIDTH},
+            layout=widgets.Layout(width="24em"),
+        )  # fmt: skip
+        self.preset.add_class("lmnb-preset")
+        self.delete_button = button("Delete", "trash", tip="Delete this preset", disabled=True)
+        self.delete_button.add_class("lmnb-preset-delete")
+        self.preset_name = widgets.Text(
+            placeholder="name for the current settings", description="save as",
+            style={"description_width": _DESCRIPTION_WIDTH}, layout=widgets.Layout(width="24em"),
+        )  # fmt: skip
+        self.preset_name.add_class("lmnb-preset-name")
+        self.save_button = button("Save", "save", tip="Save the current sampling settings as a preset")
+        self.save_button.add_class("lmnb-preset-save")
+        self.preset_status = widgets.HTML()
+
+        # --- load options
+        self.apply_button = button("Apply (reload)", "refresh", "primary", disabled=True)
+        self.apply_button.add_class("lmnb-apply")
+        self.load_hint = widgets.HTML()
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width=_CONTROL_WIDTH))
+        self.progress.layout.visibility = "hidden"
+        self.load_status = widgets.HTML()
+
+        self.children = [
+            widgets.HTML(
+                "<b>Sampling</b> &middot; session defaults for <code>%%lm</code>, <code>lmnb.chat()</code> "
+                "and the server (<code>%config LM</code>)"
+            ),
+            widgets.HBox([self.preset, self.delete_button]),
+            widgets.HBox([self.preset_name, self.save_button]),
+            self.preset_status,
+            *(rows[n] for n in SAMPLING_CONTROLS),
+            self.sampling_status,
+            widgets.HTML("<b>Load options</b> &middot; used when a model is loaded"),
+            *(rows[n] for n in LOAD_CONTROLS),
+            widgets.HBox([self.apply_button, self.load_hint]),
+            self.progress,
+            self.load_status,
+        ]
+
+        # --- binding: widget -> config ...
+        for name, control in self.controls.items():
+            control.observe(self._guard(lambda change, n=name: self._on_control(n, change["new"])), "value")
+        # ... and config -> widget (removed again by close())
+        self._observe_config(self._guard(self._on_config), list(self.controls))
+        self._observe_config(self._guard(lambda _c: self._sync_preset(), self.preset_status), list(_presets.FIELDS))
+
+        self.preset.observe(self._guard(self._on_preset, self.preset_status), "value")
+        self.save_button.on_click(self._guard(lambda _b: self.save_preset(), self.preset_status))
+        self.delete_button.on_click(self._guard(lambda _b: self.delete_preset(), self.preset_status))
+        self.apply_button.on_click(self._guard(lambda _b: self.reload(), self.load_status))
+
+        self._refresh_presets()
+        self._show_sampling_problems()
+        self.refresh()
+        from .. import api
+
+        api.get_engine().model_listeners.append(self._on_model)
+
+    # --------------------------------------------------------------------------------------------
+    # Plumbing
+    # --------------------------------------------------------------------------------------------
+    def _say(self, target: widgets.HTML, text: str, kind: str = "info") -> None:
+        color = _COLORS.get(kind, "")
+        style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
+        target.value = f'<span style="{style}">{html.escape(text, quote=False)}</span>' if text else ""
+
+    def _guard(self, fn: Callable[..., Any], target: Optional[widgets.HTML] = None) -> Callable[..., None]:
+        """A callback that reports its errors in a status line instead of raising into the frontend
+        (or into whoever changed the config: ``%lm set`` must not fail because a panel did)."""
+
+        def run(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - a widget callback must never raise
+                self._say(self.sampling_status if target is None else target, _describe(e), "error")
+
+        return run
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        with self._lock:
+            self._quiet += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._quiet -= 1
+
+    def _observe_config(self, handler: Callable[[dict], None], names: list[str]) -> None:
+        self._cfg.observe(handler, names=names)
+        self._config_observers.append((handler, names))
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> threading.Thread:
+        t = threading.Thread(target=self._guard(fn, self.load_status), args=args, name="lmnb-parameters", daemon=True)
+        with self._lock:
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+        return t
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until a reload started here is over; ``False`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                alive = [t for t in self._threads if t.is_alive()]
+            if not alive:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            alive[0].join(left)
+
+    def close(self) -> None:
+        """Detach from the config (every observer this panel added) and close the panel's widgets."""
+        if self._closed:
+            return
+        self._closed = True
+        from .. import api
+
+        listeners = api.get_engine().model_listeners
+        if self._on_model in listeners:
+            listeners.remove(self._on_model)
+        for handler, names in self._config_observers:
+            self._cfg.unobserve(handler, names=names)
+        self._config_observers.clear()
+        for w in self._own_widgets():
+            w.close()
+        super().close()
+
+    def _own_widgets(self) -> list[widgets.Widget]:
+        out: list[widgets.Widget] = []
+        stack = list(self.children)
+        while stack:
+            w = stack.pop()
+            out.append(w)
+            stack.extend(getattr(w, "children", ()))
+        return out
+
+    # --------------------------------------------------------------------------------------------
+    # Binding
+    # --------------------------------------------------------------------------------------------
+    def _fit_range(self, name: str, value: Any) -> None:
+        """Widen a slider's (or bounded box's) range to hold ``value``, back to its own range otherwise.
+
+        A control that clamped a value set elsewhere (``%lm set temperature=3``) would show a value
+        the kernel does not use, and write the clamped value back at the next touch.
+        """
+        if name not in self._ranges or not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        control, (lo, hi) = self.controls[name], self._ranges[name]
+        lo, hi = min(lo, value), max(hi, value)
+        # the order keeps min <= max at every step (ipywidgets refuses anything else)
+        if lo > control.max:
+            control.max, control.min = hi, lo
+        else:
+            control.min, control.max = lo, hi
+
+    def _on_control(self, name: str, value: Any) -> None:
+        """A control changed (the user): make it the session default, or say why not and put it back."""
+        if self._quiet or self._closed:
+            return
+        current = getattr(self._cfg, name)
+        if name == "n_gpu_layers":
+            value = value.strip()
+            if value == str(current):
+                return
+        elif _same(value, current):
+            return
+        status = self.load_status if name in LOAD_CONTROLS else self.sampling_status
+        try:
+            if name in SAMPLING_CONTROLS:
+                check_sampling(name, value)
+            from ..config import configure
+
+            configure(**{name: value})
+        except Exception as e:  # TraitError, ValueError: the config's or the engine's own message
+            self._set_control(name, getattr(self._cfg, name))
+            self._say(status, f"{name} not changed: {_describe(e)}", "error")
+            self._rejected.add(name)
+            return
+        if name in SAMPLING_CONTROLS:
+            self._show_sampling_problems()
+        elif self._rejected & set(LOAD_CONTROLS):
+            self._say(self.load_status, "")  # the error is outdated (a reload's outcome stays shown)
+        self._rejected -= set(LOAD_CONTROLS) if name in LOAD_CONTROLS else set(SAMPLING_CONTROLS)
+
+    def _set_control(self, name: str, value: Any) -> None:
+        control = self.controls[name]
+        with self._quietly():
+            self._fit_range(name, value)
+            control.value = _to_widget(name, value)
+
+    def _on_config(self, change: dict) -> None:
+        """The config changed (a control here, ``%lm set``, ``lmnb.configure``, ``%config LM.x``, a preset)."""
+        if self._closed:
+            return
+        name = change["name"]
+        self._set_control(name, change["new"])
+        if name in SAMPLING_CONTROLS:
+            self._show_sampling_problems()
+        else:
+            self.refresh()
+
+    def _show_sampling_problems(self) -> None:
+        """Say which current settings a request would refuse (the config takes any number: ``%lm set
+        temperature=-1`` is accepted there and only fails at the next generation)."""
+        problems = []
+        for name in SAMPLING_CONTROLS:
+            try:
+                check_sampling(name, getattr(self._cfg, name))
+            except ValueError as e:
+                problems.append(str(e))
+        if problems:
+            self._say(self.sampling_status, "Requests will fail until this is fixed: " + "; ".join(problems), "warn")
+        else:
+            self._say(self.sampling_status, "")
+
+    # --------------------------------------------------------------------------------------------
+    # Presets
+    # --------------------------------------------------------------------------------------------
+    def _refresh_presets(self, select: Optional[str] = None) -> None:
+        """List the presets again; select ``select`` (else the one matching the config, if any)."""
+        user, problem = _presets.load_user()
+        names = [*_presets.BUILTIN, *user]
+        with self._quietly():
+            self.preset.options = names
+            self.preset.value = select if select in names else None
+        if select is None:
+            self._sync_preset()
+        self._update_delete()
+        if problem:
+            self._say(self.preset_status, problem, "warn")
+
+    def _sync_preset(self) -> None:
+        """Show the preset the current settings match (blank once a control moves away from it)."""
+        if self._closed:
+            return
+        shown = self.preset.value
+        values = _presets.current_values()
+        user, _ = _presets.load_user()
+        everything = {**_presets.BUILTIN, **user}
+        if shown in everything and _presets.fits(everything[shown], values):
+            return  # still true (a user preset equal to a built-in keeps its own name)
+        match = next((name for name, p in everything.items() if _presets.fits(p, values)), None)
+        with self._quietly():
+            self.preset.value = match if match in self.preset.options else None
+        self._update_delete()
+
+    def _update_delete(self) -> None:
+        name = self.preset.value
+        if name is None:
+            self.delete_button.disabled, self.delete_button.tooltip = True, "Choose a preset you saved to delete it"
+        elif _presets.is_builtin(name):
+            self.delete_button.disabled, self.delete_button.tooltip = True, f"{name} is built in: it cannot be deleted"
+        else:
+            self.delete_button.disabled, self.delete_button.tooltip = False, f"Delete the preset {name}"
+
+    def _on_preset(self, change: dict) -> None:
+        self._update_delete()
+        if self._quiet or change["new"] is None:
+            return
+        self.apply_preset(change["new"])
+
+    def apply_preset(self, name: str) -> dict:
+        """Apply preset ``name`` (the controls move through the config binding); returns its values."""
+        values = _presets.apply(name)
+        with self._quietly():
+            self.preset.value = name if name in self.preset.options else self.preset.value
+        self._update_delete()
+        shown = " · ".join(f"{k} {v}" for k, v in values.items())
+        self._say(self.preset_status, f"Applied {name}: {shown}", "ok")
+        return values
+
+    def save_preset(self, name: Optional[str] = None) -> dict:
+        """Save the current sampling settings as preset ``name`` (default: the name box's text)."""
+        name = (self.preset_name.value if name is None else name).strip()
+        values = _presets.save(name)
+        self._refresh_presets(select=name)
+        self.preset_name.value = ""
+        self._say(self.preset_status, f"Saved {name} to {_presets.user_presets_path()}.", "ok")
+        return values
+
+    def delete_preset(self, name: Optional[str] = None) -> None:
+        """Delete the user preset ``name`` (default: the selected one)."""
+        name = self.preset.value if name is None else name
+        if name is None:
+            self._say(self.preset_status, "Choose a preset to delete.", "warn")
+            return
+        _presets.delete(name)
+        self._refresh_presets()
+        self._say(self.preset_status, f"Deleted {name}.", "ok")
+
+    # --------------------------------------------------------------------------------------------
+    # Load options and reload
+    # --------------------------------------------------------------------------------------------
+    def _on_model(self, info: Any) -> None:  # engine listener: a model was loaded or unloaded elsewhere
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - a listener must never break loading
+            pass
+
+    def refresh(self) -> None:
+        """Update Apply and the hint for the model loaded now."""
+        from .. import api
+
+        if self._closed:
+            return
+        with self._lock:
+            reloading = self._reloading
+        engine = api.get_engine()
+        st = engine.status()
+        if reloading:
+            self.apply_button.disabled, hint, kind = True, "Reloading…", "info"
+        elif not st.loaded or st.options is None:
+            self.apply_button.disabled = True
+            hint, kind = "No model is loaded: these options apply to the next %lm load.", "info"
+        else:
+            self.apply_button.disabled = False
+            diff = load_differences(self._cfg, st.options, st.model)
+            if diff:
+                hint = f"{st.model.name} is loaded with {', '.join(diff)}: Apply reloads it with these options."
+                kind = "warn"
+            else:
+                hint, kind = f"{st.model.name} is loaded with these options.", "info"
+        self.apply_button.tooltip = hint if self.apply_button.disabled else "Reload the model with these options"
+        self._say(self.load_hint, hint, kind)
+
+    def reload(self) -> Optional[threading.Thread]:
+        """Reload the loaded model with the load options, in a background thread (``wait()`` joins it).
+
+        Options the panel does not show (batch size, parallel sequences, mmap, seed, chat template)
+        stay as the model was loaded. Returns the thread, or ``None`` when nothing can be reloaded.
+        """
+        from .. import api
+
+        engine = api.get_engine()
+        with self._lock:
+            if self._reloading:
+                self._say(self.load_status, "A reload is running already: wait for it.", "warn")
+                return None
+            st = engine.status()
+            if not st.loaded or st.options is None:
+                self._say(self.load_status, "No model is loaded, so there is nothing to reload.", "warn")
+                self.refresh()
+                return None
+            self._reloading = True
+        info, loaded, cfg = st.model, st.options, self._cfg
+        options = dict(
+            n_ctx=cfg.n_ctx,
+            n_gpu_layers=cfg.n_gpu_layers,
+            n_threads=cfg.n_threads,
+            flash_attn=cfg.flash_attn,
+            n_batch=loaded.n_batch,
+            n_parallel=loaded.n_parallel,
+            use_mmap=loaded.use_mmap,
+            seed=loaded.seed,
+            chat_template=loaded.chat_template,
+        )
+        self.progress.value, self.progress.bar_style = 0.0, ""
+        self.progress.layout.visibility = "visible"
+        self._say(self.load_status, f"Reloading {info.name}…")
+        self.refresh()
+        return self._spawn(self._reload, info, options)
+
+    def _reload(self, info: Any, options: dict) -> None:
+        from .. import api
+
+        last = [0.0]
+
+        def progress(fraction: float) -> None:  # on the engine's thread, inside llama.cpp's load
+            now = time.monotonic()
+            if fraction >= 1.0 or now - last[0] >= UI_INTERVAL:
+                last[0] = now
+                self.progress.value = min(max(fraction, 0.0), 1.0)
+
+        t0 = time.monotonic()
+        try:
+            api.load(info.path, progress=progress, download=False, **options)
+        except Exception as e:  # LoadError (out of memory, bad option), ValueError
+            self.progress.bar_style = "danger"
+            gone = "" if api.get_engine().loaded else " No model is loaded now."
+            self._say(self.load_status, f"Could not reload {info.name}: {_describe(e)}.{gone}", "error")
+        else:
+            self.progress.bar_style = "success"
+            st = api.get_engine().status()
+            took = time.monotonic() - t0
+            self._say(self.load_status, f"Reloaded {info.name} in {took:.1f} s · {describe_options(st.options)}", "ok")
+        finally:
+            with self._lock:
+                self._reloading = False
+            self.refresh()
+
+
+def _describe(e: BaseException) -> str:
+    from traitlets import TraitError
+
+    from ..errors import LmnbError
+
+    text = str(e).rstrip(".")
+    readable = isinstance(e, (LmnbError, ValueError, TraitError))  # their messages are written for users
+    return text if readable and text else f"{type(e).__name__}: {text}"
