@@ -1,0 +1,1 @@
+"""Browser tests: a real JupyterLab, driven in headless Debian Chromium through Playwright."""
