@@ -380,12 +380,12 @@ class LMMagics(Magics):
         from IPython.display import display
 
         from . import widgets
-        from .widgets.studio import TABS
+        from .widgets.studio import TABS, studio
 
         p = _Parser(prog="%lm ui")
         p.add_argument("pane", nargs="?", type=str.lower, choices=[t.lower() for t in TABS])
         args = p.parse_args(argv)
-        display(widgets.studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
+        display(studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
 
     def _cmd_preset(self, argv: list[str]) -> None:
         from . import presets

@@ -21,8 +21,7 @@ _PANES = {
     "System": "system",
     "Server": "server",
     "Logs": "logs",
-    "Studio": "studio",
-    "studio": "studio",
+    "Studio": "studio",  # `lmnb.studio()` makes one (the name `studio` here is the module)
 }
 
 __all__ = sorted(_PANES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import ipywidgets as widgets
 
@@ -43,6 +43,10 @@ class Studio(widgets.VBox):
             raise ValueError(f"no pane {name!r}; panes are {', '.join(TABS)}")
         self.tabs.selected_index = titles.index(name.lower())
 
+    @property
+    def closed(self) -> bool:
+        return self.comm is None
+
     def close(self) -> None:
         for pane in self.panes:
             pane.close()
@@ -53,9 +57,24 @@ class Studio(widgets.VBox):
 def studio(conversation: str = "default", **chat_params: Any) -> Studio:
     """The notebook studio: chat, models, parameters, system monitor, server and logs, in tabs.
 
+    Calling it again returns the same studio (shown once more) unless the arguments differ, in
+    which case the old one is closed.
+
     Args:
         conversation: the chat's conversation, shared with ``%%lm chat --name``.
         **chat_params: sampling parameters for the chat's replies (the rest follow the
             Parameters pane, which edits the session defaults).
     """
-    return Studio(conversation, **chat_params)
+    global _current
+    cur = _current
+    # One studio per kernel, like LM Studio's one window: running the cell again shows the same
+    # widgets (another view of them) instead of leaving the old panes polling in the background.
+    if cur is not None and not cur.closed and cur.chat.conversation == conversation and not chat_params:
+        return cur
+    if cur is not None and not cur.closed:
+        cur.close()
+    _current = Studio(conversation, **chat_params)
+    return _current
+
+
+_current: Optional[Studio] = None

@@ -41,7 +41,9 @@ def browser_available() -> None:
         pytest.skip(f"browser tests need a browser: {reason}")
 
 
-@pytest.fixture(scope="session")
+# "package", not "session": Playwright's sync API keeps an asyncio loop running in the main thread
+# while the browser is open, which would break every later test that calls asyncio.run().
+@pytest.fixture(scope="package")
 def jupyter_lab(browser_available, tmp_path_factory) -> _lab.LabServer:
     """A running `jupyter lab` (random token, free port, every Jupyter/XDG/HF dir in a temp dir)."""
     server = _lab.LabServer(tmp_path_factory.mktemp("jupyterlab"))
@@ -52,7 +54,7 @@ def jupyter_lab(browser_available, tmp_path_factory) -> _lab.LabServer:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(browser_available, tmp_path_factory) -> _lab.Browser:
     """Headless Debian Chromium with a throwaway profile and HOME (1400x1000 viewport)."""
     browser = _lab.Browser(tmp_path_factory.mktemp("chromium"))
