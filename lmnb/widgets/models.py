@@ -27,6 +27,7 @@ import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
 from ..tables import human_bytes, human_count
+from ._jobs import Jobs
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
 UI_INTERVAL = 0.1
@@ -130,7 +131,7 @@ class Models(widgets.VBox):
         self.last_search: Any = None  # lmnb.hub.SearchResults
         self.repo_files: Any = None  # lmnb.hub.RepoFiles of the selected repository
         self._lock = threading.RLock()
-        self._threads: list[threading.Thread] = []
+        self._jobs = Jobs("lmnb-models-widget")
         self._quiet = 0  # > 0 while the widget changes its own selections
         self._job: Optional[_Job] = None
         self._loading = False
@@ -236,24 +237,11 @@ class Models(widgets.VBox):
                 self._quiet -= 1
 
     def _spawn(self, fn: Callable[..., Any], *args: Any, local: bool = False) -> threading.Thread:
-        t = threading.Thread(target=self._guard(fn, local=local), args=args, name="lmnb-models-widget", daemon=True)
-        with self._lock:
-            self._threads = [x for x in self._threads if x.is_alive()] + [t]
-        t.start()
-        return t
+        return self._jobs.start(self._guard(fn, local=local), *args)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the background work started here (downloads, loads) is over; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                alive = [t for t in self._threads if t.is_alive()]
-            if not alive:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            alive[0].join(left)
+        return self._jobs.wait(timeout)
 
     def _update_buttons(self) -> None:
         with self._lock:

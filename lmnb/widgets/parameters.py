@@ -18,6 +18,7 @@ callback ever raises: errors show in the status lines and a rejected value puts 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import math
 import threading
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 import ipywidgets as widgets
 
 from .. import presets as _presets
+from ._jobs import Jobs
 
 # Widget updates from the load-progress callback: at most ~10 a second.
 UI_INTERVAL = 0.1
@@ -178,7 +180,7 @@ class Parameters(widgets.VBox):
         self._cfg = get_config()
         self._lock = threading.RLock()
         self._quiet = 0  # > 0 while the widget sets its own controls (config -> widget)
-        self._threads: list[threading.Thread] = []
+        self._jobs = Jobs("lmnb-parameters")
         self._reloading = False
         self._rejected: set[str] = set()  # controls whose rejection the status lines show
         self._closed = False
@@ -310,24 +312,11 @@ class Parameters(widgets.VBox):
         self._config_observers.append((handler, names))
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> threading.Thread:
-        t = threading.Thread(target=self._guard(fn, self.load_status), args=args, name="lmnb-parameters", daemon=True)
-        with self._lock:
-            self._threads = [x for x in self._threads if x.is_alive()] + [t]
-        t.start()
-        return t
+        return self._jobs.start(self._guard(fn, self.load_status), *args)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until a reload started here is over; ``False`` on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                alive = [t for t in self._threads if t.is_alive()]
-            if not alive:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            alive[0].join(left)
+        return self._jobs.wait(timeout)
 
     def close(self) -> None:
         """Detach from the config (every observer this panel added) and close the panel's widgets."""
@@ -564,17 +553,8 @@ class Parameters(widgets.VBox):
                 return None
             self._reloading = True
         info, loaded, cfg = st.model, st.options, self._cfg
-        options = dict(
-            n_ctx=cfg.n_ctx,
-            n_gpu_layers=cfg.n_gpu_layers,
-            n_threads=cfg.n_threads,
-            flash_attn=cfg.flash_attn,
-            n_batch=loaded.n_batch,
-            n_parallel=loaded.n_parallel,
-            use_mmap=loaded.use_mmap,
-            seed=loaded.seed,
-            chat_template=loaded.chat_template,
-        )
+        # the pane's load options; the rest (batch, parallel, mmap, seed, template) as loaded
+        options = {**dataclasses.asdict(loaded), **{name: getattr(cfg, name) for name in LOAD_CONTROLS}}
         self.progress.value, self.progress.bar_style = 0.0, ""
         self.progress.layout.visibility = "visible"
         self._say(self.load_status, f"Reloading {info.name}…")

@@ -1,0 +1,36 @@
+"""Background threads a pane starts (downloads, loads), so the kernel stays free meanwhile."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+
+class Jobs:
+    """Start daemon threads and wait for them: ``wait()`` lets tests and notebooks join a pane's work."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
+        t = threading.Thread(target=target, args=args, name=self.name, daemon=True)
+        with self._lock:
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+        return t
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until every thread started here is over; ``False`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                alive = [t for t in self._threads if t.is_alive()]
+            if not alive:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            alive[0].join(left)
