@@ -44,6 +44,8 @@ _EXPORTS = {
     "download": "api",
     "rm": "api",
     "studio": "widgets.studio",
+    "map": "batch",
+    "ItemError": "batch",
     "serve": "server",
     "Server": "server",
     "Conversation": "api",

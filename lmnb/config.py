@@ -39,7 +39,9 @@ class LM(SingletonConfigurable):
     n_threads = Int(0, help="CPU threads for generation (0 = one per physical core).").tag(config=True)
     n_batch = Int(512, help="Prompt tokens evaluated per llama_decode call.").tag(config=True)
     n_parallel = Int(
-        1, help="Requests decoded together in each step (continuous batching); they share the context."
+        1,
+        help="Requests decoded together in each step (continuous batching): concurrent server clients, "
+        "widgets and cells share the context's cells instead of waiting in line. lmnb.map raises it as needed.",
     ).tag(config=True)
     flash_attn = Bool(
         False, help="Flash attention: a fused attention kernel that saves memory and time, mostly on GPUs."

@@ -40,3 +40,8 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
         return token if value is _MISSING else str(value)
 
     return _PATTERN.sub(sub, text)
+
+
+def names(text: str) -> list[str]:
+    """The variable names ``{name}`` / ``{name.attr}`` placeholders in ``text`` refer to (heads only)."""
+    return [m.group(1).split(".")[0] for m in _PATTERN.finditer(text) if m.group(1)]

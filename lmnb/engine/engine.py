@@ -79,6 +79,8 @@ class Engine:
         self._active: list[_Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
+        # a request admitted but waiting for KV room: (request, prompt tokens)
+        self._held_gen: Optional[tuple[Request, list[int]]] = None
         self.loading: Optional[str] = None  # the path being loaded, for status displays
         self._stopping = False
         self._lock = threading.Lock()
@@ -86,7 +88,8 @@ class Engine:
         # monotonically increasing counters, exported by the server's /metrics
         self.stats: dict[str, int] = dict.fromkeys(
             ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
-             "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error"), 0)
+             "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error",
+             "prefix_tokens_shared"), 0)
         self.last_tokens_per_s: Optional[float] = None
         # every token sampled, counted as it is generated (stats counts a request when it ends):
         # monitors take its rate for the current tokens/s
@@ -174,6 +177,48 @@ class Engine:
             except Exception:  # a broken widget must not break loading
                 pass
 
+    def resize(self, n_ctx: Optional[int] = None, n_parallel: Optional[int] = None) -> None:
+        """Give the loaded model's context ``n_ctx`` cells shared by ``n_parallel`` sequences.
+
+        Only the context is recreated (about 0.1 s; the weights stay loaded, the KV cache starts
+        empty). Queued like a load: it waits for the running requests. ``lmnb.map`` uses it to
+        make room for its parallel sequences.
+        """
+
+        def do_resize() -> None:
+            model = self._require_model()
+            ctx = model.n_ctx if n_ctx is None else n_ctx
+            par = self.n_parallel if n_parallel is None else n_parallel
+            if not 1 <= par <= 64:
+                raise ValueError(f"n_parallel={par}: must be between 1 and 64")
+            if (ctx, par) == (model.n_ctx, self.n_parallel):
+                return
+            model.resize(ctx, par)
+            self.n_parallel = par
+            self._slot_tokens = [[] for _ in range(par)]
+            self._options = dataclasses.replace(self._options, n_ctx=model.n_ctx, n_parallel=par)
+
+        self._call(do_resize)
+
+    def count_prompt_tokens(self, specs: list[GenerationSpec]) -> list[int]:
+        """How many tokens each prompt is once rendered through the chat template (``-1``: it cannot be)."""
+
+        def count() -> list[int]:
+            model = self._require_model()
+            out = []
+            for spec in specs:
+                try:
+                    out.append(len(self._prompt_tokens(model, spec)))
+                except Exception:  # the request itself will report why
+                    out.append(-1)
+            return out
+
+        return self._call(count)
+
+    def slot_positions(self) -> list[int]:
+        """For each sequence slot, the highest KV-cache position it holds (-1 = none)."""
+        return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(self.n_parallel)])
+
     def submit(self, spec: GenerationSpec) -> Request:
         """Queue a generation and return its handle at once. Parameters are validated here."""
         spec.params = resolve_sampling(spec.params)
@@ -200,9 +245,11 @@ class Engine:
                 if s.req.id == request_id:
                     s.req.cancel()
                     return True
-        for item in list(self._queue.queue):
-            if item[0] == "gen" and item[1].id == request_id:
-                item[1].cancel()
+        held = self._held_gen
+        waiting = [item[1] for item in list(self._queue.queue) if item[0] == "gen"] + ([held[0]] if held else [])
+        for req in waiting:
+            if req.id == request_id:
+                req.cancel()
                 return True
         return False
 
@@ -225,7 +272,7 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         """Requests being generated plus those waiting their turn."""
-        return self._queue.qsize() + len(self._active)
+        return self._queue.qsize() + len(self._active) + (self._held_gen is not None)
 
     @property
     def generating(self) -> bool:
@@ -257,6 +304,8 @@ class Engine:
         for item in list(self._queue.queue):
             if item[0] == "gen":
                 item[1].cancel()
+        if self._held_gen is not None:
+            self._held_gen[0].cancel()
         self._stopping = True
         self._queue.put(("stop",))
         self._thread.join(timeout=timeout)
@@ -300,7 +349,10 @@ class Engine:
     def _run(self) -> None:
         while True:
             try:
-                if not self._active and self._held_call is not None:
+                if not self._active and self._held_gen is not None:
+                    (req, tokens), self._held_gen = self._held_gen, None
+                    item = ("gen", req, tokens)
+                elif not self._active and self._held_call is not None:
                     item, self._held_call = self._held_call, None
                 elif not self._active:
                     item = self._queue.get()
@@ -325,6 +377,12 @@ class Engine:
         # Admit new requests only while slots are free and no load/unload is waiting its turn.
         if (self._held_call is not None or len(self._active) >= self.n_parallel) and not self._stopping:
             return None
+        if self._held_gen is not None:  # first in line: it goes in as soon as its KV room is free
+            req, tokens = self._held_gen
+            if req.cancelled or self._kv_fits(req.spec.params, tokens):
+                self._held_gen = None
+                return ("gen", req, tokens)
+            return None
         try:
             return self._queue.get_nowait()
         except queue.Empty:
@@ -344,51 +402,34 @@ class Engine:
             except BaseException as e:
                 fut.set_exception(e)
         elif kind == "gen":
-            self._admit(item[1])
+            self._admit(item[1], item[2] if len(item) > 2 else None)
 
-    def _admit(self, req: Request) -> None:
+    def _admit(self, req: Request, tokens: Optional[list[int]] = None) -> None:
         try:
-            self._start(req)
+            self._start(req, tokens)
         except BaseException as e:  # a request that cannot start fails alone; the worker goes on
             self.stats["requests_error"] += 1
             req._fail(e)
 
-    def _start(self, req: Request) -> None:
+    def _start(self, req: Request, tokens: Optional[list[int]] = None) -> None:
         if req.cancelled:
             req._finish(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
             return
         model = self._require_model()
         spec = req.spec
-        if spec.messages is not None:
-            prompt_text = model.render_chat(spec.messages)
-            tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
-            if not tokens or tokens[0] != _bos(model):
-                # templates normally write BOS themselves; add it if the model wants one and it didn't
-                tokens = _maybe_bos(model, tokens)
-        elif isinstance(spec.prompt, list):
-            tokens = list(spec.prompt)
-        else:
-            tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
-        if not tokens:
-            raise ValueError("the prompt is empty")
-        if len(tokens) >= model.n_ctx:
-            raise ContextOverflow(
-                f"The prompt is {len(tokens)} tokens but the context holds {model.n_ctx}. "
-                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {_next_pow2(len(tokens) + 512)}`)."
-            )
+        if tokens is None:
+            tokens = self._prompt_tokens(model, spec)
+        params = spec.params
+        if self._active and not self._kv_fits(params, tokens):
+            # Sequences share the context's cells: wait until the running ones leave room for this
+            # one's prompt and reply, rather than fail mid-batch with a full cache.
+            self._held_gen = (req, tokens)
+            return
 
         from .sampler import Sampler
 
-        params = spec.params
         slot = self._pick_slot(tokens)
-        cached = self._slot_tokens[slot]
-        common = _common_prefix(cached, tokens)
-        if common == len(tokens):
-            common -= 1  # at least one token must be evaluated to get logits
-        if not model.seq_rm(slot, common, -1):
-            model.seq_rm(slot, 0, -1)  # e.g. sliding-window caches cannot drop a suffix
-            common = 0
-        del cached[common:]
+        common = self._reuse_prefix(model, slot, tokens)
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar)
         for t in tokens[-64:]:
             sampler.accept_prompt(t)
@@ -407,6 +448,68 @@ class Engine:
         )
         with self._lock:
             self._active.append(seq)
+
+    def _prompt_tokens(self, model, spec: GenerationSpec) -> list[int]:
+        if spec.messages is not None:
+            prompt_text = model.render_chat(spec.messages)
+            tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
+            if not tokens or tokens[0] != _bos(model):
+                # templates normally write BOS themselves; add it if the model wants one and it didn't
+                tokens = _maybe_bos(model, tokens)
+        elif isinstance(spec.prompt, list):
+            tokens = list(spec.prompt)
+        else:
+            tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        if len(tokens) >= model.n_ctx:
+            raise ContextOverflow(
+                f"The prompt is {len(tokens)} tokens but the context holds {model.n_ctx}. "
+                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {_next_pow2(len(tokens) + 512)}`)."
+            )
+
+        return tokens
+
+    def _reserved(self, params: SamplingParams, n_prompt: int) -> int:
+        """The cells a sequence may need: its prompt and its longest reply."""
+        n_ctx = self._model.n_ctx
+        reply = params.max_tokens if params.max_tokens and params.max_tokens > 0 else n_ctx
+        return min(n_prompt + reply, n_ctx)
+
+    def _kv_fits(self, params: SamplingParams, tokens: list[int]) -> bool:
+        if not self._active:
+            return True  # a lone request may use the whole context
+        used = sum(self._reserved(s.params, len(s.prompt)) for s in self._active)
+        return used + self._reserved(params, len(tokens)) <= self._model.n_ctx
+
+    def _reuse_prefix(self, model, slot: int, tokens: list[int]) -> int:
+        """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
+
+        A shared system prompt or template prefix is evaluated once: a new sequence takes the
+        cells another one already holds (llama_memory_seq_cp; the KV cache is unified, so nothing
+        is copied), and evaluates only the rest.
+        """
+        cached = self._slot_tokens[slot]
+        common = _common_prefix(cached, tokens)
+        donor, best = slot, common
+        for i, other in enumerate(self._slot_tokens):
+            if i != slot:
+                n = _common_prefix(other, tokens)
+                if n > best:
+                    donor, best = i, n
+        best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
+        if donor != slot and best > common:
+            model.seq_rm(slot, 0, -1)
+            model.seq_cp(donor, slot, 0, best)
+            self._slot_tokens[slot] = list(tokens[:best])
+            self.stats["prefix_tokens_shared"] += best
+            return best
+        common = min(common, len(tokens) - 1)
+        if not model.seq_rm(slot, common, -1):
+            model.seq_rm(slot, 0, -1)  # e.g. sliding-window caches cannot drop a suffix
+            common = 0
+        del cached[common:]
+        return common
 
     def _pick_slot(self, tokens: list[int]) -> int:
         busy = {s.slot for s in self._active}
@@ -484,6 +587,7 @@ class Engine:
             del s.pending[:n]
             if not s.pending:
                 s.t_prompt_done = now
+                s.req.prompt_done.set()
             if len(s.prompt) - s.n_cached > model.n_batch:  # a prompt read over several steps
                 s.req._progress(len(s.prompt) - len(s.pending), len(s.prompt))
         for s in generating:
@@ -563,6 +667,10 @@ class Engine:
         usage = Usage(prompt_tokens=len(s.prompt), completion_tokens=n_gen, cached_tokens=s.n_cached)
         result = self._completion_for(s.req, s.text, reason, usage, timings, s.params)
         self._retire(s)
+        if reason == "cancelled" and self._model is not None:
+            # a stopped sequence's cells go back to the others at once (a cancelled batch frees all)
+            self._model.seq_rm(s.slot, 0, -1)
+            self._slot_tokens[s.slot].clear()
         if n_gen:
             self.last_tokens_per_s = timings.generation_tokens_per_s
         self.requests_served += 1

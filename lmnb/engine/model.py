@@ -211,37 +211,9 @@ class LoadedModel:
         self.model = _load_model(path, mparams, "load")
 
         try:
-            cparams = C.llama_context_default_params()
-            n_train = C.llama_model_n_ctx_train(self.model)
-            n_ctx = opts.n_ctx if opts.n_ctx and opts.n_ctx > 0 else n_train
-            cparams.n_ctx = n_ctx
-            cparams.n_batch = opts.n_batch
-            cparams.n_ubatch = min(opts.n_batch, 512)
-            cparams.n_seq_max = n_seq_max
-            cparams.kv_unified = True  # sequences share one KV buffer instead of n_ctx / n_seq each
-            threads = opts.n_threads or default_threads()
-            cparams.n_threads = threads
-            cparams.n_threads_batch = threads
-            cparams.flash_attn_type = (
-                C.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
-            )
-            cparams.no_perf = True
-            t0 = time.time()
-            self.ctx = C.llama_init_from_model(self.model, cparams)
-            if not self.ctx:
-                reasons = logs.LOGS.errors_since(t0)
-                raise LoadError(
-                    f"llama.cpp could not create a context of {n_ctx} tokens for {path}: "
-                    + ("; ".join(reasons[-3:]) or "out of memory?")
-                    + " Try a smaller --ctx."
-                )
-            self.n_ctx = C.llama_n_ctx(self.ctx)
-            self.n_batch = C.llama_n_batch(self.ctx)
-            self.n_threads = threads
+            self._make_context(opts.n_ctx, n_seq_max)
             self.vocab = C.llama_model_get_vocab(self.model)
             self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
-            self.memory = C.llama_get_memory(self.ctx)
-            self._batch = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
             self.info = _info(self.model, path, _read_template(opts.chat_template))
             # read once: status displays poll it from other threads, and the model may be freed
             self.weights_bytes = int(C.llama_model_size(self.model))
@@ -253,6 +225,60 @@ class LoadedModel:
             raise
 
     # --- tokens -----------------------------------------------------------------------------
+    def _make_context(self, n_ctx: Optional[int], n_seq_max: int) -> None:
+        """Create the generation context (and its batch) for ``n_seq_max`` sequences sharing ``n_ctx`` cells."""
+        opts = self.options
+        cparams = C.llama_context_default_params()
+        n_train = C.llama_model_n_ctx_train(self.model)
+        n_ctx = n_ctx if n_ctx and n_ctx > 0 else n_train
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = opts.n_batch
+        cparams.n_ubatch = min(opts.n_batch, 512)
+        cparams.n_seq_max = n_seq_max
+        cparams.kv_unified = True  # sequences share one KV buffer instead of n_ctx / n_seq each
+        threads = opts.n_threads or default_threads()
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.flash_attn_type = (
+            C.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cparams.no_perf = True
+        t0 = time.time()
+        ctx = C.llama_init_from_model(self.model, cparams)
+        if not ctx:
+            reasons = logs.LOGS.errors_since(t0)
+            raise LoadError(
+                f"llama.cpp could not create a context of {n_ctx} tokens for {self.path}: "
+                + ("; ".join(reasons[-3:]) or "out of memory?")
+                + " Try a smaller --ctx."
+            )
+        self.ctx = ctx
+        self.n_seq_max = n_seq_max
+        self.n_ctx = C.llama_n_ctx(ctx)
+        self.n_batch = C.llama_n_batch(ctx)
+        self.n_threads = threads
+        self.memory = C.llama_get_memory(ctx)
+        self._batch = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
+
+    def resize(self, n_ctx: int, n_seq_max: int) -> None:
+        """Recreate the context with room for ``n_seq_max`` sequences in ``n_ctx`` cells (the
+        weights stay loaded; the KV cache starts empty). On failure the old size is restored."""
+        old = (self.n_ctx, self.n_seq_max)
+        self._free_context()
+        try:
+            self._make_context(n_ctx, n_seq_max)
+        except LoadError:
+            self._make_context(*old)
+            raise
+
+    def _free_context(self) -> None:
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            C.llama_free(self.ctx)
+            self.ctx = None
+
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         data = text.encode("utf-8")
         cap = len(data) + 8
@@ -394,6 +420,14 @@ class LoadedModel:
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
 
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Make ``dst`` share ``src``'s cache cells for positions [p0, p1) (no copy: the KV is unified)."""
+        C.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+
+    def seq_pos_max(self, seq: int) -> int:
+        """The highest position ``seq`` holds in the KV cache (-1: none)."""
+        return int(C.llama_memory_seq_pos_max(self.memory, seq))
+
     def close(self) -> None:
         """Free the contexts, then the model (idempotent)."""
         if self._ebatch is not None:
@@ -402,12 +436,7 @@ class LoadedModel:
         if self._ectx:
             C.llama_free(self._ectx)
             self._ectx = None
-        if self._batch is not None:
-            C.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx:
-            C.llama_free(self.ctx)
-            self.ctx = None
+        self._free_context()
         if self.model:
             C.llama_model_free(self.model)
             self.model = None

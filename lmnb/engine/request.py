@@ -51,6 +51,7 @@ class Request:
         self.logprobs: list[dict] = []
         # (prompt tokens evaluated, prompt tokens) while a long prompt is read; None for short ones
         self.prompt_progress: Optional[tuple[int, int]] = None
+        self.prompt_done = threading.Event()  # set once the prompt is in the KV cache
 
     # --- consumer side ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
@@ -142,11 +143,13 @@ class Request:
         self._put(("progress", (done, total)))
 
     def _finish(self, result: Completion) -> None:
+        self.prompt_done.set()
         self._result = result
         self._done.set()
         self._put(("done", result))
 
     def _fail(self, error: BaseException) -> None:
+        self.prompt_done.set()
         if not isinstance(error, LmnbError) and not isinstance(error, ValueError):
             error = LmnbError(f"generation failed: {error}")
         self._error = error

@@ -33,6 +33,8 @@ def render(engine: Any, stats: ServerStats) -> tuple[bytes, str]:
                                       "from the KV cache)", value=st["prompt_tokens_evaluated"])
             yield CounterMetricFamily("lmnb_generated_tokens", "Tokens generated", value=st["generated_tokens"])
             yield CounterMetricFamily("lmnb_decode_calls", "llama_decode calls", value=st["decode_calls"])
+            yield CounterMetricFamily("lmnb_prefix_tokens_shared", "Prompt tokens a new sequence took from another "
+                                      "sequence's KV cache instead of evaluating them", value=st["prefix_tokens_shared"])
             yield CounterMetricFamily("lmnb_decoded_sequences", "Sum over decode calls of the sequences in the "
                                       "call (divide by decode_calls for the batching factor)",
                                       value=st["sequences_decoded"])

@@ -1,0 +1,276 @@
+"""``lmnb.map``: one prompt template over many rows, decoded in parallel by the engine.
+
+Every item becomes an ordinary request; the engine decodes up to ``n_parallel`` of them in each
+``llama_decode`` step (continuous batching: a finished row's slot goes to the next one at once),
+and a prefix the rows share (system prompt, the template's fixed start) is evaluated once and
+shared through the KV cache. Results come back in input order; an item that fails records its
+error in place and the others go on; Ctrl-C / Interrupt stops the batch and keeps what finished.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Optional
+
+from .errors import LmnbError, NoModelLoaded
+from .interpolate import interpolate, names
+from .types import Completion
+
+# Growing the context for a batch is capped: beyond this, rows wait for room instead (the KV
+# cache of a 7B model is ~0.5 MB per cell).
+_MAX_AUTO_CTX = 16384
+
+
+class ItemError:
+    """Stands in a ``map`` result where an item failed: falsy, with the reason.
+
+    >>> [r for r in results if not r]      # the failed ones
+    """
+
+    def __init__(self, message: str, index: Any = None) -> None:
+        self.message, self.index = message, index
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ItemError) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash(self.message)
+
+    def __repr__(self) -> str:
+        return f"ItemError({self.message!r})"
+
+    __str__ = __repr__
+
+
+class MapResult(list):
+    """``map``'s results in input order (a list), with ``completions``, ``errors`` and ``stats``."""
+
+    completions: list[Optional[Completion]]
+    errors: dict[int, str]
+    stats: dict[str, float]
+
+    def __repr__(self) -> str:
+        return f"MapResult({list.__repr__(self)}, errors={len(self.errors)})"
+
+
+def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the builtin inside lmnb
+    template: str,
+    items: Any,
+    *,
+    schema: Any = None,
+    parallel: int = 8,
+    system: Optional[str] = None,
+    raw: bool = False,
+    progress: bool = True,
+    **params: Any,
+) -> Any:
+    """Run ``template`` over every item, ``parallel`` at a time, and return the replies in order.
+
+    Args:
+        template: the prompt; ``{column}`` is filled from each row (a DataFrame's columns, a dict's
+            keys), ``{item}`` (or ``{}``) is the item itself. Other braces (JSON) stay as typed.
+        items: a list, a pandas Series or a DataFrame.
+        schema: a pydantic model, dataclass, TypedDict, JSON Schema dict or ``"json"``: each reply
+            is generated under that grammar and returned parsed.
+        parallel: sequences decoded together (the context is grown to make room when needed).
+        system: a system prompt for every row (evaluated once, shared through the KV cache).
+        raw: continue the text as is instead of going through the chat template.
+        progress: show a progress bar (done/total, tokens/s, time left).
+        **params: sampling parameters (temperature, max_tokens, seed, ...).
+
+    Returns:
+        A ``MapResult`` (list) or, for pandas input, a Series with the input's index. A failed
+        item holds an ``ItemError`` (falsy). After an interrupt, finished items keep their results
+        and the rest are ``ItemError('cancelled')``.
+    """
+    from . import api
+    from .engine import GenerationSpec
+
+    rows, index, pandas_name = _rows(items)
+    _check_fields(template, rows)
+    p = api._params(params)
+    grammar = None
+    if schema is not None:
+        from .structured import grammar as _grammar
+
+        grammar = _grammar(schema)
+    backend = api._backend()
+    if not backend.loaded:
+        raise NoModelLoaded()
+
+    specs = []
+    for ns in rows:
+        text = _fill(template, ns)
+        if raw:
+            specs.append(GenerationSpec(prompt=text, params=p, grammar=grammar, tags={"kind": "map"}))
+        else:
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            specs.append(GenerationSpec(messages=msgs, params=p, grammar=grammar, tags={"kind": "map"}))
+    if not specs:
+        return _package([], index, pandas_name, [], {}, {})
+    if backend is api.get_engine():
+        _make_room(backend, specs, parallel, p)
+
+    bar = _progress_bar(len(specs)) if progress else None
+    t0, tokens0 = time.perf_counter(), getattr(backend, "tokens_generated", 0)
+    reqs: list[Any] = [None] * len(specs)
+    interrupted = False
+    try:
+        # The first row alone until its prompt is cached, so every other row finds the shared
+        # prefix (system prompt, chat template, the template's fixed start) there to borrow.
+        reqs[0] = backend.submit(specs[0])
+        cached = getattr(reqs[0], "prompt_done", None)  # remote backends have no KV cache to share
+        while cached is not None and not cached.wait(0.1):
+            pass
+        for i in range(1, len(specs)):
+            reqs[i] = backend.submit(specs[i])
+        done: set[int] = set()
+        while len(done) < len(reqs):
+            for i, r in enumerate(reqs):
+                if i not in done and r.done:
+                    done.add(i)
+                    if bar is not None:
+                        _tick(bar, backend, t0, tokens0)
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+        for r in reqs:
+            if r is not None:
+                r.cancel()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    results: list[Any] = []
+    completions: list[Optional[Completion]] = []
+    errors: dict[int, str] = {}
+    for i, r in enumerate(reqs):
+        value, comp = _outcome(r, schema)
+        if isinstance(value, ItemError):
+            value.index = index[i] if index is not None else i
+            errors[i] = value.message
+        results.append(value)
+        completions.append(comp)
+    elapsed = time.perf_counter() - t0
+    n_tokens = sum(c.usage.completion_tokens for c in completions if c is not None)
+    stats = {"items": len(specs), "failed": len(errors), "seconds": round(elapsed, 3),
+             "completion_tokens": n_tokens, "tokens_per_s": round(n_tokens / elapsed, 1) if elapsed else 0.0}
+    if interrupted:
+        kept = len(specs) - sum(1 for e in errors.values() if e == "cancelled")
+        print(f"Interrupted: {kept} of {len(specs)} items finished and are kept; the rest are ItemError('cancelled').")
+    return _package(results, index, pandas_name, completions, errors, stats)
+
+
+# ----------------------------------------------------------------------------------------------
+def _rows(items: Any) -> tuple[list[dict], Optional[list], Optional[str]]:
+    """Items -> one namespace per row (for the template), the pandas index, the Series name."""
+    mod = type(items).__module__
+    if mod.startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(items, pd.DataFrame):
+            records = items.to_dict("records")
+            return [dict(r, index=i) for r, i in zip(records, items.index)], list(items.index), None
+        if isinstance(items, pd.Series):
+            key = items.name if isinstance(items.name, str) and items.name.isidentifier() else None
+            rows = [{"item": v, "index": i, **({key: v} if key else {})} for i, v in items.items()]
+            return rows, list(items.index), None
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError("items must be a list, a pandas Series or a DataFrame (one prompt per element)")
+    rows = []
+    for i, v in enumerate(items):
+        rows.append(dict(v, index=i, item=v) if isinstance(v, dict) else {"item": v, "index": i})
+    return rows, None, None
+
+
+def _check_fields(template: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    wanted = set(names(template))
+    missing = wanted - set(rows[0])
+    if missing:
+        have = ", ".join(sorted(k for k in rows[0] if k != "index")) or "item"
+        raise ValueError(f"the template uses {', '.join('{' + m + '}' for m in sorted(missing))}, but the "
+                         f"items have: {have}")  # fmt: skip
+    if "{}" not in template and not wanted:
+        raise ValueError("the template has no {field}: every item would get the same prompt. "
+                         "Use {item} for the item itself, or {column} for a DataFrame column.")  # fmt: skip
+
+
+def _fill(template: str, ns: dict) -> str:
+    return interpolate(template.replace("{}", "{item}"), ns)
+
+
+def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> None:
+    """Grow the context so ``parallel`` rows fit at once (prompt + reply each); never shrink it."""
+    if not 1 <= parallel <= 64:
+        raise ValueError(f"parallel={parallel}: must be between 1 and 64")
+    lengths = engine.count_prompt_tokens(specs)
+    st = engine.status()
+    n_ctx, info = st.options.n_ctx, st.model
+    from .engine.engine import resolve_sampling
+
+    reply = resolve_sampling(params).max_tokens
+    reply = reply if reply and reply > 0 else 512
+    longest = max(lengths) if lengths else 0
+    want = min(parallel, len(specs)) * (longest + reply)
+    limit = min(info.context_length or _MAX_AUTO_CTX, _MAX_AUTO_CTX)
+    new_ctx = n_ctx if want <= n_ctx else max(n_ctx, min(limit, _round_up(want, 256)))
+    new_par = max(engine.n_parallel, min(parallel, len(specs)))
+    if (new_ctx, new_par) != (n_ctx, engine.n_parallel):
+        engine.resize(n_ctx=new_ctx, n_parallel=new_par)
+
+
+def _round_up(n: int, k: int) -> int:
+    return (n + k - 1) // k * k
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="lmnb.map", unit="item")
+
+
+def _tick(bar: Any, backend: Any, t0: float, tokens0: int) -> None:
+    bar.update(1)
+    elapsed = time.perf_counter() - t0
+    tokens = getattr(backend, "tokens_generated", tokens0) - tokens0
+    if elapsed > 0 and tokens:
+        bar.set_postfix_str(f"{tokens / elapsed:.0f} tok/s", refresh=False)
+
+
+def _outcome(req: Any, schema: Any) -> tuple[Any, Optional[Completion]]:
+    if req is None:
+        return ItemError("cancelled"), None
+    try:
+        comp = req.result()
+    except LmnbError as e:
+        return ItemError(str(e)), None
+    except ValueError as e:
+        return ItemError(str(e)), None
+    if comp.finish_reason == "cancelled":
+        return ItemError("cancelled"), comp
+    if schema is None:
+        return comp.text, comp
+    from .structured import parse
+
+    try:
+        return parse(comp.text, schema, comp.finish_reason), comp
+    except (LmnbError, ValueError) as e:
+        return ItemError(str(e)), comp
+
+
+def _package(results: list, index: Optional[list], name: Optional[str], completions: list, errors: dict,
+             stats: dict) -> Any:  # fmt: skip
+    if index is not None:
+        import pandas as pd
+
+        out = pd.Series(results, index=index, name=name, dtype=object)
+        out.attrs["lmnb"] = {"errors": errors, "stats": stats}
+        return out
+    res = MapResult(results)
+    res.completions, res.errors, res.stats = completions, errors, stats
+    return res
