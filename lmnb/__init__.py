@@ -55,6 +55,7 @@ _EXPORTS = {
     "LmnbError": "errors",
     "LoadError": "errors",
     "HubError": "errors",
+    "StructuredOutputError": "errors",
     "DownloadCancelled": "errors",
     "NoModelLoaded": "errors",
     "ContextOverflow": "errors",

@@ -316,6 +316,7 @@ def chat(
     conversation: Optional[str] = None,
     stream: bool = False,
     grammar: Optional[str] = None,
+    schema: Any = None,
     **params: Any,
 ):
     """Ask the loaded model, through its chat template.
@@ -327,16 +328,23 @@ def chat(
             ``None`` asks a one-shot question with no history.
         stream: return a ``Request`` to iterate for text deltas (``.result()`` gives the ``Completion``).
         grammar: a GBNF grammar the reply must follow (llama.cpp's format).
+        schema: JSON the reply must match, by construction (a grammar made from it): a pydantic
+            model, dataclass or TypedDict class, a JSON Schema dict, or ``"json"`` for any JSON
+            object. The ``Completion``'s ``.parsed`` holds the object (a model instance, a dataclass,
+            a dict); a reply cut off at ``max_tokens`` raises ``StructuredOutputError``. Say what
+            you want in the prompt too: the grammar fixes the shape, not the content.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
     Returns:
-        A ``Completion`` (or a streaming ``Request`` when ``stream=True``).
+        A ``Completion`` (or a streaming ``Request`` when ``stream=True``; with a ``schema``, its
+        ``.result().parsed`` is the object, or ``None`` when the reply could not be parsed).
     """
     from .engine import GenerationSpec
 
     p = _params(params)
     tags: dict[str, Any] = {"kind": "chat"}
+    grammar = _schema_grammar(schema, grammar, tags)
     if isinstance(message, list):
         messages = [dict(m) for m in message]
         if system:
@@ -355,12 +363,41 @@ def chat(
     return _run(GenerationSpec(messages=messages, params=p, grammar=grammar, tags=tags), stream)
 
 
-def complete(prompt: str, *, stream: bool = False, grammar: Optional[str] = None, **params: Any):
+def complete(
+    prompt: str, *, stream: bool = False, grammar: Optional[str] = None, schema: Any = None, **params: Any
+):
     """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
     from .engine import GenerationSpec
 
-    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags={"kind": "complete"})
+    tags: dict[str, Any] = {"kind": "complete"}
+    grammar = _schema_grammar(schema, grammar, tags)
+    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags=tags)
     return _run(spec, stream)
+
+
+def _schema_grammar(schema: Any, grammar: Optional[str], tags: dict[str, Any]) -> Optional[str]:
+    """The grammar for ``schema`` (noted in ``tags``, so the reply gets parsed), else ``grammar``."""
+    if schema is None:
+        return grammar
+    if grammar is not None:
+        raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
+    from .structured import grammar as schema_to_grammar
+
+    tags["schema"] = schema
+    return schema_to_grammar(schema)
+
+
+def _parse_reply(result: Completion, schema: Any) -> Any:
+    """``result``'s text as ``schema``'s object; raises ``StructuredOutputError`` (with the result)."""
+    from .errors import StructuredOutputError
+    from .structured import parse
+
+    max_tokens = result.params.max_tokens if result.params else None
+    try:
+        return parse(result.text, schema, result.finish_reason, max_tokens=max_tokens)
+    except StructuredOutputError as e:
+        e.completion = result
+        raise
 
 
 def _run(spec, stream: bool):
@@ -371,11 +408,15 @@ def _run(spec, stream: bool):
     if stream:
         return req
     try:
-        return req.result()
+        result = req.result()
     except KeyboardInterrupt:
         req.cancel()
         req.result()
         raise
+    if "schema" in spec.tags and result.parsed is None:
+        # _on_complete parsed it already unless it failed: parse again, to raise why
+        result.parsed = _parse_reply(result, spec.tags["schema"])
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,6 +429,13 @@ def _history_db() -> str:
 def _on_complete(req, result: Completion) -> None:
     """Engine listener (worker thread): keep conversations and the history database up to date."""
     tags = req.spec.tags or {}
+    if "schema" in tags:
+        # Here rather than in _run, so that a streaming request's .result() has .parsed too; a
+        # failure leaves it None (_run and %%lm raise the StructuredOutputError for the caller).
+        try:
+            result.parsed = _parse_reply(result, tags["schema"])
+        except Exception:
+            pass
     name = tags.get("conversation")
     if name is not None and result.error is None:
         conv = _named_conversation(name)

@@ -30,3 +30,15 @@ class HubError(LmnbError):
 
 class DownloadCancelled(HubError):
     """A download was cancelled (button or kernel interrupt); its bytes are kept for a resume."""
+
+
+class StructuredOutputError(LmnbError):
+    """A reply asked for as JSON matching a schema could not be parsed (cut off, cancelled, invalid).
+
+    ``text`` is the reply as generated, ``finish_reason`` why it ended, and ``completion`` the whole
+    ``Completion`` when the caller had one (``lmnb.chat(..., schema=...)`` sets it).
+    """
+
+    def __init__(self, message: str, text: str = "", finish_reason: str = "", completion: object = None) -> None:
+        super().__init__(message)
+        self.text, self.finish_reason, self.completion = text, finish_reason, completion

@@ -61,10 +61,18 @@ Line magic:
 Cell magic:
   %%lm [options]                  a one-shot answer to the cell text
   %%lm chat [options]             continue a conversation (--name, default 'default')
+  %%lm map --over EXPR [-o VAR] [--parallel N] [--schema NAME | --json] [options]
+                                  the cell is a template run over every row of EXPR (a list,
+                                  df.column or a DataFrame: {item}, {column}), rows decoded in
+                                  parallel; results in order (a Series for pandas input)
       -s/--system TEXT  -t/--temperature T  --top-p P  --top-k K  --min-p P
       --repeat-penalty R  --presence-penalty P  --frequency-penalty P
       -n/--max-tokens N  --seed S  --stop STR (repeatable)  -o/--output VAR
       --raw (no chat template: continue the text)  --no-stream
+      --json            the reply is a JSON object (a grammar makes it so)
+      --schema NAME     the reply is JSON matching NAME, a variable holding a pydantic
+                        model, dataclass, TypedDict or JSON Schema dict; with --json or
+                        --schema, -o stores the parsed object instead of the text
   {name} in the cell is replaced by the variable's value; {{ and }} give literal braces;
   other braces (dicts, JSON, code) are left as typed.
 
@@ -98,10 +106,18 @@ def _cell_parser(mode: str) -> _Parser:
     p = _Parser(prog=f"%%lm {mode}".strip(), add_help=True)
     _generation_args(p)
     p.add_argument("-s", "--system", help="system prompt")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="reply with a JSON object; -o stores the parsed dict")
+    shape.add_argument("--schema", metavar="NAME", help="reply with JSON matching NAME (pydantic model, dataclass, "
+                       "TypedDict or JSON Schema dict in the notebook); -o stores the parsed object")
     if mode == "chat":
         p.add_argument("--name", default=api.DEFAULT_CONVERSATION, help="conversation name")
     else:
         p.add_argument("--raw", action="store_true", help="no chat template: continue the text as is")
+    if mode == "map":
+        p.add_argument("--over", required=True, metavar="EXPR",
+                       help="the items: a list, a pandas Series (df.column) or a DataFrame in the notebook")
+        p.add_argument("--parallel", type=int, default=8, help="rows decoded together (default 8)")
     return p
 
 
@@ -448,13 +464,18 @@ class LMMagics(Magics):
 
         argv = shlex.split(line)
         mode = ""
-        if argv and argv[0] in ("chat",):
+        if argv and argv[0] in ("chat", "map"):
             mode, argv = argv[0], argv[1:]
         args = _cell_parser(mode).parse_args(argv)
+        if mode == "map":
+            return self._cell_map(args, cell)
         text = interpolate(cell, self.shell.user_ns).strip()
         if not text:
             raise UsageError("the cell is empty: write a prompt below %%lm")
         params = sampling_from_args(args)
+        schema = "json" if args.json else self._user_schema(args.schema) if args.schema else None
+        if schema is not None:
+            params["schema"] = schema
         if mode == "chat":
             req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
             kind = "chat"
@@ -467,10 +488,13 @@ class LMMagics(Magics):
 
         cfg = get_config()
         out = StreamingReply(markdown=cfg.markdown, stream=cfg.stream and not args.no_stream)
+        fence = schema is not None and cfg.markdown
+        if fence:
+            out.add("```json\n")  # an unclosed fence: the streamed text already shows as code
         interrupted = False
         try:
-            for kind, payload in req.events():
-                if kind == "delta":
+            for event, payload in req.events():
+                if event == "delta":
                     out.add(payload)
                 else:
                     out.progress(*payload)
@@ -486,12 +510,78 @@ class LMMagics(Magics):
             note = "[interrupted]"
         elif result.finish_reason == "length":
             note = f"[stopped at max_tokens={result.params.max_tokens}]"
-        out.finish(result, meta, note=note)
-        if args.output:
-            self.shell.user_ns[args.output] = result.text
+        out.finish(self._as_json_block(result, fence) if schema is not None else result, meta, note=note)
         if interrupted:
+            if args.output and schema is None:
+                self.shell.user_ns[args.output] = result.text
             # Re-raise so the cell is marked interrupted and "Run All" stops here.
             raise KeyboardInterrupt
+        if schema is not None and result.parsed is None:
+            # the reply is shown above; say why there is no object (raises StructuredOutputError)
+            from .structured import parse
+
+            result.parsed = parse(result.text, schema, result.finish_reason, max_tokens=result.params.max_tokens)
+        if args.output:
+            self.shell.user_ns[args.output] = result.parsed if schema is not None else result.text
+
+    def _cell_map(self, args: argparse.Namespace, cell: str) -> None:
+        """``%%lm map --over df.col -o results``: the cell is a template filled from each row."""
+        from IPython.display import display
+
+        from .batch import map as lm_map
+
+        template = cell.strip()
+        if not template:
+            raise UsageError("the cell is empty: write the prompt template below %%lm map")
+        try:
+            items = eval(args.over, self.shell.user_ns)  # an expression the user typed, in their namespace
+        except Exception as e:
+            raise UsageError(f"--over {args.over}: {type(e).__name__}: {e}") from None
+        params = sampling_from_args(args)
+        schema = "json" if args.json else self._user_schema(args.schema) if args.schema else None
+        out = lm_map(template, items, schema=schema, parallel=args.parallel, system=args.system, raw=args.raw,
+                     **params)  # fmt: skip
+        if args.output:
+            self.shell.user_ns[args.output] = out
+        stats = out.attrs["lmnb"]["stats"] if hasattr(out, "attrs") else out.stats
+        errors = out.attrs["lmnb"]["errors"] if hasattr(out, "attrs") else out.errors
+        print(f"{stats['items']} items in {stats['seconds']:.1f} s · {stats['completion_tokens']} tokens · "
+              f"{stats['tokens_per_s']:.0f} tok/s" + (f" · {len(errors)} failed" if errors else "")
+              + (f" · stored in {args.output}" if args.output else ""))  # fmt: skip
+        if not args.output:
+            display(out)
+
+    def _user_schema(self, name: str) -> Any:
+        """The notebook variable ``name`` (``a.b`` for an attribute) used by ``--schema``."""
+        head, *rest = name.split(".")
+        if head not in self.shell.user_ns:
+            raise UsageError(f"--schema {name}: no variable {head!r} in the notebook; define a pydantic model, "
+                             "dataclass, TypedDict or JSON Schema dict first")
+        obj = self.shell.user_ns[head]
+        for attr in rest:
+            if not hasattr(obj, attr):
+                raise UsageError(f"--schema {name}: {head} has no attribute {attr!r}")
+            obj = getattr(obj, attr)
+        from .structured import grammar
+
+        try:
+            grammar(obj)  # cached, so chat() finds it ready; checked here to name the option
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--schema {name}: {e}") from None
+        return obj
+
+    @staticmethod
+    def _as_json_block(result: Any, fence: bool) -> Any:
+        """``result`` with its text indented (when it is whole JSON) and, for Markdown, fenced."""
+        import dataclasses
+        import json
+
+        text = result.text
+        try:
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:  # cut off: shown as generated
+            pass
+        return dataclasses.replace(result, text=f"```json\n{text}\n```" if fence else text)
 
 
 def load_ipython_extension(ipython: Any) -> None:

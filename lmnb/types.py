@@ -115,6 +115,7 @@ class Completion:
     request_id: str = ""
     error: Optional[str] = None
     logprobs: Optional[list[dict]] = field(default=None, repr=False)  # OpenAI-style, when requested
+    parsed: Any = field(default=None, repr=False)  # the reply as the object of a schema (chat(schema=...))
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""

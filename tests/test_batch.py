@@ -119,3 +119,20 @@ def test_grammar_sampling_checks_only_the_chosen_token(fresh):
     # constrained decoding runs at a speed comparable to free decoding (it was ~15x slower)
     assert r.timings.generation_tokens_per_s > 0.3 * free.timings.generation_tokens_per_s, (r.timings, free.timings)
     assert time.perf_counter() - t0 < 60
+
+
+def test_map_magic_over_a_dataframe_column_with_a_schema(shell):
+    from IPython.utils.capture import capture_output
+
+    shell.user_ns["df"] = pd.DataFrame({"text": ["I love this!", "This is awful."]})
+    shell.user_ns["Mood"] = {"type": "object", "properties": {"mood": {"enum": ["positive", "negative"]}},
+                             "required": ["mood"]}  # fmt: skip
+    with capture_output() as cap:
+        shell.run_cell_magic("lm", "map --over df.text -o moods --schema Mood -n 32 --temperature 0",
+                             "What is the mood of: {item}")  # fmt: skip
+    moods = shell.user_ns["moods"]
+    assert isinstance(moods, pd.Series) and len(moods) == 2
+    assert all(m["mood"] in ("positive", "negative") for m in moods)
+    assert "2 items" in cap.stdout and "stored in moods" in cap.stdout
+    with pytest.raises(Exception, match="--over nope"):
+        shell.run_cell_magic("lm", "map --over nope", "{item}")

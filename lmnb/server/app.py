@@ -351,18 +351,14 @@ def _n_params(params: SamplingParams, n: int) -> list[SamplingParams]:
 def _grammar(fmt: Any) -> Optional[str]:
     if fmt is None or isinstance(fmt, S.ResponseFormatText):
         return None
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+    from ..structured import grammar
 
-    if isinstance(fmt, S.ResponseFormatJSONObject):
-        return JSON_GBNF
-    schema = fmt.json_schema.schema_
-    if not schema:
-        return JSON_GBNF
+    # json_object, and a json_schema without a schema: any JSON object
+    schema = None if isinstance(fmt, S.ResponseFormatJSONObject) else (fmt.json_schema.schema_ or None)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
-    except Exception as e:
-        raise APIError(400, f"response_format.json_schema.schema cannot be turned into a grammar: {e}",
-                       param="response_format") from None
+        return grammar(schema)  # cached: clients send the same schema with every request
+    except (TypeError, ValueError) as e:
+        raise APIError(400, f"response_format.json_schema.schema: {e}", param="response_format") from None
 
 
 async def _run(engine: Any, specs: list, body: Any, request: Request, chunks: Any, prompt_field: str):
