@@ -165,6 +165,8 @@ def _json_schema_to_gbnf(schema_json: str) -> str:
                 self._rules["space"] = _SPACE_RULE
 
             def visit(self, schema: Any, name: str) -> str:
+                if isinstance(schema, dict) and isinstance(schema.get("pattern"), str):
+                    schema = {**schema, "pattern": _expand_classes(schema["pattern"])}
                 bounds = _int_bounds(schema) if isinstance(schema, dict) else None
                 if bounds is None:
                     return super().visit(schema, name)
@@ -178,6 +180,33 @@ def _json_schema_to_gbnf(schema_json: str) -> str:
 
 
 _Converter: Any = None
+
+# The converter copies \d, \w and \s into the grammar as literal text (which llama.cpp then
+# refuses to parse): spell them out as character classes first.
+_CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r"}
+
+
+def _expand_classes(pattern: str) -> str:
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt in _CLASSES:
+                out.append(_CLASSES[nxt] if in_class else f"[{_CLASSES[nxt]}]")
+            elif nxt.lower() in _CLASSES and not in_class:
+                out.append(f"[^{_CLASSES[nxt.lower()]}]")
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
 # at most one line break and 20 spaces or tabs per gap, so whitespace alone cannot run on
 _SPACE_RULE = '| " " | "\\n" [ \\t]{0,20}'
 

@@ -336,3 +336,14 @@ def test_magic_cut_off_and_bad_schema(shell):
     assert isinstance(result.error_in_exec, UsageError) and "is not a schema" in str(result.error_in_exec)
     result, _ = run_cell(shell, "--json --schema Person", "x")
     assert isinstance(result.error_in_exec, UsageError) and "not allowed with" in str(result.error_in_exec)
+
+
+def test_patterns_with_shorthand_classes_become_grammars(loaded):
+    """The converter copies \\d / \\w / \\s as literal text (llama.cpp then refuses the grammar)."""
+    import re
+
+    schema = {"type": "object", "properties": {"date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}},
+              "required": ["date"]}  # fmt: skip
+    r = lmnb.chat("When did the project start? It started on 3 March 2025.", schema=schema, temperature=0,
+                  max_tokens=40)  # fmt: skip
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", r.parsed["date"]), r.text
