@@ -241,27 +241,11 @@ def stream_request(client, model: str, i: int, max_tokens: int):
     res = sb.Result()
     t0 = time.perf_counter()
     try:
-        chunks, usage = 0, None
         stream = client.chat.completions.create(
             model=model, messages=server_messages(i), max_tokens=max_tokens, temperature=0.0,
             top_p=SAMPLING["top_p"], stream=True, stream_options={"include_usage": True},
             extra_body={k: v for k, v in SAMPLING.items() if k != "top_p"})
-        for c in stream:
-            if getattr(c, "usage", None):
-                usage = c.usage
-            if not c.choices:
-                continue
-            ch = c.choices[0]
-            if ch.delta is not None and ch.delta.content:
-                if res.ttft is None:
-                    res.ttft = time.perf_counter() - t0
-                chunks += 1
-            if ch.finish_reason:
-                res.finish = ch.finish_reason
-        if usage is not None:
-            res.tokens, res.prompt_tokens, res.from_usage = usage.completion_tokens, usage.prompt_tokens, True
-        else:
-            res.tokens = chunks
+        sb.read_stream(stream, res, t0)
     except Exception as e:  # counted as cut short, never fatal
         res.error = f"{type(e).__name__}: {e}"
     res.latency = time.perf_counter() - t0

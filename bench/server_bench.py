@@ -228,6 +228,28 @@ def messages_for(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Write a long story about {topic}. Describe every scene in detail."}]
 
 
+def read_stream(stream, res: Result, t0: float) -> None:
+    """Consume an OpenAI chat stream into ``res``: time to first token, finish reason, tokens
+    (from the final usage chunk when the server sends one, else the content chunks)."""
+    chunks, usage = 0, None
+    for c in stream:
+        if getattr(c, "usage", None):
+            usage = c.usage
+        if not c.choices:
+            continue
+        ch = c.choices[0]
+        if ch.delta is not None and ch.delta.content:
+            if res.ttft is None:
+                res.ttft = time.perf_counter() - t0
+            chunks += 1
+        if ch.finish_reason:
+            res.finish = ch.finish_reason
+    if usage is not None:
+        res.tokens, res.prompt_tokens, res.from_usage = usage.completion_tokens, usage.prompt_tokens, True
+    else:
+        res.tokens = chunks
+
+
 def one_request(client, model: str, i: int, max_tokens: int, stream: bool) -> Result:
     res = Result()
     kwargs = dict(model=model, messages=messages_for(i), max_tokens=max_tokens, temperature=0.8, top_p=0.95,
@@ -241,24 +263,8 @@ def one_request(client, model: str, i: int, max_tokens: int, stream: bool) -> Re
             res.finish = r.choices[0].finish_reason
             res.from_usage = True
         else:
-            chunks = 0
-            usage = None
-            for c in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs):
-                if getattr(c, "usage", None):
-                    usage = c.usage
-                if not c.choices:
-                    continue
-                ch = c.choices[0]
-                if ch.delta is not None and ch.delta.content:
-                    if res.ttft is None:
-                        res.ttft = time.perf_counter() - t0
-                    chunks += 1
-                if ch.finish_reason:
-                    res.finish = ch.finish_reason
-            if usage is not None:
-                res.tokens, res.prompt_tokens, res.from_usage = usage.completion_tokens, usage.prompt_tokens, True
-            else:
-                res.tokens = chunks
+            read_stream(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs),
+                        res, t0)  # fmt: skip
     except Exception as e:  # counted (as cut short for streams), never fatal
         res.error = f"{type(e).__name__}: {e}"
     res.latency = time.perf_counter() - t0

@@ -111,8 +111,9 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
             specs.append(GenerationSpec(messages=msgs, params=p, grammar=grammar, tags={"kind": "map"}))
     if not specs:
         return _package([], index, pandas_name, [], {}, {})
+    restore = None
     if backend is api.get_engine():
-        _make_room(backend, specs, parallel, p)
+        restore = _make_room(backend, specs, parallel, p)
 
     bar = _progress_bar(len(specs)) if progress else None
     t0, tokens0 = time.perf_counter(), getattr(backend, "tokens_generated", 0)
@@ -143,6 +144,10 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     finally:
         if bar is not None:
             bar.close()
+        if restore is not None:
+            # give the session back the context it had: requests that overlap later are batched
+            # only if the user asked for it (LM.n_parallel / %lm load --parallel)
+            backend.resize(*restore)  # queued: it runs once the rows are finished or cancelled
 
     results: list[Any] = []
     completions: list[Optional[Completion]] = []
@@ -204,8 +209,9 @@ def _fill(template: str, ns: dict) -> str:
     return interpolate(template.replace("{}", "{item}"), ns)
 
 
-def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> None:
-    """Grow the context so ``parallel`` rows fit at once (prompt + reply each); never shrink it."""
+def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> Optional[tuple[int, int]]:
+    """Grow the context so ``parallel`` rows fit at once (prompt + reply each); returns the size
+    to restore afterwards (``None`` when nothing changed)."""
     if not 1 <= parallel <= 64:
         raise ValueError(f"parallel={parallel}: must be between 1 and 64")
     lengths = engine.count_prompt_tokens(specs)
@@ -220,8 +226,11 @@ def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> None:
     limit = min(info.context_length or _MAX_AUTO_CTX, _MAX_AUTO_CTX)
     new_ctx = n_ctx if want <= n_ctx else max(n_ctx, min(limit, _round_up(want, 256)))
     new_par = max(engine.n_parallel, min(parallel, len(specs)))
-    if (new_ctx, new_par) != (n_ctx, engine.n_parallel):
-        engine.resize(n_ctx=new_ctx, n_parallel=new_par)
+    old = (n_ctx, engine.n_parallel)
+    if (new_ctx, new_par) == old:
+        return None
+    engine.resize(n_ctx=new_ctx, n_parallel=new_par)
+    return old
 
 
 def _round_up(n: int, k: int) -> int:

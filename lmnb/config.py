@@ -41,7 +41,7 @@ class LM(SingletonConfigurable):
     n_parallel = Int(
         1,
         help="Requests decoded together in each step (continuous batching): concurrent server clients, "
-        "widgets and cells share the context's cells instead of waiting in line. lmnb.map raises it as needed.",
+        "widgets and cells share the context's cells instead of waiting in line. lmnb.map raises it for its batch, then gives it back.",
     ).tag(config=True)
     flash_attn = Bool(
         False, help="Flash attention: a fused attention kernel that saves memory and time, mostly on GPUs."

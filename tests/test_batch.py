@@ -38,7 +38,8 @@ def test_map_returns_results_in_order_and_decodes_rows_together(fresh):
     calls, seqs = eng.stats["decode_calls"] - calls0, eng.stats["sequences_decoded"] - seqs0
     assert seqs / calls > 3, (seqs, calls)
     assert eng.stats["prefix_tokens_shared"] - shared0 >= 7 * 10
-    assert lmnb.status().options.n_parallel == 8
+    # the context was grown for the batch and given back afterwards
+    assert (lmnb.status().options.n_parallel, lmnb.status().options.n_ctx) == (1, 4096)
     assert out.stats["completion_tokens"] == sum(c.usage.completion_tokens for c in out.completions)
 
 
@@ -75,6 +76,7 @@ def test_greedy_rows_in_a_batch_match_the_same_prompts_alone(fresh):
 
 def test_cancel_mid_batch_keeps_finished_rows_and_frees_every_sequence(fresh):
     eng = fresh
+    eng.resize(n_parallel=8)  # big enough already: map keeps this context, so its cells can be inspected
     items = ["Say OK."] * 2 + ["Count from 1 to 500, separated by commas."] * 6
     result: dict = {}
 
@@ -103,6 +105,7 @@ def test_cancel_mid_batch_keeps_finished_rows_and_frees_every_sequence(fresh):
     assert all(isinstance(out[i], str) and out[i] for i in kept)  # finished rows keep their text
     assert all(isinstance(out[i], ItemError) and out[i].message == "cancelled" for i in cancelled)
     # every cancelled row's KV cells were freed (finished rows keep theirs, for prefix reuse)
+    assert lmnb.status().options.n_parallel == 8
     assert sum(pos == -1 for pos in eng.slot_positions()) >= len(cancelled), eng.slot_positions()
     # the engine is fine afterwards
     assert lmnb.chat("Hi", max_tokens=3).text
@@ -122,6 +125,7 @@ def test_grammar_sampling_checks_only_the_chosen_token(fresh):
 
 
 def test_map_magic_over_a_dataframe_column_with_a_schema(shell):
+    before = lmnb.status().options
     from IPython.utils.capture import capture_output
 
     shell.user_ns["df"] = pd.DataFrame({"text": ["I love this!", "This is awful."]})
@@ -134,5 +138,6 @@ def test_map_magic_over_a_dataframe_column_with_a_schema(shell):
     assert isinstance(moods, pd.Series) and len(moods) == 2
     assert all(m["mood"] in ("positive", "negative") for m in moods)
     assert "2 items" in cap.stdout and "stored in moods" in cap.stdout
+    assert lmnb.status().options == before  # the engine is as the session had it
     with pytest.raises(Exception, match="--over nope"):
         shell.run_cell_magic("lm", "map --over nope", "{item}")

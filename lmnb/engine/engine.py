@@ -412,8 +412,10 @@ class Engine:
             req._fail(e)
 
     def _start(self, req: Request, tokens: Optional[list[int]] = None) -> None:
-        if req.cancelled:
-            req._finish(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
+        if req.cancelled:  # stopped while waiting its turn: an empty reply, reported like any other
+            self.requests_served += 1
+            self.stats["requests_cancelled"] += 1
+            self._deliver(req, self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
             return
         model = self._require_model()
         spec = req.spec
@@ -678,14 +680,17 @@ class Engine:
         self.stats["prompt_tokens_evaluated"] += n_prompt_eval
         self.stats["generated_tokens"] += n_gen
         self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
+        self._deliver(s.req, result)
+
+    def _deliver(self, req: Request, result: Completion) -> None:
         # Listeners run before the caller sees the result, so that e.g. a conversation already
         # holds this reply when the caller sends the next message.
         for listener in list(self.listeners):
             try:
-                listener(s.req, result)
+                listener(req, result)
             except Exception:
                 pass
-        s.req._finish(result)
+        req._finish(result)
 
     def _fail(self, s: _Seq, error: BaseException) -> None:
         self._retire(s)
