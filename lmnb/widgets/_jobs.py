@@ -1,10 +1,12 @@
-"""Background threads a pane starts (downloads, loads), so the kernel stays free meanwhile."""
+"""Plumbing the panes share: background threads (downloads, loads) so the kernel stays free
+meanwhile, and a flag for "the pane is setting its own controls"."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 class Jobs:
@@ -34,3 +36,28 @@ class Jobs:
             if left is not None and left <= 0:
                 return False
             alive[0].join(left)
+
+
+class Quiet:
+    """Up while a pane sets its own controls, so its observers do not act on their own echo.
+
+    >>> with self._quiet():  # observers see ``bool(self._quiet)`` is True
+    ...     self.dropdown.value = ...
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0  # nested and cross-thread uses count up and down
+
+    def __bool__(self) -> bool:
+        return self._depth > 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1

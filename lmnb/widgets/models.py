@@ -15,19 +15,18 @@ work is over (scripts and tests). No callback ever raises: errors show in the st
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
 from ..tables import human_bytes, human_count
-from ._jobs import Jobs
+from ._jobs import Jobs, Quiet
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
 UI_INTERVAL = 0.1
@@ -132,7 +131,7 @@ class Models(widgets.VBox):
         self.repo_files: Any = None  # lmnb.hub.RepoFiles of the selected repository
         self._lock = threading.RLock()
         self._jobs = Jobs("lmnb-models-widget")
-        self._quiet = 0  # > 0 while the widget changes its own selections
+        self._quiet = Quiet()  # up while the pane sets its own controls
         self._job: Optional[_Job] = None
         self._loading = False
         self._local_models: dict[str, Any] = {}  # local.value -> LocalModel
@@ -226,16 +225,6 @@ class Models(widgets.VBox):
 
         return run
 
-    @contextlib.contextmanager
-    def _quietly(self) -> Iterator[None]:
-        with self._lock:
-            self._quiet += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._quiet -= 1
-
     def _spawn(self, fn: Callable[..., Any], *args: Any, local: bool = False) -> threading.Thread:
         return self._jobs.start(self._guard(fn, local=local), *args)
 
@@ -271,7 +260,7 @@ class Models(widgets.VBox):
             self._say(str(e), "error")
             return None
         self.last_search, self._searched = found, (q, time.monotonic())
-        with self._quietly():
+        with self._quiet():
             self.results.options = [(repo_label(m), m.id) for m in found]
             self.results.value = None
             self._set_quants(None)
@@ -291,14 +280,14 @@ class Models(widgets.VBox):
         from .. import hub
 
         self._say(f"Listing the GGUF files of {repo_id}…")
-        with self._quietly():
+        with self._quiet():
             self._set_quants(None)
         try:
             listing = hub.files(repo_id)
         except HubError as e:
             self._say(str(e), "error")
             return None
-        with self._quietly():
+        with self._quiet():
             self._set_quants(listing, listing.default)
         if not listing:
             self._say(f"{repo_id} has no GGUF files (lmnb runs GGUF models through llama.cpp).", "warn")
@@ -330,7 +319,7 @@ class Models(widgets.VBox):
     def _relabel_quants(self) -> None:
         """Mark what is downloaded now (after a download or a delete), keeping the choice."""
         if self.repo_files:
-            with self._quietly():
+            with self._quiet():
                 self._set_quants(self.repo_files, self.quant.value)
 
     @staticmethod
@@ -519,7 +508,7 @@ class Models(widgets.VBox):
             keep = next((v for v, m in by_value.items() if os.path.abspath(m.path) == want), keep)
         with self._lock:
             self._local_models, self._loaded_path = by_value, loaded
-        with self._quietly():
+        with self._quiet():
             self.local.options = [
                 (local_label(m, bool(loaded) and os.path.abspath(m.path) == loaded), v) for v, m in by_value.items()
             ]

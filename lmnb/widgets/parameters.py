@@ -17,18 +17,17 @@ callback ever raises: errors show in the status lines and a rejected value puts 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import html
 import math
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import ipywidgets as widgets
 
 from .. import presets as _presets
-from ._jobs import Jobs
+from ._jobs import Jobs, Quiet
 
 # Widget updates from the load-progress callback: at most ~10 a second.
 UI_INTERVAL = 0.1
@@ -179,7 +178,7 @@ class Parameters(widgets.VBox):
         self.add_class("lmnb-parameters")
         self._cfg = get_config()
         self._lock = threading.RLock()
-        self._quiet = 0  # > 0 while the widget sets its own controls (config -> widget)
+        self._quiet = Quiet()  # up while the pane sets its own controls
         self._jobs = Jobs("lmnb-parameters")
         self._reloading = False
         self._rejected: set[str] = set()  # controls whose rejection the status lines show
@@ -297,16 +296,6 @@ class Parameters(widgets.VBox):
 
         return run
 
-    @contextlib.contextmanager
-    def _quietly(self) -> Iterator[None]:
-        with self._lock:
-            self._quiet += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._quiet -= 1
-
     def _observe_config(self, handler: Callable[[dict], None], names: list[str]) -> None:
         self._cfg.observe(handler, names=names)
         self._config_observers.append((handler, names))
@@ -394,7 +383,7 @@ class Parameters(widgets.VBox):
 
     def _set_control(self, name: str, value: Any) -> None:
         control = self.controls[name]
-        with self._quietly():
+        with self._quiet():
             self._fit_range(name, value)
             control.value = _to_widget(name, value)
 
@@ -430,7 +419,7 @@ class Parameters(widgets.VBox):
         """List the presets again; select ``select`` (else the one matching the config, if any)."""
         user, problem = _presets.load_user()
         names = [*_presets.BUILTIN, *user]
-        with self._quietly():
+        with self._quiet():
             self.preset.options = names
             self.preset.value = select if select in names else None
         if select is None:
@@ -450,7 +439,7 @@ class Parameters(widgets.VBox):
         if shown in everything and _presets.fits(everything[shown], values):
             return  # still true (a user preset equal to a built-in keeps its own name)
         match = next((name for name, p in everything.items() if _presets.fits(p, values)), None)
-        with self._quietly():
+        with self._quiet():
             self.preset.value = match if match in self.preset.options else None
         self._update_delete()
 
@@ -472,7 +461,7 @@ class Parameters(widgets.VBox):
     def apply_preset(self, name: str) -> dict:
         """Apply preset ``name`` (the controls move through the config binding); returns its values."""
         values = _presets.apply(name)
-        with self._quietly():
+        with self._quiet():
             self.preset.value = name if name in self.preset.options else self.preset.value
         self._update_delete()
         shown = " · ".join(f"{k} {v}" for k, v in values.items())
