@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import time
@@ -374,20 +373,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.prompts, args.requests = 16, 2
-    if args.threads is None:
-        import psutil
-
-        args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
-    if args.model is None:
-        from lmnb.library import bundled_model
-
-        args.model = bundled_model("smollm2")
-    args.model = os.path.abspath(args.model)
-    if not os.path.isfile(args.model):
-        ap.error(f"no such model file: {args.model}")
-
-    # SIGTERM -> SystemExit, so the finally blocks stop any server subprocess
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _server_bench().resolve_common(ap, args)
     import lmnb
 
     print(machine_line("start"))

@@ -228,6 +228,23 @@ def messages_for(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Write a long story about {topic}. Describe every scene in detail."}]
 
 
+def resolve_common(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Defaults shared by the benches: threads = physical cores, the bundled model; and SIGTERM
+    raising SystemExit, so that the finally blocks stop any server subprocess."""
+    if args.threads is None:
+        import psutil
+
+        args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
+    if args.model is None:
+        from lmnb.library import bundled_model
+
+        args.model = bundled_model("smollm2")
+    args.model = os.path.abspath(args.model)
+    if not os.path.isfile(args.model):
+        ap.error(f"no such model file: {args.model}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def read_stream(stream, res: Result, t0: float) -> None:
     """Consume an OpenAI chat stream into ``res``: time to first token, finish reason, tokens
     (from the final usage chunk when the server sends one, else the content chunks)."""
@@ -390,20 +407,7 @@ def main() -> int:
     if args.quick:
         args.clients, args.requests, args.tokens = 2, 1, 16
     modes = args.modes or [False, True]
-    if args.threads is None:
-        import psutil
-
-        args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
-    if args.model is None:
-        from lmnb.library import resolve
-
-        args.model = resolve("smollm2")
-    args.model = os.path.abspath(args.model)
-    if not os.path.isfile(args.model):
-        ap.error(f"no such model file: {args.model}")
-
-    # SIGTERM -> SystemExit, so the finally blocks stop the server subprocess
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    resolve_common(ap, args)
     try:
         lm = bench_server(start_lmnb, args, modes)
         ref = bench_server(start_llama_cpp, args, modes)

@@ -27,16 +27,17 @@ def test_map_returns_results_in_order_and_decodes_rows_together(fresh):
     eng = fresh
     calls0, seqs0 = eng.stats["decode_calls"], eng.stats["sequences_decoded"]
     shared0 = eng.stats["prefix_tokens_shared"]
-    out = lmnb.map("Reply with only the number {item} in words.", list(range(8)), max_tokens=8, temperature=0,
+    out = lmnb.map("Reply with only the number {item} in words.", list(range(8)), max_tokens=16, temperature=0,
                    parallel=8, progress=False)  # fmt: skip
     assert isinstance(out, list) and len(out) == 8 and not out.errors
     assert all(isinstance(t, str) and t for t in out)
     # in input order: each reply came from its own prompt (the same request alone gives the same start)
-    alone = lmnb.chat("Reply with only the number 5 in words.", max_tokens=8, temperature=0).text
+    alone = lmnb.chat("Reply with only the number 5 in words.", max_tokens=16, temperature=0).text
     assert out[5].split()[0] == alone.split()[0]
     # rows were decoded in the same llama_decode steps, and the chat template prefix was shared
     calls, seqs = eng.stats["decode_calls"] - calls0, eng.stats["sequences_decoded"] - seqs0
-    assert seqs / calls > 3, (seqs, calls)
+    # (the first row reads its prompt alone, and short rows end at different steps: well above 1, below 8)
+    assert seqs / calls > 2.5, (seqs, calls)
     assert eng.stats["prefix_tokens_shared"] - shared0 >= 7 * 10
     # the context was grown for the batch and given back afterwards
     assert (lmnb.status().options.n_parallel, lmnb.status().options.n_ctx) == (1, 4096)
