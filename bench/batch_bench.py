@@ -57,7 +57,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 TEMPLATE = "Write one sentence about {item}."
 STORY = "Write a short story about {item}."
@@ -251,41 +250,13 @@ def stream_request(client, model: str, i: int, max_tokens: int):
     return res
 
 
-def run_clients(srv, args: argparse.Namespace):
-    """All clients at once, each sending its requests one after the other; results by request index."""
-    from openai import OpenAI
-
-    sb = _server_bench()
-    barrier = threading.Barrier(args.clients + 1)
-
-    def worker(c: int) -> list:
-        client = OpenAI(base_url=srv.url, api_key="none", max_retries=0, timeout=600)
-        try:
-            barrier.wait()
-            return [stream_request(client, srv.model_id, c * args.requests + r, args.tokens)
-                    for r in range(args.requests)]
-        finally:
-            client.close()
-
-    pool = ThreadPoolExecutor(args.clients)
-    try:
-        futs = [pool.submit(worker, c) for c in range(args.clients)]
-        barrier.wait()
-        t0 = time.perf_counter()
-        results = [r for f in futs for r in f.result()]
-        wall = time.perf_counter() - t0
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return sb.RunStats(srv.name, True, wall, results)
-
-
 def bench_one_server(start, args: argparse.Namespace):
     sb = _server_bench()
     srv = start(args)  # stops its process itself if it fails to come up
     ok = False
     try:
         sb.warm_up(srv)
-        st = run_clients(srv, args)
+        st = _server_bench().run_load(srv, args, True, request=stream_request)
         errors = [r.error for r in st.results if r.error]
         print(f"  {srv.name:<17} {st.tokens:5d} tokens in {st.wall:6.1f} s"
               + (f"  ({len(errors)} errors, first: {errors[0]})" if errors else ""), flush=True)

@@ -288,14 +288,21 @@ def one_request(client, model: str, i: int, max_tokens: int, stream: bool) -> Re
     return res
 
 
-def run_load(srv: ServerProcess, args: argparse.Namespace, stream: bool) -> RunStats:
+def run_load(srv: ServerProcess, args: argparse.Namespace, stream: bool, request=None) -> RunStats:
+    """``args.clients`` clients at once, each sending ``args.requests`` requests one after the other.
+
+    ``request(client, model, i, max_tokens) -> Result`` sends request ``i`` (default: this bench's
+    ``one_request``); the wall time runs from the moment every client is ready.
+    """
     from openai import OpenAI
+
+    if request is None:
+        request = lambda client, model, i, tokens: one_request(client, model, i, tokens, stream)  # noqa: E731
 
     def client_loop(c: int) -> list[Result]:
         client = OpenAI(base_url=srv.url, api_key="none", max_retries=0, timeout=600)
         try:
-            return [one_request(client, srv.model_id, c * args.requests + r, args.tokens, stream)
-                    for r in range(args.requests)]
+            return [request(client, srv.model_id, c * args.requests + r, args.tokens) for r in range(args.requests)]
         finally:
             client.close()
 

@@ -256,9 +256,7 @@ def _outcome(req: Any, schema: Any) -> tuple[Any, Optional[Completion]]:
         return ItemError("cancelled"), None
     try:
         comp = req.result()
-    except LmnbError as e:
-        return ItemError(str(e)), None
-    except ValueError as e:
+    except (LmnbError, ValueError) as e:
         return ItemError(str(e)), None
     if comp.finish_reason == "cancelled":
         return ItemError("cancelled"), comp

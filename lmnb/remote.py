@@ -152,12 +152,7 @@ class RemoteBackend:
         self.requests_served += 1
         if n_gen > 1:
             self.last_tokens_per_s = timings.generation_tokens_per_s
-        for listener in list(self.listeners):
-            try:
-                listener(req, result)
-            except Exception:
-                pass
-        req._finish(result)
+        req._deliver(result, self.listeners)
 
     def __repr__(self) -> str:
         return f"<lmnb remote backend {self.url} model={self.model!r}>"

@@ -145,8 +145,9 @@ class Monitor:
         info = eng.info
         if info is not self._model_key:
             self._model_key = info
-            self._model_bytes = int(eng.status().model_bytes) if info is not None else 0
-            self._layers = self._offload(eng, info) if info is not None else None
+            st = eng.status() if info is not None else None
+            self._model_bytes = int(st.model_bytes) if st is not None else 0
+            self._layers = self._offload(st.options, info) if st is not None else None
         snap.model = info.name if info is not None else None
         snap.model_bytes = self._model_bytes if info is not None else 0
         snap.layers_offloaded = self._layers
@@ -167,7 +168,7 @@ class Monitor:
         snap.tokens_per_s = self._tok_rate
 
     @staticmethod
-    def _offload(eng: Any, info: Any) -> Optional[tuple[int, int]]:
+    def _offload(opts: Any, info: Any) -> Optional[tuple[int, int]]:
         """``(offloaded, total)`` layers of the model just loaded.
 
         llama.cpp logs "offloaded X/Y layers to GPU" (Y = layers + the output layer) at each load
@@ -194,7 +195,6 @@ class Monitor:
 
         if not _llama_offload():
             return (0, total)
-        opts = getattr(eng, "_options", None)
         want = getattr(opts, "n_gpu_layers", None)
         if want in (None, "auto", "max", -1):
             return (total, total)

@@ -71,3 +71,17 @@ def copy_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
     with open(src, "rb") as f, open(dst, "wb") as g:
         g.write(f.read(int(size * fraction)))
     return dst
+
+
+def run_cell(shell, line: str, cell: str):
+    """Run ``%%lm {line}`` over ``cell`` in the test shell; returns the cell's result and its captured output."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        result = shell.run_cell(f"%%lm {line}\n{cell}")
+    return result, cap
+
+
+def final_reply(cap):
+    """The reply as finally shown: the last output carrying lmnb's metadata (earlier ones are updates)."""
+    return [o for o in cap.outputs if "lmnb" in (o.metadata or {})][-1]

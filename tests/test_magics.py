@@ -11,16 +11,7 @@ from IPython.utils.capture import capture_output
 
 import lmnb
 
-
-def run_cell(shell, line: str, cell: str):
-    with capture_output() as cap:
-        result = shell.run_cell(f"%%lm {line}\n{cell}")
-    return result, cap
-
-
-def final_reply(cap):
-    """The reply as finally shown: the last output carrying lmnb's metadata (earlier ones are updates)."""
-    return [o for o in cap.outputs if "lmnb" in (o.metadata or {})][-1]
+from .conftest import final_reply, run_cell
 
 
 def last_history_row():

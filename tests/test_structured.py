@@ -14,12 +14,13 @@ from typing import Annotated, Literal, Optional, TypedDict
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.utils.capture import capture_output
 from pydantic import BaseModel, Field, field_validator
 
 import lmnb
 from lmnb import structured
 from lmnb.errors import LmnbError, StructuredOutputError
+
+from .conftest import final_reply, run_cell
 
 SEEDS = [1, 2, 3]
 MAX_TOKENS = 160
@@ -287,16 +288,6 @@ def test_without_pydantic(loaded, monkeypatch):
 
 
 # ---- the magics ------------------------------------------------------------------------------------
-def run_cell(shell, line: str, cell: str):
-    with capture_output() as cap:
-        result = shell.run_cell(f"%%lm {line}\n{cell}")
-    return result, cap
-
-
-def final_reply(cap):
-    return [o for o in cap.outputs if "lmnb" in (o.metadata or {})][-1]
-
-
 def test_magic_json(shell):
     result, cap = run_cell(shell, "--json -t 0.8 --seed 3 -n 128 -o obj", "A JSON object describing a cat.")
     assert result.success, result.error_in_exec

@@ -81,7 +81,6 @@ class Engine:
         self._held_call: Optional[tuple] = None
         # a request admitted but waiting for KV room: (request, prompt tokens)
         self._held_gen: Optional[tuple[Request, list[int]]] = None
-        self.loading: Optional[str] = None  # the path being loaded, for status displays
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
@@ -136,11 +135,7 @@ class Engine:
             check_gguf_file(path)  # fail before dropping the current model
             self._drop_model()
             self.n_parallel = opts.n_parallel
-            self.loading = path
-            try:
-                model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
-            finally:
-                self.loading = None
+            model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
             self._model = model
             self._slot_tokens = [[] for _ in range(self.n_parallel)]
             # report what llama.cpp actually chose (n_ctx=0 -> trained length, threads=0 -> cores)
@@ -415,7 +410,7 @@ class Engine:
         if req.cancelled:  # stopped while waiting its turn: an empty reply, reported like any other
             self.requests_served += 1
             self.stats["requests_cancelled"] += 1
-            self._deliver(req, self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
+            req._deliver(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params), self.listeners)
             return
         model = self._require_model()
         spec = req.spec
@@ -680,17 +675,7 @@ class Engine:
         self.stats["prompt_tokens_evaluated"] += n_prompt_eval
         self.stats["generated_tokens"] += n_gen
         self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
-        self._deliver(s.req, result)
-
-    def _deliver(self, req: Request, result: Completion) -> None:
-        # Listeners run before the caller sees the result, so that e.g. a conversation already
-        # holds this reply when the caller sends the next message.
-        for listener in list(self.listeners):
-            try:
-                listener(req, result)
-            except Exception:
-                pass
-        req._finish(result)
+        s.req._deliver(result, self.listeners)
 
     def _fail(self, s: _Seq, error: BaseException) -> None:
         self._retire(s)

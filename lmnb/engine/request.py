@@ -142,6 +142,19 @@ class Request:
         self.prompt_progress = (done, total)
         self._put(("progress", (done, total)))
 
+    def _deliver(self, result: Completion, listeners: list) -> None:
+        """Finish with ``result`` after the backend's listeners have seen it.
+
+        Listeners run first, so that e.g. a conversation already holds this reply when the
+        caller sends the next message; a failing listener never keeps the result from the caller.
+        """
+        for listener in list(listeners):
+            try:
+                listener(self, result)
+            except Exception:
+                pass
+        self._finish(result)
+
     def _finish(self, result: Completion) -> None:
         self.prompt_done.set()
         self._result = result
