@@ -178,8 +178,9 @@ def bench_notebook(args: argparse.Namespace) -> tuple[float, str]:
     print(f"lmnb engine: {batching:.2f} sequences per decode call ({d['sequences_decoded']} / "
           f"{d['decode_calls']}), {d['prefix_tokens_shared']} prompt tokens shared (borrowed from "
           f"another sequence's KV cells), {d['prompt_tokens_evaluated']} evaluated; n_ctx {st.n_ctx}, n_parallel {st.n_parallel}")
-    print(f"identical replies: {same}/{len(items)} (greedy on both sides; batched decoding rounds the logits' "
-          f"last bits differently, so some replies part ways)")
+    print(f"replies identical to llama-cpp-python's: {same}/{len(items)} (greedy on both sides, but its default "
+          f"attention kernel is not lmnb's flash attention, so replies can part ways; lmnb's batched rows match "
+          f"the same prompts decoded alone: tests/test_batch.py)")
     if st.n_ctx != args.ctx:
         print(f"note: lmnb.map grew the context to {st.n_ctx} (from --ctx {args.ctx}) to fit {args.parallel} rows")
     line = (f"notebook batch  lmnb.map / llama-cpp-python loop: throughput {ratio:5.2f}x, "

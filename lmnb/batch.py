@@ -115,6 +115,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     if backend is api.get_engine():
         restore = _make_room(backend, specs, parallel, p)
 
+    side_by_side = getattr(backend, "n_parallel", parallel)  # what the context made room for
     bar = _progress_bar(len(specs)) if progress else None
     t0, tokens0 = time.perf_counter(), getattr(backend, "tokens_generated", 0)
     reqs: list[Any] = [None] * len(specs)
@@ -161,7 +162,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
         completions.append(comp)
     elapsed = time.perf_counter() - t0
     n_tokens = sum(c.usage.completion_tokens for c in completions if c is not None)
-    stats = {"items": len(specs), "failed": len(errors), "seconds": round(elapsed, 3),
+    stats = {"items": len(specs), "failed": len(errors), "parallel": side_by_side, "seconds": round(elapsed, 3),
              "completion_tokens": n_tokens, "tokens_per_s": round(n_tokens / elapsed, 1) if elapsed else 0.0}
     if interrupted:
         kept = len(specs) - sum(1 for e in errors.values() if e == "cancelled")
@@ -210,8 +211,8 @@ def _fill(template: str, ns: dict) -> str:
 
 
 def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> Optional[tuple[int, int]]:
-    """Grow the context so ``parallel`` rows fit at once (prompt + reply each); returns the size
-    to restore afterwards (``None`` when nothing changed)."""
+    """Recreate the context with ``parallel`` sequences, each with room for the longest prompt and
+    its reply; returns the size to restore afterwards (``None`` when nothing changed)."""
     if not 1 <= parallel <= 64:
         raise ValueError(f"parallel={parallel}: must be between 1 and 64")
     lengths = engine.count_prompt_tokens(specs)
@@ -221,11 +222,12 @@ def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> Optional
 
     reply = resolve_sampling(params).max_tokens
     reply = reply if reply and reply > 0 else 512
-    longest = max(lengths) if lengths else 0
-    want = min(parallel, len(specs)) * (longest + reply)
+    need = (max(lengths) if lengths else 0) + reply  # cells per sequence
     limit = min(info.context_length or _MAX_AUTO_CTX, _MAX_AUTO_CTX)
-    new_ctx = n_ctx if want <= n_ctx else max(n_ctx, min(limit, _round_up(want, 256)))
-    new_par = max(engine.n_parallel, min(parallel, len(specs)))
+    # each sequence has its own n_ctx / n_parallel cells: fewer rows side by side rather than rows
+    # that run out of room
+    new_par = max(1, min(parallel, len(specs), max(n_ctx, limit) // need))
+    new_ctx = max(n_ctx, min(limit, _round_up(new_par * need, 256)))
     old = (n_ctx, engine.n_parallel)
     if (new_ctx, new_par) == old:
         return None

@@ -41,10 +41,13 @@ class LM(SingletonConfigurable):
     n_parallel = Int(
         1,
         help="Requests decoded together in each step (continuous batching): concurrent server clients, "
-        "widgets and cells share the context's cells instead of waiting in line. lmnb.map raises it for its batch, then gives it back.",
+        "widgets and cells run side by side instead of waiting in line. Each gets n_ctx / n_parallel of the "
+        "context. lmnb.map raises it for its batch, then gives it back.",
     ).tag(config=True)
     flash_attn = Bool(
-        False, help="Flash attention: a fused attention kernel that saves memory and time, mostly on GPUs."
+        True,
+        help="Flash attention: a fused attention kernel that saves memory and time, used wherever the "
+        "backend has it. It also keeps greedy replies identical whether decoded alone or in a batch.",
     ).tag(config=True)
     use_mmap = Bool(True, help="Memory-map the model file instead of reading it into RAM.").tag(config=True)
     load_seed = Int(-1, help="Default seed stored with a loaded model (-1 = random per request).").tag(config=True)

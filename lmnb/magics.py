@@ -23,7 +23,7 @@ USAGE = """\
 
 Line magic:
   %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N] [--parallel N]
-           [--flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
+           [--no-flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
         MODEL: a .gguf path, smollm2 / gemma3 (bundled), a name from %lm models, or a
         Hugging Face repo (owner/repo, owner/repo:Q4_K_M), downloaded first when needed.
         No MODEL: the default model.
@@ -129,7 +129,7 @@ def _load_parser() -> _Parser:
     p.add_argument("--threads", type=int, dest="n_threads")
     p.add_argument("--batch", type=int, dest="n_batch")
     p.add_argument("--parallel", type=int, dest="n_parallel")
-    p.add_argument("--flash-attn", action="store_true", default=None, dest="flash_attn")
+    p.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None, dest="flash_attn")
     p.add_argument("--no-mmap", action="store_false", default=None, dest="use_mmap")
     p.add_argument("--seed", type=int)
     p.add_argument("--chat-template", dest="chat_template")

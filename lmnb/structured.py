@@ -164,6 +164,11 @@ def _json_schema_to_gbnf(schema_json: str) -> str:
                 super().__init__(**kw)
                 self._rules["space"] = _SPACE_RULE
 
+            def format_grammar(self) -> str:
+                if "char" in self._rules:
+                    self._rules["char"] = _CHAR_RULE
+                return super().format_grammar()
+
             def visit(self, schema: Any, name: str) -> str:
                 if isinstance(schema, dict) and isinstance(schema.get("pattern"), str):
                     schema = {**schema, "pattern": _expand_classes(schema["pattern"])}
@@ -180,6 +185,11 @@ def _json_schema_to_gbnf(schema_json: str) -> str:
 
 
 _Converter: Any = None
+
+# A JSON string character. The converter's own rule lets raw control characters through (a line
+# break inside a string is invalid JSON, and the model did write one); these are JSON's rules,
+# as in llama.cpp's json-schema-to-grammar. The escapes are GBNF's, not Python's.
+_CHAR_RULE = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 
 # The converter copies \d, \w and \s into the grammar as literal text (which llama.cpp then
 # refuses to parse): spell them out as character classes first.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -64,15 +63,17 @@ def test_one_failing_item_does_not_stop_the_others(fresh):
 
 
 def test_greedy_rows_in_a_batch_match_the_same_prompts_alone(fresh):
-    """Report the match rate of batched vs alone greedy outputs (llama.cpp's numerics differ with
-    batch composition, so an exact match of every row is not guaranteed)."""
-    alone = [lmnb.chat(x, max_tokens=24, temperature=0).text for x in ITEMS]
-    batched = lmnb.map("{item}", ITEMS, max_tokens=24, temperature=0, parallel=8, progress=False)
+    """A row decoded in a batch of 8 gives the reply it gives alone (the issue asks for >= 95%)."""
+    prompts = [f"Write two sentences about the number {i}." for i in range(12)] + [
+        "Name three colours.", "What is a cat?", "Say hello in French.", "Explain rain in one sentence.",
+        "Give a tip for studying.", "What is 2+2?", "Describe the sea.", "Why is the sky blue?",
+    ]  # fmt: skip
+    alone = [lmnb.chat(x, max_tokens=48, temperature=0).text for x in prompts]
+    batched = lmnb.map("{item}", prompts, max_tokens=48, temperature=0, parallel=8, progress=False)
+    assert batched.stats["parallel"] == 8
     same = sum(a == b for a, b in zip(alone, batched))
-    prefix = sum(len(os.path.commonprefix([a, b])) / max(len(a), 1) for a, b in zip(alone, batched)) / len(ITEMS)
-    print(f"greedy batch-of-8 vs alone: {same}/{len(ITEMS)} identical, mean shared prefix {prefix:.0%}")
-    # every row starts as it does alone: the batch changes numerics in the last bits, not the prompt
-    assert all(a.split()[:2] == b.split()[:2] for a, b in zip(alone, batched))
+    print(f"greedy batch-of-8 vs alone: {same}/{len(prompts)} identical")
+    assert same / len(prompts) >= 0.95, [(a, b) for a, b in zip(alone, batched) if a != b]
 
 
 def test_cancel_mid_batch_keeps_finished_rows_and_frees_every_sequence(fresh):

@@ -79,8 +79,6 @@ class Engine:
         self._active: list[_Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
-        # a request admitted but waiting for KV room: (request, prompt tokens)
-        self._held_gen: Optional[tuple[Request, list[int]]] = None
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
@@ -173,7 +171,7 @@ class Engine:
                 pass
 
     def resize(self, n_ctx: Optional[int] = None, n_parallel: Optional[int] = None) -> None:
-        """Give the loaded model's context ``n_ctx`` cells shared by ``n_parallel`` sequences.
+        """Give the loaded model's context ``n_ctx`` cells for ``n_parallel`` sequences (``n_ctx / n_parallel`` each).
 
         Only the context is recreated (about 0.1 s; the weights stay loaded, the KV cache starts
         empty). Queued like a load: it waits for the running requests. ``lmnb.map`` uses it to
@@ -240,8 +238,7 @@ class Engine:
                 if s.req.id == request_id:
                     s.req.cancel()
                     return True
-        held = self._held_gen
-        waiting = [item[1] for item in list(self._queue.queue) if item[0] == "gen"] + ([held[0]] if held else [])
+        waiting = [item[1] for item in list(self._queue.queue) if item[0] == "gen"]
         for req in waiting:
             if req.id == request_id:
                 req.cancel()
@@ -267,7 +264,7 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         """Requests being generated plus those waiting their turn."""
-        return self._queue.qsize() + len(self._active) + (self._held_gen is not None)
+        return self._queue.qsize() + len(self._active)
 
     @property
     def generating(self) -> bool:
@@ -299,8 +296,6 @@ class Engine:
         for item in list(self._queue.queue):
             if item[0] == "gen":
                 item[1].cancel()
-        if self._held_gen is not None:
-            self._held_gen[0].cancel()
         self._stopping = True
         self._queue.put(("stop",))
         self._thread.join(timeout=timeout)
@@ -344,10 +339,7 @@ class Engine:
     def _run(self) -> None:
         while True:
             try:
-                if not self._active and self._held_gen is not None:
-                    (req, tokens), self._held_gen = self._held_gen, None
-                    item = ("gen", req, tokens)
-                elif not self._active and self._held_call is not None:
+                if not self._active and self._held_call is not None:
                     item, self._held_call = self._held_call, None
                 elif not self._active:
                     item = self._queue.get()
@@ -372,12 +364,6 @@ class Engine:
         # Admit new requests only while slots are free and no load/unload is waiting its turn.
         if (self._held_call is not None or len(self._active) >= self.n_parallel) and not self._stopping:
             return None
-        if self._held_gen is not None:  # first in line: it goes in as soon as its KV room is free
-            req, tokens = self._held_gen
-            if req.cancelled or self._kv_fits(req.spec.params, tokens):
-                self._held_gen = None
-                return ("gen", req, tokens)
-            return None
         try:
             return self._queue.get_nowait()
         except queue.Empty:
@@ -397,16 +383,16 @@ class Engine:
             except BaseException as e:
                 fut.set_exception(e)
         elif kind == "gen":
-            self._admit(item[1], item[2] if len(item) > 2 else None)
+            self._admit(item[1])
 
-    def _admit(self, req: Request, tokens: Optional[list[int]] = None) -> None:
+    def _admit(self, req: Request) -> None:
         try:
-            self._start(req, tokens)
+            self._start(req)
         except BaseException as e:  # a request that cannot start fails alone; the worker goes on
             self.stats["requests_error"] += 1
             req._fail(e)
 
-    def _start(self, req: Request, tokens: Optional[list[int]] = None) -> None:
+    def _start(self, req: Request) -> None:
         if req.cancelled:  # stopped while waiting its turn: an empty reply, reported like any other
             self.requests_served += 1
             self.stats["requests_cancelled"] += 1
@@ -414,14 +400,8 @@ class Engine:
             return
         model = self._require_model()
         spec = req.spec
-        if tokens is None:
-            tokens = self._prompt_tokens(model, spec)
+        tokens = self._prompt_tokens(model, spec)
         params = spec.params
-        if self._active and not self._kv_fits(params, tokens):
-            # Sequences share the context's cells: wait until the running ones leave room for this
-            # one's prompt and reply, rather than fail mid-batch with a full cache.
-            self._held_gen = (req, tokens)
-            return
 
         from .sampler import Sampler
 
@@ -430,7 +410,7 @@ class Engine:
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar)
         for t in tokens[-64:]:
             sampler.accept_prompt(t)
-        max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx
+        max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx_seq
         seq = _Seq(
             req=req,
             slot=slot,
@@ -459,32 +439,26 @@ class Engine:
             tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
         if not tokens:
             raise ValueError("the prompt is empty")
-        if len(tokens) >= model.n_ctx:
+        if len(tokens) >= model.n_ctx_seq:
+            if model.n_seq_max > 1:
+                held = (f"each of the {model.n_seq_max} parallel sequences holds {model.n_ctx_seq} "
+                        f"({model.n_ctx} / {model.n_seq_max})")
+                want = _next_pow2((len(tokens) + 512) * model.n_seq_max)
+            else:
+                held, want = f"the context holds {model.n_ctx}", _next_pow2(len(tokens) + 512)
             raise ContextOverflow(
-                f"The prompt is {len(tokens)} tokens but the context holds {model.n_ctx}. "
-                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {_next_pow2(len(tokens) + 512)}`)."
+                f"The prompt is {len(tokens)} tokens but {held}. "
+                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {want}`)."
             )
 
         return tokens
-
-    def _reserved(self, params: SamplingParams, n_prompt: int) -> int:
-        """The cells a sequence may need: its prompt and its longest reply."""
-        n_ctx = self._model.n_ctx
-        reply = params.max_tokens if params.max_tokens and params.max_tokens > 0 else n_ctx
-        return min(n_prompt + reply, n_ctx)
-
-    def _kv_fits(self, params: SamplingParams, tokens: list[int]) -> bool:
-        if not self._active:
-            return True  # a lone request may use the whole context
-        used = sum(self._reserved(s.params, len(s.prompt)) for s in self._active)
-        return used + self._reserved(params, len(tokens)) <= self._model.n_ctx
 
     def _reuse_prefix(self, model, slot: int, tokens: list[int]) -> int:
         """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
 
         A shared system prompt or template prefix is evaluated once: a new sequence takes the
-        cells another one already holds (llama_memory_seq_cp; the KV cache is unified, so nothing
-        is copied), and evaluates only the rest.
+        cells another one already holds (copied, which costs far less than evaluating them), and
+        evaluates only the rest.
         """
         cached = self._slot_tokens[slot]
         common = _common_prefix(cached, tokens)
@@ -496,8 +470,7 @@ class Engine:
                     donor, best = i, n
         best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
         if donor != slot and best > common:
-            model.seq_rm(slot, 0, -1)
-            model.seq_cp(donor, slot, 0, best)
+            model.copy_prefix(donor, slot, best)
             self._slot_tokens[slot] = list(tokens[:best])
             self.stats["prefix_tokens_shared"] += best
             return best
@@ -616,7 +589,7 @@ class Engine:
             s.text += s.held
             s.req._emit(s.held)
             s.held = ""
-        if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx:
+        if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx_seq:
             self._finish(s, "length")
 
     def _check_stops(self, s: _Seq) -> bool:

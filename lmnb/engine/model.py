@@ -226,7 +226,8 @@ class LoadedModel:
 
     # --- tokens -----------------------------------------------------------------------------
     def _make_context(self, n_ctx: Optional[int], n_seq_max: int) -> None:
-        """Create the generation context (and its batch) for ``n_seq_max`` sequences sharing ``n_ctx`` cells."""
+        """Create the generation context (and its batch) for ``n_seq_max`` sequences, ``n_ctx / n_seq_max``
+        cells each."""
         opts = self.options
         cparams = C.llama_context_default_params()
         n_train = C.llama_model_n_ctx_train(self.model)
@@ -235,12 +236,19 @@ class LoadedModel:
         cparams.n_batch = opts.n_batch
         cparams.n_ubatch = min(opts.n_batch, 512)
         cparams.n_seq_max = n_seq_max
-        cparams.kv_unified = True  # sequences share one KV buffer instead of n_ctx / n_seq each
+        # One KV stream per sequence (not one buffer shared by all): attention then reads only the
+        # sequence's own cells, in the order it wrote them, so a reply decoded in a batch is the
+        # same reply as alone. In a shared buffer the cells of a sequence land wherever there is
+        # room, and llama.cpp's CPU kernels sum over them in a different order (greedy replies
+        # drifted apart after a few dozen tokens in 2 of 3 rows).
+        cparams.kv_unified = False
         threads = opts.n_threads or default_threads()
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
+        # on: wherever the backend has the kernel (llama.cpp's "auto"), so a model or GPU without
+        # it still loads
         cparams.flash_attn_type = (
-            C.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            C.LLAMA_FLASH_ATTN_TYPE_AUTO if opts.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         cparams.no_perf = True
         t0 = time.time()
@@ -255,6 +263,7 @@ class LoadedModel:
         self.ctx = ctx
         self.n_seq_max = n_seq_max
         self.n_ctx = C.llama_n_ctx(ctx)
+        self.n_ctx_seq = C.llama_n_ctx_seq(ctx)  # the cells one sequence can use
         self.n_batch = C.llama_n_batch(ctx)
         self.n_threads = threads
         self.memory = C.llama_get_memory(ctx)
@@ -420,9 +429,15 @@ class LoadedModel:
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
 
-    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
-        """Make ``dst`` share ``src``'s cache cells for positions [p0, p1) (no copy: the KV is unified)."""
-        C.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+    def copy_prefix(self, src: int, dst: int, n: int) -> None:
+        """Give sequence ``dst`` the first ``n`` cached positions of ``src`` (what it held is dropped).
+
+        Each sequence has its own KV stream, and llama.cpp copies between streams only whole
+        (a partial range aborts the process), so the whole stream is copied and the tail cut.
+        """
+        C.llama_memory_seq_rm(self.memory, dst, 0, -1)
+        C.llama_memory_seq_cp(self.memory, src, dst, 0, -1)
+        C.llama_memory_seq_rm(self.memory, dst, n, -1)
 
     def seq_pos_max(self, seq: int) -> int:
         """The highest position ``seq`` holds in the KV cache (-1: none)."""
