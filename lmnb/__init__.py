@@ -40,6 +40,8 @@ _EXPORTS = {
     "connect": "api",
     "disconnect": "api",
     "embed": "api",
+    "load_embedder": "api",
+    "unload_embedder": "api",
     "search": "api",
     "download": "api",
     "rm": "api",

@@ -49,6 +49,11 @@ class LM(SingletonConfigurable):
         help="Flash attention: a fused attention kernel that saves memory and time, used wherever the "
         "backend has it. It also keeps greedy replies identical whether decoded alone or in a batch.",
     ).tag(config=True)
+    embedding_model = Unicode(
+        "",
+        help="Model for lmnb.embed and /v1/embeddings, loaded beside the chat model on first use "
+        "('' = the loaded chat model).",
+    ).tag(config=True)
     use_mmap = Bool(True, help="Memory-map the model file instead of reading it into RAM.").tag(config=True)
     load_seed = Int(-1, help="Default seed stored with a loaded model (-1 = random per request).").tag(config=True)
     chat_template = Unicode("", help="Jinja chat template overriding the one in the GGUF file.").tag(config=True)

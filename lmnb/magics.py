@@ -586,6 +586,9 @@ class LMMagics(Magics):
 
 def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(LMMagics(ipython))
+    from .labcomm import register
+
+    register(ipython)  # the JupyterLab extension's status item and panel talk through it
 
 
 def unload_ipython_extension(ipython: Any) -> None:

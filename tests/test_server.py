@@ -234,7 +234,8 @@ def test_embeddings(client, loaded):
     floats = httpx.post(client.base_url.join("embeddings").__str__(),
                         json={"input": texts[0], "encoding_format": "float"}).json()
     assert np.allclose(floats["data"][0]["embedding"], v[0], atol=1e-5)
-    assert np.allclose(lmnb.embed(texts[0]), v[0], atol=1e-5)
+    # alone or packed with others into one llama.cpp call: the same direction
+    assert lmnb.embed(texts[0]) @ v[0] > 0.9999
 
 
 # ---- errors --------------------------------------------------------------------------------------

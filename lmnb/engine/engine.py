@@ -14,14 +14,15 @@ waits for the active requests to finish, and requests that arrive after it wait 
 from __future__ import annotations
 
 import codecs
-import dataclasses
 import concurrent.futures
+import dataclasses
+import os
 import queue
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..errors import ContextOverflow, GenerationError, LoadError, NoModelLoaded
 from ..types import (
@@ -34,6 +35,9 @@ from ..types import (
     Usage,
 )
 from .request import GenerationSpec, Request
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Prompt chunks at least this long are decoded with llama.cpp's abort callback armed, so that a
 # cancel stops prompt evaluation mid-chunk instead of after it.
@@ -79,6 +83,9 @@ class Engine:
         self._active: list[_Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
+        self._embedder = None  # EmbeddingModel, touched only by the worker
+        self.embedder_info: Optional[ModelInfo] = None
+        self.loading: Optional[tuple[str, float]] = None  # (model, fraction) while a load runs
         self._stopping = False
         self._lock = threading.Lock()
         self.requests_served = 0
@@ -118,8 +125,10 @@ class Engine:
         """Load a GGUF file, replacing the current model. Blocks until loaded; Ctrl-C cancels."""
         opts = _resolve_load_options(options or LoadOptions())
         cancel = threading.Event()
+        name = os.path.splitext(os.path.basename(path))[0]
 
         def on_progress(fraction: float) -> bool:
+            self.loading = (name, fraction)
             if progress is not None:
                 try:
                     progress(fraction)
@@ -142,8 +151,10 @@ class Engine:
             self.last_tokens_per_s = None
             return model.info
 
+        self.loading = (name, 0.0)
         try:
             info = self._call(do_load)
+            self.loading = None  # before the listeners run: they read the state
             self._model_changed(info)
             return info
         except KeyboardInterrupt:
@@ -155,6 +166,8 @@ class Engine:
             if cancel.is_set() or "cancel" in str(e).lower():
                 raise LoadError(f"Loading {path} was cancelled.") from None
             raise
+        finally:
+            self.loading = None
 
     def unload(self) -> bool:
         """Free the model and its context. Returns whether a model was loaded."""
@@ -245,16 +258,53 @@ class Engine:
                 return True
         return False
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Unit-length embeddings of ``texts`` from the loaded model (mean-pooled hidden states),
-        and the number of tokens read.
+    def embed(self, texts: list[str], source: str = "auto") -> tuple["np.ndarray", int]:
+        """Unit-length embeddings of ``texts`` (a float32 array, one row each) and the tokens read.
 
-        Runs on the worker, queued like a generation; a second, small llama.cpp context on the
-        same weights does the work, so no second copy of the model is loaded.
+        ``source``: ``"embedder"`` the separately loaded embedding model (``load_embedder``),
+        ``"chat"`` the loaded chat model (mean of its hidden states, from a second small context
+        on the same weights), ``"auto"`` the embedding model when one is loaded, else the chat
+        model. Runs on the worker, queued like a generation; up to 16 texts per decode call.
         """
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("embed() takes a list of strings")
-        return self._call(lambda: self._require_model().embed(texts))
+        if source not in ("auto", "chat", "embedder"):
+            raise ValueError(f"source={source!r}: must be 'auto', 'chat' or 'embedder'")
+
+        def run() -> tuple[Any, int]:
+            if source == "embedder" or (source == "auto" and self._embedder is not None):
+                if self._embedder is None:
+                    raise NoModelLoaded("No embedding model is loaded: lmnb.load_embedder(MODEL) first.")
+                return self._embedder.embed(texts)
+            return self._require_model().embed(texts)
+
+        return self._call(run)
+
+    def load_embedder(self, path: str, options: Optional[LoadOptions] = None) -> ModelInfo:
+        """Load a model used only for embeddings, next to the chat model (replacing the previous one)."""
+        opts = _resolve_load_options(options or LoadOptions())
+
+        def do_load() -> ModelInfo:
+            from .embedding import EmbeddingModel
+            from .model import check_gguf_file, default_threads
+
+            check_gguf_file(path)
+            self._drop_embedder()
+            self._embedder = EmbeddingModel(path, opts, opts.n_threads or default_threads())
+            self.embedder_info = self._embedder.info
+            return self.embedder_info
+
+        return self._call(do_load)
+
+    def unload_embedder(self) -> bool:
+        """Free the embedding model. Returns whether one was loaded."""
+        return self._call(self._drop_embedder)
+
+    def _drop_embedder(self) -> bool:
+        had, self._embedder, self.embedder_info = self._embedder, None, None
+        if had is not None:
+            had.close()
+        return had is not None
 
     def active(self) -> list[Request]:
         """The requests being generated now (queued ones not included)."""
@@ -347,6 +397,7 @@ class Engine:
                     item = self._next_nonblocking()
                 if item is not None:
                     if item[0] == "stop":
+                        self._drop_embedder()
                         self._drop_model()
                         return
                     self._dispatch(item)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import llama_cpp as C
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..errors import LoadError
 from ..types import LoadOptions, ModelInfo
@@ -192,8 +195,7 @@ class LoadedModel:
         self.model = None
         self.ctx = None
         self._batch = None
-        self._ectx = None  # embedding context, created on first use
-        self._ebatch = None
+        self._embedding = None  # EmbeddingContext, made on first use
 
         mparams = C.llama_model_default_params()
         mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
@@ -289,15 +291,7 @@ class LoadedModel:
             self.ctx = None
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        cap = len(data) + 8
-        buf = (C.llama_token * cap)()
-        n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
-        if n < 0:
-            cap = -n
-            buf = (C.llama_token * cap)()
-            n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
-        return list(buf[:n])
+        return tokenize(self.vocab, text, add_special, parse_special)
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token (memoised: generation asks for the same few thousand again and again)."""
@@ -387,44 +381,14 @@ class LoadedModel:
             entry["top_logprobs"] = []
         return entry
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Mean-pooled, L2-normalised embeddings (and the tokens read), from a second context on
-        the same weights."""
-        import numpy as np
+    def embed(self, texts: list[str]) -> tuple["np.ndarray", int]:
+        """Unit-length embeddings of ``texts`` (and the tokens read), from a second context on the
+        same weights, made on first use."""
+        if self._embedding is None:
+            from .embedding import EmbeddingContext
 
-        if self._ectx is None:
-            n_train = C.llama_model_n_ctx_train(self.model)
-            cp = C.llama_context_default_params()
-            cp.embeddings = True
-            cp.pooling_type = C.LLAMA_POOLING_TYPE_MEAN
-            cp.n_ctx = cp.n_batch = cp.n_ubatch = min(n_train, 2048)  # pooling needs the whole text in one ubatch
-            cp.n_seq_max = 1
-            cp.n_threads = cp.n_threads_batch = self.n_threads
-            cp.no_perf = True
-            self._ectx = C.llama_init_from_model(self.model, cp)
-            if not self._ectx:
-                raise ValueError(f"{self.info.name} cannot produce embeddings (llama.cpp refused an embedding context)")
-            self._ebatch = C.llama_batch_init(cp.n_batch, 0, 1)
-        limit = C.llama_n_ctx(self._ectx)
-        n_embd = C.llama_model_n_embd(self.model)
-        out = []
-        n_tokens = 0
-        for i, text in enumerate(texts):
-            toks = self.tokenize(text, add_special=True, parse_special=False)
-            n_tokens += len(toks)
-            if not toks:
-                raise ValueError(f"input[{i}] is empty")
-            if len(toks) > limit:
-                raise ValueError(f"input[{i}] is {len(toks)} tokens; embeddings take at most {limit}")
-            n = len(toks)
-            _fill_batch(self._ebatch, toks, [0] * n, list(range(n)), [True] * n)
-            C.llama_memory_clear(C.llama_get_memory(self._ectx), True)
-            if C.llama_decode(self._ectx, self._ebatch) != 0:
-                raise ValueError(f"llama.cpp could not embed input[{i}]")
-            v = np.ctypeslib.as_array(C.llama_get_embeddings_seq(self._ectx, 0), shape=(n_embd,)).astype(np.float64)
-            norm = np.linalg.norm(v)
-            out.append((v / norm if norm else v).tolist())
-        return out, n_tokens
+            self._embedding = EmbeddingContext(self.model, self.n_threads, self.info.name)
+        return self._embedding.embed(texts)
 
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
@@ -445,17 +409,27 @@ class LoadedModel:
 
     def close(self) -> None:
         """Free the contexts, then the model (idempotent)."""
-        if self._ebatch is not None:
-            C.llama_batch_free(self._ebatch)
-            self._ebatch = None
-        if self._ectx:
-            C.llama_free(self._ectx)
-            self._ectx = None
+        if self._embedding is not None:
+            self._embedding.close()
+            self._embedding = None
         self._free_context()
         if self.model:
             C.llama_model_free(self.model)
             self.model = None
         self._formatter = None
+
+
+def tokenize(vocab: Any, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+    """``text`` as token ids of ``vocab``."""
+    data = text.encode("utf-8")
+    cap = len(data) + 8
+    buf = (C.llama_token * cap)()
+    n = C.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
+    if n < 0:
+        cap = -n
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
+    return list(buf[:n])
 
 
 def _fill_batch(b, tokens: list[int], seq_ids: list[int], positions: list[int], logits: list[bool]) -> None:

@@ -150,17 +150,20 @@ def create_app(
             raise _as_api_error(NoModelLoaded())
         return info
 
-    def check_model(name: Optional[str]):
-        info = loaded_info()
-        if not name or name in (info.name, os.path.basename(info.path), info.path):
-            return info
+    def _names(info: Any, name: str) -> bool:
+        if name in (info.name, os.path.basename(info.path), info.path):
+            return True
         try:
             from ..library import resolve
 
-            if os.path.abspath(resolve(name)) == info.path:
-                return info
+            return os.path.abspath(resolve(name)) == info.path
         except Exception:
-            pass
+            return False
+
+    def check_model(name: Optional[str]):
+        info = loaded_info()
+        if not name or _names(info, name):
+            return info
         raise APIError(
             404,
             f"The model {name!r} is not loaded; this server serves {info.name!r} (see GET /v1/models). "
@@ -169,20 +172,34 @@ def create_app(
             code="model_not_found",
         )
 
+    def embedding_model(name: Optional[str]) -> tuple[str, Any]:
+        """Which model embeds: the one named, else the embedding model, else the chat model."""
+        emb, chat = engine.embedder_info, engine.info
+        if emb is not None and (not name or _names(emb, name)):
+            return "embedder", emb
+        if not name or emb is None:
+            return "chat", check_model(name)
+        if chat is not None and _names(chat, name):
+            return "chat", chat
+        served = " and ".join(repr(m.name) for m in (emb, chat) if m is not None)
+        raise APIError(404, f"The model {name!r} is not loaded; embeddings come from {served} (see GET /v1/models).",
+                       param="model", code="model_not_found")  # fmt: skip
+
     @app.get("/v1/models", response_model=S.ModelList, dependencies=secured, responses=_ERROR_DOCS)
     async def list_models() -> JSONResponse:
         from ..library import local_models
 
-        info = engine.info
+        info, emb = engine.info, engine.embedder_info
         data = []
-        if info is not None:
-            data.append(_card(info.name, info.path, True))
+        for m in (info, emb):
+            if m is not None:
+                data.append(_card(m.name, m.path, True))
         try:
             others = await asyncio.to_thread(local_models, ())
         except Exception:
             others = []
         for m in others:
-            if info is None or os.path.abspath(m.path) != info.path:
+            if os.path.abspath(m.path) not in {x.path for x in (info, emb) if x is not None}:
                 data.append(_card(m.name, m.path, False))
         return JSONResponse({"object": "list", "data": data})
 
@@ -282,22 +299,21 @@ def create_app(
 
     @app.post("/v1/embeddings", response_model=S.EmbeddingList, dependencies=secured, responses=_ERROR_DOCS)
     async def embeddings(body: S.EmbeddingRequest) -> JSONResponse:
-        info = check_model(body.model)
+        source, info = embedding_model(body.model)
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if body.dimensions is not None:
             raise APIError(400, "dimensions is not supported: the model's embedding size is fixed.",
                            param="dimensions")
         try:
-            vectors, n_tokens = await asyncio.to_thread(engine.embed, texts)
+            vectors, n_tokens = await asyncio.to_thread(engine.embed, texts, source)
         except ValueError as e:
             raise APIError(400, str(e), param="input") from None
         data = []
         for i, v in enumerate(vectors):
-            emb: Any = v
             if body.encoding_format == "base64":
-                import numpy as np
-
-                emb = base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+                emb: Any = base64.b64encode(v.astype("<f4").tobytes()).decode()
+            else:
+                emb = v.tolist()
             data.append({"object": "embedding", "index": i, "embedding": emb})
         return JSONResponse({"object": "list", "data": data, "model": info.name,
                              "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
