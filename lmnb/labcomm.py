@@ -198,9 +198,9 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
     from . import __version__
 
     return {
-        "model": info.name if info is not None else None,
+        # while loading, the model being loaded (what the status item names)
+        "model": load[0] if load is not None else info.name if info is not None else None,
         "state": state,
-        "loading_model": load[0] if load is not None else None,
         "load_progress": round(load[1], 3) if load is not None else None,
         "server_url": srv.url if srv is not None else None,
         "tokens_per_s": round(eng.last_tokens_per_s, 1) if eng.last_tokens_per_s else None,

@@ -129,8 +129,11 @@ def poll(predicate: Callable[[], Any], timeout: float, message: Union[str, Calla
 class LabServer:
     """`python -m jupyter lab` on a free port, with a random token and every Jupyter dir in `base`."""
 
-    def __init__(self, base: Union[str, Path]) -> None:
+    def __init__(self, base: Union[str, Path], python: str = sys.executable, checkout: bool = True) -> None:
+        """``python``: the interpreter of the server and its kernels; ``checkout``: put this
+        checkout first on their path (False: they import lmnb as installed in ``python``'s env)."""
         self.base = Path(base)
+        self.python = python
         self.root = self.base / "root"  # the lab's root directory: notebooks are written here
         self.token = secrets.token_hex(24)
         self.port = 0
@@ -158,9 +161,15 @@ class LabServer:
             HF_HUB_DISABLE_TELEMETRY="1",
             PYTHONUNBUFFERED="1",
         )
-        # The kernel imports lmnb from this checkout (the code under test), whatever is installed.
-        pythonpath = [str(REPO_ROOT)] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        self.env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        if checkout:
+            # The kernel imports lmnb from this checkout (the code under test), whatever is installed.
+            pythonpath = [str(REPO_ROOT)] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            self.env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        else:
+            self.env.pop("PYTHONPATH", None)
+            bindir = str(Path(python).parent)
+            self.env["PATH"] = os.pathsep.join([bindir, self.env.get("PATH", "")])
+            self.env["VIRTUAL_ENV"] = str(Path(python).parent.parent)
 
     # --- lifecycle
 
@@ -178,7 +187,7 @@ class LabServer:
         spec_dir = Path(self.env["JUPYTER_DATA_DIR"]) / "kernels" / "python3"
         spec_dir.mkdir(parents=True, exist_ok=True)
         spec = {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Python 3 (ipykernel)",
             "language": "python",
             "metadata": {"debugger": True},
@@ -197,7 +206,7 @@ class LabServer:
             self.port = free_port()
             self._log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+                [self.python, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
                  f"--port={self.port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
                  f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                  "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, for reading cell models

@@ -1,0 +1,104 @@
+// @vitest-environment happy-dom
+// The panel renders kernel data as text (never markup), and its buttons send the right messages.
+
+import { Signal } from '@lumino/signaling';
+import { describe, expect, it } from 'vitest';
+import type { LmnbConnection } from '../connection';
+import type { IConnectionSource } from '../current';
+import { LocalLLMPanel } from '../panel';
+import { StatusItem } from '../statusitem';
+import { connect, FakeKernel, flush, statusMessage } from './fakes';
+
+class Source implements IConnectionSource {
+  constructor(readonly connection: LmnbConnection) {
+    connection.changed.connect(() => this.changed.emit());
+  }
+  readonly changed = new Signal<this, void>(this);
+}
+
+const EVIL = '<img src=x onerror="globalThis.pwned=1">';
+
+function setup(): { kernel: FakeKernel; panel: LocalLLMPanel; copied: string[] } {
+  const kernel = new FakeKernel();
+  const source = new Source(connect(kernel));
+  const copied: string[] = [];
+  const panel = new LocalLLMPanel(source, { copy: text => copied.push(text) });
+  return { kernel, panel, copied };
+}
+
+function buttons(root: HTMLElement, text: string): HTMLButtonElement[] {
+  return [...root.querySelectorAll('button')].filter(b => b.textContent === text);
+}
+
+describe('LocalLLMPanel', () => {
+  it('shows kernel data as text only', () => {
+    const { kernel, panel } = setup();
+    kernel.lastComm.receive(statusMessage({ model: EVIL, parameters: { [EVIL]: 1 } }));
+    kernel.lastComm.receive({
+      type: 'models',
+      models: [{ name: EVIL, path: EVIL, size_bytes: 1, quant: EVIL, source: EVIL, loaded: false }]
+    });
+    kernel.lastComm.receive({ type: 'error', message: EVIL });
+    expect(panel.node.querySelector('img')).toBeNull();
+    expect(panel.node.textContent).toContain(EVIL);
+    expect(panel.node.id).toBe('lmnb-panel');
+    expect(panel.title.caption).toBe('Local LLM');
+  });
+
+  it('offers to load lmnb when it is not loaded', async () => {
+    const { kernel, panel } = setup();
+    kernel.lastComm.closeFromKernel();
+    const [load] = buttons(panel.node, 'Load lmnb in this kernel');
+    expect(load.closest('section')?.hidden).toBe(false);
+    load.click();
+    await flush();
+    expect(kernel.executed.map(e => e.code)).toEqual(['%load_ext lmnb']);
+  });
+
+  it('Load / Unload / server buttons send messages; Copy copies the URL', async () => {
+    const { kernel, panel, copied } = setup();
+    kernel.lastComm.receive(statusMessage({ model: 'a' }));
+    kernel.lastComm.receive({
+      type: 'models',
+      models: [
+        { name: 'a', path: '/a.gguf', size_bytes: 1, quant: null, source: 'local', loaded: true },
+        { name: 'b', path: '/b.gguf', size_bytes: 1, quant: null, source: 'local', loaded: false }
+      ]
+    });
+    buttons(panel.node, 'Load')[0].click();
+    buttons(panel.node, 'Unload')[0].click();
+    buttons(panel.node, 'Start')[0].click();
+    await flush();
+    expect(kernel.lastComm.sent).toEqual([{ type: 'load', model: 'b' }, { type: 'unload' }, { type: 'serve' }]);
+
+    kernel.lastComm.receive(statusMessage({ model: 'a', server_url: 'http://127.0.0.1:8000/v1' }));
+    const url = panel.node.querySelector<HTMLInputElement>('.lmnb-Panel-url');
+    expect(url?.value).toBe('http://127.0.0.1:8000/v1');
+    expect(url?.readOnly).toBe(true);
+    buttons(panel.node, 'Copy')[0].click();
+    expect(copied).toEqual(['http://127.0.0.1:8000/v1']);
+    buttons(panel.node, 'Stop')[0].click();
+    await flush();
+    expect(kernel.lastComm.sent[kernel.lastComm.sent.length - 1]).toEqual({ type: 'stop_server' });
+  });
+});
+
+describe('StatusItem', () => {
+  it('has stable hooks and follows the state', () => {
+    const kernel = new FakeKernel();
+    const source = new Source(connect(kernel));
+    const clicks: string[] = [];
+    const item = new StatusItem(source, kind => clicks.push(kind));
+    expect(item.node.id).toBe('lmnb-status');
+    expect(item.node.classList.contains('lmnb-StatusItem')).toBe(true);
+    kernel.lastComm.closeFromKernel();
+    expect(item.node.dataset.state).toBe('not-loaded');
+    expect(item.node.textContent).toBe('lmnb: not loaded');
+    item.node.click();
+    void source.connection.reconnect();
+    kernel.lastComm.receive(statusMessage({ server_url: 'http://127.0.0.1:8000/v1' }));
+    expect(item.node.dataset.state).toBe('serving');
+    item.node.click();
+    expect(clicks).toEqual(['not-loaded', 'serving']);
+  });
+});

@@ -1,0 +1,101 @@
+"""The JupyterLab extension as a user gets it: the wheel built by `python -m build`, installed with
+Binder's requirements into a fresh virtual environment, JupyterLab started from that environment,
+and its status bar item and side panel driven in Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from . import lab as _lab
+
+pytestmark = pytest.mark.browser
+
+SHARE = "share/jupyter/labextensions/lmnb-labextension/"
+
+
+@pytest.fixture(scope="module")
+def venv_python(browser_available, tmp_path_factory) -> str:
+    base = tmp_path_factory.mktemp("wheel")
+    dist = base / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(_lab.REPO_ROOT)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    wheel = next(dist.glob("lmnb-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = [n for n in names if SHARE in n]
+    assert any(n.endswith(SHARE + "package.json") for n in shipped), names
+    assert any(re.search(r"static/remoteEntry\.[0-9a-f]+\.js$", n) for n in shipped), shipped
+    assert not any(n.startswith("lmnb/labextension/") for n in names)  # shipped once, as shared data
+
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    requirements = _lab.REPO_ROOT / "binder" / "requirements.txt"
+    proc = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                           "-r", str(requirements), f"{wheel}[starter]"],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # `jupyter` finds its subcommands on PATH: the new environment's first
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "NO_COLOR": "1"}
+    listed = subprocess.run([python, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    out = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
+    assert re.search(r"lmnb-labextension v\S+ enabled .*OK", out), out
+    assert str(venv) in out  # found in the new environment, not in the one running the tests
+    return python
+
+
+@pytest.fixture(scope="module")
+def venv_lab(venv_python, tmp_path_factory):
+    server = _lab.LabServer(tmp_path_factory.mktemp("venvlab"), python=venv_python, checkout=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts):
+    page, log = chromium.new_page()
+    cells = ["%load_ext lmnb", "%lm load --ctx 2048", "%%lm -n 24 --temperature 0\nSay hello in five words."]
+    nb = _lab.Notebook.create(venv_lab, page, cells, name="extension.ipynb", log=log)
+    try:
+        item = page.locator("#lmnb-status")
+
+        def state() -> str:
+            return item.get_attribute("data-state") or ""
+
+        # a kernel without lmnb: the item says so
+        nb.wait_for(lambda: state() == "not-loaded", timeout=30, message="status item not 'not-loaded'")
+        assert "not loaded" in item.inner_text()
+
+        nb.run_cell(0, timeout=60)
+        nb.wait_for(lambda: state() == "no-model", timeout=30, message=f"after %load_ext: {state()!r}")
+
+        nb.run_cell(1, timeout=120)
+        nb.wait_for(lambda: "SmolLM2" in item.inner_text(), timeout=30, message=item.inner_text())
+        assert state() == "idle"
+        assert "tok/s" not in item.inner_text()  # nothing generated yet
+
+        nb.run_cell(2, timeout=120)
+        nb.wait_for(lambda: re.search(r"\d+(\.\d+)? tok/s", item.inner_text()), timeout=30,
+                    message=f"no tokens/s in {item.inner_text()!r}")  # fmt: skip
+        assert re.search(r"\d+ MB", item.inner_text()), item.inner_text()
+        nb.screenshot("extension-status-bar", page.locator(".jp-StatusBar-Widget, #jp-main-statusbar").first)
+
+        # clicking it opens the side panel: the models, the server, the parameters
+        item.click()
+        panel = page.locator("#lmnb-panel")
+        nb.wait_for(lambda: panel.is_visible(), timeout=15, message="side panel not shown")
+        nb.wait_for(lambda: "smollm2" in panel.inner_text().lower(), timeout=30, message=panel.inner_text())
+        assert "temperature" in panel.inner_text().lower()
+        nb.screenshot("extension-panel")
+        assert not log.errors(), log.errors()
+    finally:
+        nb.close()
