@@ -354,6 +354,7 @@ def chat(
     stream: bool = False,
     grammar: Optional[str] = None,
     schema: Any = None,
+    logprobs: Optional[int] = None,
     **params: Any,
 ):
     """Ask the loaded model, through its chat template.
@@ -370,6 +371,8 @@ def chat(
             object. The ``Completion``'s ``.parsed`` holds the object (a model instance, a dataclass,
             a dict); a reply cut off at ``max_tokens`` raises ``StructuredOutputError``. Say what
             you want in the prompt too: the grammar fixes the shape, not the content.
+        logprobs: record each reply token's probability and this many alternatives
+            (``Completion.logprobs``, OpenAI's format; ``lmnb.token_probs`` shows them).
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
@@ -397,18 +400,19 @@ def chat(
         else:
             sys_prompt = system if system is not None else (get_config().system_prompt or None)
             messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
-    return _run(GenerationSpec(messages=messages, params=p, grammar=grammar, tags=tags), stream)
+    return _run(GenerationSpec(messages=messages, params=p, grammar=grammar, tags=tags, logprobs=logprobs), stream)
 
 
 def complete(
-    prompt: str, *, stream: bool = False, grammar: Optional[str] = None, schema: Any = None, **params: Any
-):
+    prompt: str, *, stream: bool = False, grammar: Optional[str] = None, schema: Any = None,
+    logprobs: Optional[int] = None, **params: Any,
+):  # fmt: skip
     """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
     from .engine import GenerationSpec
 
     tags: dict[str, Any] = {"kind": "complete"}
     grammar = _schema_grammar(schema, grammar, tags)
-    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags=tags)
+    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags=tags, logprobs=logprobs)
     return _run(spec, stream)
 
 

@@ -69,6 +69,7 @@ Cell magic:
       --repeat-penalty R  --presence-penalty P  --frequency-penalty P
       -n/--max-tokens N  --seed S  --stop STR (repeatable)  -o/--output VAR
       --raw (no chat template: continue the text)  --no-stream
+      --show-probs      colour each reply token by its probability (alternatives on hover)
       --json            the reply is a JSON object (a grammar makes it so)
       --schema NAME     the reply is JSON matching NAME, a variable holding a pydantic
                         model, dataclass, TypedDict or JSON Schema dict; with --json or
@@ -106,6 +107,9 @@ def _cell_parser(mode: str) -> _Parser:
     p = _Parser(prog=f"%%lm {mode}".strip(), add_help=True)
     _generation_args(p)
     p.add_argument("-s", "--system", help="system prompt")
+    if mode != "map":
+        p.add_argument("--show-probs", action="store_true",
+                       help="colour each reply token by its probability, alternatives on hover")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="reply with a JSON object; -o stores the parsed dict")
     shape.add_argument("--schema", metavar="NAME", help="reply with JSON matching NAME (pydantic model, dataclass, "
@@ -476,6 +480,8 @@ class LMMagics(Magics):
         schema = "json" if args.json else self._user_schema(args.schema) if args.schema else None
         if schema is not None:
             params["schema"] = schema
+        if args.show_probs:
+            params["logprobs"] = 5
         if mode == "chat":
             req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
             kind = "chat"
@@ -511,6 +517,13 @@ class LMMagics(Magics):
         elif result.finish_reason == "length":
             note = f"[stopped at max_tokens={result.params.max_tokens}]"
         out.finish(self._as_json_block(result, fence) if schema is not None else result, meta, note=note)
+        if args.show_probs and result.logprobs:
+            from IPython.display import display
+
+            from .tokens import ProbabilityView
+
+            view = ProbabilityView(result.logprobs)
+            display({"text/html": view._repr_html_(), "text/plain": repr(view)}, raw=True)
         if interrupted:
             if args.output and schema is None:
                 self.shell.user_ns[args.output] = result.text

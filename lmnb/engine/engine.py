@@ -221,6 +221,57 @@ class Engine:
 
         return self._call(count)
 
+    def tokenize(self, text: str, *, special: bool = True) -> list[tuple[int, bytes, bool]]:
+        """``text`` as (token id, its bytes, is a special/control token) triples.
+
+        ``special``: read special-token text such as ``<|im_start|>`` as the one token it names
+        (as the chat template does), and let the tokenizer add BOS where the model wants it.
+        """
+
+        def run() -> list[tuple[int, bytes, bool]]:
+            model = self._require_model()
+            ids = model.tokenize(text, add_special=special, parse_special=special)
+            return [(t, model.token_bytes(t), model.is_control(t)) for t in ids]
+
+        return self._call(run)
+
+    def token_bytes(self, ids: list[int]) -> list[bytes]:
+        """The bytes of each token id (special tokens by their text, e.g. ``<|im_end|>``)."""
+        return self._call(lambda: [self._require_model().token_bytes(int(t)) for t in ids])
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """The prompt text the chat template makes of ``messages`` (ready for the reply)."""
+        return self._call(lambda: self._require_model().render_chat(messages))
+
+    def next_token_logits(self, tokens: list[int]) -> "np.ndarray":
+        """The model's scores for the token after ``tokens``: one float32 per vocabulary entry.
+
+        Only this position's logits are copied out. Runs on the worker between generations, in
+        sequence 0's KV stream, reusing its cached prefix (stepping a prompt forward one token
+        evaluates one token).
+        """
+        import numpy as np
+
+        def run() -> "np.ndarray":
+            model = self._require_model()
+            if not tokens or len(tokens) >= model.n_ctx_seq:
+                raise ContextOverflow(f"{len(tokens)} tokens: need between 1 and {model.n_ctx_seq - 1}")
+            common = self._reuse_prefix(model, 0, tokens)
+            self._slot_tokens[0] = list(tokens[:common])
+            chunk: list[int] = []
+            for start in range(common, len(tokens), model.n_batch):
+                chunk = tokens[start : start + model.n_batch]
+                want = [start + i == len(tokens) - 1 for i in range(len(chunk))]
+                rc = model.decode(chunk, [0] * len(chunk), list(range(start, start + len(chunk))), want)
+                if rc != 0:
+                    model.seq_rm(0, 0, -1)
+                    self._slot_tokens[0] = []
+                    raise GenerationError(f"llama_decode returned {rc}")
+                self._slot_tokens[0].extend(chunk)
+            return model.logits(len(chunk) - 1)
+
+        return self._call(run)
+
     def slot_positions(self) -> list[int]:
         """For each sequence slot, the highest KV-cache position it holds (-1 = none)."""
         return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(self.n_parallel)])
@@ -304,6 +355,7 @@ class Engine:
         had, self._embedder, self.embedder_info = self._embedder, None, None
         if had is not None:
             had.close()
+            _trim_heap()  # give its buffers back to the OS, as an unload does
         return had is not None
 
     def active(self) -> list[Request]:

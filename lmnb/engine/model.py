@@ -306,6 +306,22 @@ class LoadedModel:
             self._pieces[token] = p
         return p
 
+    def token_bytes(self, token: int) -> bytes:
+        """A token's bytes as shown to a reader: special tokens (``<|im_start|>``) by their text."""
+        if self.is_control(token):
+            return self._token_text(token).encode("utf-8")
+        return self.piece(token)
+
+    def is_control(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_control(self.vocab, token))
+
+    def logits(self, idx: int) -> "np.ndarray":
+        """A copy of the logits at batch position ``idx`` of the last decode (n_vocab float32)."""
+        import numpy as np
+
+        ptr = C.llama_get_logits_ith(self.ctx, idx)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))
 

@@ -22,6 +22,7 @@ _PANES = {
     "Server": "server",
     "Logs": "logs",
     "Studio": "studio",  # `lmnb.studio()` makes one (the name `studio` here is the module)
+    "NextTokenExplorer": "explorer",  # also `lmnb.explore(prompt)`
 }
 
 __all__ = sorted(_PANES)
