@@ -83,7 +83,7 @@ def test_probabilities_match_llama_cpps_own(logits, smollm2_path):
 
     llm = Llama(model_path=smollm2_path, n_ctx=512, n_threads=2, flash_attn=True, logits_all=True, verbose=False)
     try:
-        for prompt, (ids, z) in logits.items():
+        for prompt, (_ids, z) in logits.items():
             r = llm.create_completion(prompt, max_tokens=1, logprobs=10, temperature=0)
             theirs = r["choices"][0]["logprobs"]["top_logprobs"][0]
             logp = np.log(D.softmax(z))

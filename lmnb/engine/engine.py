@@ -250,7 +250,6 @@ class Engine:
         sequence 0's KV stream, reusing its cached prefix (stepping a prompt forward one token
         evaluates one token).
         """
-        import numpy as np
 
         def run() -> "np.ndarray":
             model = self._require_model()
