@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import llama_cpp as C
 
-from .model import _fill_batch, _gpu_layers, _info, _load_model, _meta, tokenize
+from .model import _fill_batch, _gpu_layers, _info, _load_model, _meta, free_context, tokenize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,12 +88,8 @@ class EmbeddingContext:
         return out, sum(len(t) for t in toks)
 
     def close(self) -> None:
-        if self._batch is not None:
-            C.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx:
-            C.llama_free(self.ctx)
-            self.ctx = None
+        free_context(self.ctx, self._batch)
+        self.ctx, self._batch = None, None
 
 
 class EmbeddingModel:

@@ -283,12 +283,8 @@ class LoadedModel:
             raise
 
     def _free_context(self) -> None:
-        if self._batch is not None:
-            C.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx:
-            C.llama_free(self.ctx)
-            self.ctx = None
+        free_context(self.ctx, self._batch)
+        self.ctx, self._batch = None, None
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return tokenize(self.vocab, text, add_special, parse_special)
@@ -433,6 +429,14 @@ class LoadedModel:
             C.llama_model_free(self.model)
             self.model = None
         self._formatter = None
+
+
+def free_context(ctx: Any, batch: Any) -> None:
+    """Free a llama.cpp context and its batch (either may be ``None``)."""
+    if batch is not None:
+        C.llama_batch_free(batch)
+    if ctx:
+        C.llama_free(ctx)
 
 
 def tokenize(vocab: Any, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
