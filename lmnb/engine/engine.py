@@ -586,8 +586,10 @@ class Engine:
     def _pick_slot(self, tokens: list[int]) -> int:
         busy = {s.slot for s in self._active}
         free = [i for i in range(self.n_parallel) if i not in busy]
-        # reuse the free slot whose cached tokens share the longest prefix with this prompt
-        return max(free, key=lambda i: _common_prefix(self._slot_tokens[i], tokens))
+        # The lowest free slot: llama.cpp decodes a batch of per-sequence KV streams in one ubatch
+        # only while their ids are consecutive (a gap splits it in two, about 25% slower), and
+        # _reuse_prefix borrows a cached prefix from any slot anyway.
+        return min(free)
 
     def _step(self) -> None:
         model = self._model
@@ -604,7 +606,7 @@ class Engine:
         generating: list[_Seq] = []
         budget = model.n_batch
         # Generating sequences first (one token each), so a long prompt never stalls their stream.
-        for s in self._active:
+        for s in sorted(self._active, key=lambda s: s.slot):
             if not s.prefilling:
                 generating.append(s)
                 owners.append((s, len(tokens)))
