@@ -173,8 +173,6 @@ class Link:
 
 def status(loading: Optional[tuple[str, float]] = None) -> dict:
     """What the status item shows, read without queueing on the engine (it may be busy)."""
-    import psutil
-
     from . import api, server
     from .config import get_config
 
@@ -204,7 +202,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
         "load_progress": round(load[1], 3) if load is not None else None,
         "server_url": srv.url if srv is not None else None,
         "tokens_per_s": round(eng.last_tokens_per_s, 1) if eng.last_tokens_per_s else None,
-        "memory_bytes": int(psutil.Process().memory_info().rss),
+        "memory_bytes": int(st.rss_bytes),
         "model_bytes": int(st.model_bytes),
         "queue_depth": int(st.queue_depth),
         "parameters": params,

@@ -48,11 +48,14 @@ def engine(smollm2_path):
 
 @pytest.fixture
 def loaded(engine, smollm2_path):
-    """Make sure SmolLM2 is loaded in the shared engine (a test may have unloaded it)."""
+    """Make sure SmolLM2 is loaded in the shared engine as the session loaded it (a test may have
+    unloaded it, or loaded it with another context), so no test depends on the one before."""
     import lmnb
 
-    if not engine.loaded or engine.info.path != os.path.abspath(smollm2_path):
-        lmnb.load(smollm2_path, n_ctx=2048)
+    opts = engine.status().options
+    if (not engine.loaded or engine.info.path != os.path.abspath(smollm2_path)
+            or (opts.n_ctx, opts.n_parallel) != (2048, 1)):  # fmt: skip
+        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
     return engine
 
 
