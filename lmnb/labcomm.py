@@ -18,6 +18,7 @@ No extra server process: the messages travel on the kernel's own channels.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable, Optional
 
@@ -84,7 +85,7 @@ class Link:
     def send_models(self) -> None:
         from . import api
 
-        loaded = api.current_model()
+        models = api.models()
         out = [
             {
                 "name": m.name,
@@ -92,9 +93,9 @@ class Link:
                 "size_bytes": int(m.size or 0),
                 "quant": m.quantization or None,
                 "source": m.source,
-                "loaded": loaded is not None and m.path == loaded.path,
+                "loaded": os.path.abspath(m.path) == models.loaded_path,
             }
-            for m in api.models()
+            for m in models
         ]
         self._send({"type": "models", "models": out})
 

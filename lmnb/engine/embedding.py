@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import llama_cpp as C
 
-from .model import _fill_batch, _gpu_layers, _info, _load_model, _meta, free_context, tokenize
+from .model import _fill_batch, _info, _load_model, _meta, free_context, model_params, tokenize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,10 +96,7 @@ class EmbeddingModel:
     """A GGUF model loaded only for embeddings (its own weights and context), beside the chat model."""
 
     def __init__(self, path: str, opts: "LoadOptions", n_threads: int) -> None:
-        mparams = C.llama_model_default_params()
-        mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
-        mparams.load_mode = C.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else C.LLAMA_LOAD_MODE_NONE
-        self.model = _load_model(path, mparams, "load")
+        self.model = _load_model(path, model_params(opts), "load")
         self.context = None
         try:
             self.info: ModelInfo = _info(self.model, path, None)

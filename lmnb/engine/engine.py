@@ -253,10 +253,12 @@ class Engine:
 
         def run() -> "np.ndarray":
             model = self._require_model()
-            if not tokens or len(tokens) >= model.n_ctx_seq:
-                raise ContextOverflow(f"{len(tokens)} tokens: need between 1 and {model.n_ctx_seq - 1}")
-            common = self._reuse_prefix(model, 0, tokens)
-            self._slot_tokens[0] = list(tokens[:common])
+            if not tokens:
+                raise ValueError("the prompt is empty: the model needs at least one token to predict the next")
+            if len(tokens) >= model.n_ctx_seq:
+                raise ContextOverflow(f"The text is {len(tokens)} tokens but the context holds {model.n_ctx_seq}. "
+                                      f"Shorten it, or reload with a larger context (`%lm load --ctx N`).")  # fmt: skip
+            common = self._reuse_prefix(model, 0, tokens)  # slot 0 now holds tokens[:common]
             chunk: list[int] = []
             for start in range(common, len(tokens), model.n_batch):
                 chunk = tokens[start : start + model.n_batch]
@@ -301,10 +303,9 @@ class Engine:
                 if s.req.id == request_id:
                     s.req.cancel()
                     return True
-        waiting = [item[1] for item in list(self._queue.queue) if item[0] == "gen"]
-        for req in waiting:
-            if req.id == request_id:
-                req.cancel()
+        for item in list(self._queue.queue):
+            if item[0] == "gen" and item[1].id == request_id:
+                item[1].cancel()
                 return True
         return False
 
@@ -507,7 +508,7 @@ class Engine:
 
         from .sampler import Sampler
 
-        slot = self._pick_slot(tokens)
+        slot = self._pick_slot()
         common = self._reuse_prefix(model, slot, tokens)
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar)
         for t in tokens[-64:]:
@@ -583,7 +584,7 @@ class Engine:
         del cached[common:]
         return common
 
-    def _pick_slot(self, tokens: list[int]) -> int:
+    def _pick_slot(self) -> int:
         busy = {s.slot for s in self._active}
         free = [i for i in range(self.n_parallel) if i not in busy]
         # The lowest free slot: llama.cpp decodes a batch of per-sequence KV streams in one ubatch

@@ -197,9 +197,7 @@ class LoadedModel:
         self._batch = None
         self._embedding = None  # EmbeddingContext, made on first use
 
-        mparams = C.llama_model_default_params()
-        mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
-        mparams.load_mode = C.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else C.LLAMA_LOAD_MODE_NONE
+        mparams = model_params(opts)
         if progress is not None:
             # llama.cpp calls this from the loading thread; returning False cancels the load.
             def _progress(fraction: float, _user: ctypes.c_void_p) -> bool:
@@ -429,6 +427,14 @@ class LoadedModel:
             C.llama_model_free(self.model)
             self.model = None
         self._formatter = None
+
+
+def model_params(opts: LoadOptions) -> "C.llama_model_params":
+    """llama.cpp's weight-loading parameters for ``opts`` (GPU layers, mmap)."""
+    mparams = C.llama_model_default_params()
+    mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
+    mparams.load_mode = C.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else C.LLAMA_LOAD_MODE_NONE
+    return mparams
 
 
 def free_context(ctx: Any, batch: Any) -> None:

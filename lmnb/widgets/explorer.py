@@ -48,7 +48,7 @@ class NextTokenExplorer(W.VBox):
         source = self._engine.render_chat([{"role": "user", "content": prompt}]) if chat else prompt
         self._prompt_tokens = [t for t, _, _ in self._engine.tokenize(source, special=chat)]
         self._added: list[int] = []
-        self._history: list[tuple[Any, str]] = []  # (rng state, what the step did) for Undo
+        self._rng_states: list[Any] = []  # the generator's state before each step, for Undo
         self._pieces: dict[int, str] = {}
         self._logits = self._engine.next_token_logits(self._prompt_tokens)
         self.prompt = prompt
@@ -102,7 +102,7 @@ class NextTokenExplorer(W.VBox):
     @property
     def text(self) -> str:
         """The tokens added so far, as text."""
-        return b"".join(self._bytes(t) for t in self._added).decode("utf-8", errors="replace")
+        return b"".join(self._piece(t) for t in self._added).decode("utf-8", errors="replace")
 
     @property
     def tokens(self) -> list[int]:
@@ -130,14 +130,13 @@ class NextTokenExplorer(W.VBox):
         if not self._added:
             return
         self._added.pop()
-        state, _ = self._history.pop()
-        self._rng.bit_generator.state = state
+        self._rng.bit_generator.state = self._rng_states.pop()
         self._logits = self._engine.next_token_logits(self._prompt_tokens + self._added)
         self._redraw("undone")
 
     def _advance(self, tok: int, rng_state: Any, what: str) -> None:
         self._added.append(tok)
-        self._history.append((rng_state, what))
+        self._rng_states.append(rng_state)
         self._logits = self._engine.next_token_logits(self._prompt_tokens + self._added)
         self._redraw(what)
 
@@ -148,9 +147,6 @@ class NextTokenExplorer(W.VBox):
             self.message.value = f'<span style="color:var(--jp-error-color1)">{html.escape(str(e))}</span>'
 
     # --- drawing ------------------------------------------------------------------------------
-    def _bytes(self, tok: int) -> bytes:
-        return self._piece(tok)
-
     def _piece(self, tok: int) -> bytes:
         if tok not in self._pieces:
             self._fetch([tok])
