@@ -68,7 +68,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     info = api.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
                     n_parallel=args.parallel)
-    srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors)
+    srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors,
+                allowed_hosts=args.allowed_hosts)
     # one parseable line first: scripts and tests read the URL from it (port 0 picks one)
     print(f"Serving {info.name} at {srv.url}", flush=True)
     print(srv.status().splitlines()[-1], "· Ctrl-C stops.", file=sys.stderr, flush=True)
@@ -162,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", help="address to bind (default 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
     v.add_argument("--api-key", dest="api_key")
-    v.add_argument("--cors", action="append", metavar="ORIGIN")
+    v.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable)")
+    v.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
+                   help="also answer requests addressed to NAME (Host header), besides localhost (repeatable)")
     v.add_argument("--ctx", type=int)
     v.add_argument("--threads", type=int)
     v.add_argument("--parallel", type=int, help="requests decoded together")

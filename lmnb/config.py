@@ -111,6 +111,12 @@ class LM(SingletonConfigurable):
     server_cors = List(Unicode(), default_value=[], help="Origins allowed to call the server from a browser.").tag(
         config=True
     )
+    server_allowed_hosts = List(
+        Unicode(),
+        default_value=[],
+        help="Names clients may address the server by (its Host header) besides localhost, 127.0.0.1 and [::1]; "
+        "other names are refused, which blocks DNS-rebinding attacks from web pages ('*' = any name).",
+    ).tag(config=True)
 
     # --- logs and history ---------------------------------------------------------------------
     log_level = Unicode("info", help="Lowest llama.cpp log level kept: debug, info, warn or error.").tag(config=True)

@@ -31,7 +31,22 @@ class Server:
         api_key: Optional[str] = None,
         cors: Sequence[str] = (),
         engine: Any = None,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
+        """Bind ``host:port`` and start serving from a daemon thread.
+
+        Args:
+            host: address to bind (a loopback address keeps other machines out).
+            port: port to bind (0 = any free port; ``.port`` tells which).
+            api_key: when set, clients must send ``Authorization: Bearer <api_key>``.
+            cors: browser origins allowed to call the API.
+            engine: the engine to serve (default: the session's shared engine).
+            allowed_hosts: names the ``Host`` header may carry besides this machine's
+                (localhost, 127.0.0.1, [::1]); ``"*"`` accepts any (no DNS-rebinding protection).
+
+        Raises:
+            LmnbError: the port is busy or the address cannot be bound.
+        """
         import uvicorn
 
         from .app import create_app
@@ -44,8 +59,10 @@ class Server:
         self.host = host
         self.api_key = api_key or None
         self.cors = list(cors)
+        self.allowed_hosts = list(allowed_hosts)
         self.stats = ServerStats()
-        app = create_app(engine=engine, api_key=self.api_key, cors=self.cors, stats=self.stats)
+        app = create_app(engine=engine, api_key=self.api_key, cors=self.cors, stats=self.stats,
+                         allowed_hosts=self.allowed_hosts, host=host)
         # Bind here, not in uvicorn: a busy port is then a clear error in the caller's thread
         # (uvicorn would log it and sys.exit inside the server thread).
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -111,7 +128,11 @@ class Server:
                 _current = None
 
     def status(self) -> str:
-        """One paragraph: URL, uptime, requests served, key and CORS settings."""
+        """One paragraph: URL, uptime, requests served, key, CORS and allowed-host settings.
+
+        Returns:
+            Lines of plain text; the third holds the access settings.
+        """
         if not self.running:
             return "The server is stopped."
         up = self.stats.uptime_s
@@ -122,11 +143,17 @@ class Server:
             f"Serving {model} at {self.url}",
             f"Up {uptime}, {self.stats.total} requests served, {self.stats.in_flight} in flight",
             f"API key: {'required' if self.api_key else 'none'}"
-            + (f" · CORS: {', '.join(self.cors)}" if self.cors else ""),
+            + (f" · CORS: {', '.join(self.cors)}" if self.cors else "")
+            + (f" · {self._hosts_text()}" if self.allowed_hosts else ""),
         ]
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             lines.append(f"Bound to {self.host}: reachable from other machines.")
         return "\n".join(lines)
+
+    def _hosts_text(self) -> str:
+        if "*" in self.allowed_hosts:
+            return "any Host accepted (no DNS-rebinding protection)"
+        return f"also answers Host: {', '.join(self.allowed_hosts)}"
 
     def __repr__(self) -> str:
         return f"<lmnb.Server {self.url} {'running' if self.running else 'stopped'}>"
@@ -145,6 +172,7 @@ def serve(
     port: Optional[int] = None,
     api_key: Optional[str] = None,
     cors: Optional[Sequence[str]] = None,
+    allowed_hosts: Optional[Sequence[str]] = None,
 ) -> Server:
     """Serve the loaded model over an OpenAI-compatible API, from a thread in this process.
 
@@ -153,7 +181,9 @@ def serve(
         host: address to bind (default ``LM.server_host``, 127.0.0.1).
         port: port (default ``LM.server_port``, 1234; 0 picks a free one).
         api_key: when set, clients must send ``Authorization: Bearer <api_key>``.
-        cors: browser origins allowed to call the API.
+        cors: browser origins allowed to call the API (default ``LM.server_cors``).
+        allowed_hosts: names clients may address the server by besides localhost, 127.0.0.1 and
+            [::1] (the ``Host`` header; default ``LM.server_allowed_hosts``; ``"*"``: any).
 
     Returns:
         The running ``Server``. Calling ``serve`` again with the same settings returns it; with
@@ -168,16 +198,18 @@ def serve(
     port = cfg.server_port if port is None else port
     api_key = (cfg.server_api_key or None) if api_key is None else (api_key or None)
     cors = list(cfg.server_cors) if cors is None else list(cors)
+    allowed_hosts = list(cfg.server_allowed_hosts) if allowed_hosts is None else list(allowed_hosts)
     if model is not None:
         load(model)
     with _current_lock:
         cur = _current
     if cur is not None and cur.running:
-        same = cur.host == host and port in (0, cur.port) and cur.api_key == api_key and cur.cors == cors
+        same = (cur.host == host and port in (0, cur.port) and cur.api_key == api_key and cur.cors == cors
+                and cur.allowed_hosts == allowed_hosts)
         if same:
             return cur
         cur.stop()
-    srv = Server(host, port, api_key=api_key, cors=cors, engine=get_engine())
+    srv = Server(host, port, api_key=api_key, cors=cors, engine=get_engine(), allowed_hosts=allowed_hosts)
     with _current_lock:
         _current = srv
     return srv

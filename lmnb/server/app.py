@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,12 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import ContextOverflow, LmnbError, NoModelLoaded
 from ..types import Completion, SamplingParams
 from . import schemas as S
+from .guard import HostOriginGuard, quote
 from .stats import ServerStats
 
 log = logging.getLogger("lmnb.server")
 
-_ERRORS = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-           405: "invalid_request_error", 413: "invalid_request_error", 503: "server_error", 500: "server_error"}
+_ERRORS = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+           404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+           503: "server_error", 500: "server_error"}
 _ERROR_DOCS = {
     400: {"model": S.ErrorResponse, "description": "Invalid request (bad value, prompt too long for the context)"},
     401: {"model": S.ErrorResponse, "description": "Missing or wrong API key"},
@@ -83,8 +85,25 @@ def create_app(
     api_key: Optional[str] = None,
     cors: Optional[list[str]] = None,
     stats: Optional[ServerStats] = None,
+    allowed_hosts: Optional[Sequence[str]] = None,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
-    """Build the FastAPI app. ``engine`` defaults to the session's shared engine."""
+    """Build the FastAPI app.
+
+    Args:
+        engine: the engine that generates (default: the session's shared engine).
+        api_key: when set, every endpoint but ``/health`` requires ``Authorization: Bearer KEY``.
+        cors: browser origins allowed to call the API (``"*"``: any).
+        stats: where request counts go (default: a new ``ServerStats``).
+        allowed_hosts: names besides this machine's (localhost, loopback addresses) that the
+            ``Host`` header may carry; ``"*"`` accepts any (turns DNS-rebinding protection off).
+            Starlette's ``TestClient`` sends ``Host: testserver``: allow it to test with one.
+        host: the address the server binds; when it is not a loopback address, requests addressed
+            to any IP address (and to ``host`` itself) are accepted too.
+
+    Returns:
+        The ASGI app: stats (outermost), then the Host/Origin guard, then CORS, then the routes.
+    """
     if engine is None:
         from ..api import get_engine
 
@@ -101,6 +120,9 @@ def create_app(
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])
+    # The last added runs first: stats (counts refused requests too), the guard, CORS, the routes.
+    app.add_middleware(HostOriginGuard, allowed_hosts=list(allowed_hosts or ()), cors=list(cors or ()), host=host,
+                       error_body=error_body)
     app.add_middleware(_StatsMiddleware, stats=stats)
 
     # ---- errors ------------------------------------------------------------------------------
@@ -109,9 +131,15 @@ def create_app(
         return _error_response(e)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         errs = e.errors()
         first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        content_type = request.headers.get("content-type", "")
+        if tuple(first.get("loc", ())) == ("body",) and not _is_json_type(content_type):
+            # FastAPI reads only JSON bodies as JSON: a form or text body arrives as bytes
+            got = f"Content-Type {quote(content_type)}" if content_type else "no Content-Type"
+            return _error_response(APIError(400, f"The request body must be JSON sent with 'Content-Type: "
+                                                 f"application/json' (this request has {got})."))
         # drop "body" and pydantic's union-branch tags ("str", "list[str]", "TextPart") from the path
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
         if first.get("type") == "json_invalid":
@@ -585,6 +613,12 @@ def _card(name: str, path: str, loaded: bool) -> dict:
 
 def _fingerprint(info: Any) -> str:
     return f"lmnb-{_version()}-{info.quantization}"
+
+
+def _is_json_type(content_type: str) -> bool:
+    """Whether a Content-Type header names JSON (``application/json``, ``application/*+json``)."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def _is_type_tag(part: Any) -> bool:
