@@ -61,6 +61,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     items: Any,
     *,
     schema: Any = None,
+    grammar: Optional[str] = None,
     parallel: int = 8,
     system: Optional[str] = None,
     raw: bool = False,
@@ -75,6 +76,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
         items: a list, a pandas Series or a DataFrame.
         schema: a pydantic model, dataclass, TypedDict, JSON Schema dict or ``"json"``: each reply
             is generated under that grammar and returned parsed.
+        grammar: a GBNF grammar (llama.cpp's format) every reply must follow; not with ``schema``.
         parallel: sequences decoded together (the context is grown to make room when needed).
         system: a system prompt for every row (evaluated once, shared through the KV cache).
         raw: continue the text as is instead of going through the chat template.
@@ -92,8 +94,9 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     rows, index, pandas_name = _rows(items)
     _check_fields(template, rows)
     p = api._params(params)
-    grammar = None
     if schema is not None:
+        if grammar is not None:
+            raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
         from .structured import grammar as _grammar
 
         grammar = _grammar(schema)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .markup import html, join, markdown
 from .types import Completion
 
 
@@ -61,18 +61,21 @@ class Comparison:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        cols = []
-        for r in self.runs:
-            cols.append(
+        # a reply is untrusted Markdown: markdown() keeps its formatting and drops anything active
+        cols = join(
+            html(
                 '<div class="lmnb-compare-run" style="flex:1;min-width:220px;border:1px solid '
                 'var(--jp-border-color2,#ddd);border-radius:4px;padding:6px">'
-                f'<div style="font-weight:bold;font-size:90%">{html.escape(r.title())}</div>'
-                f'<div style="white-space:pre-wrap;margin:6px 0">{html.escape(r.text)}</div>'
-                f'<div style="font-size:80%;opacity:.75">{r.tokens} tokens · {r.tokens_per_s:.1f} tok/s · '
-                f"{html.escape(r.completion.finish_reason)}</div></div>"
+                '<div style="font-weight:bold;font-size:90%">{}</div>'
+                '<div style="margin:6px 0">{}</div>'
+                '<div style="font-size:80%;opacity:.75">{} tokens · {:.1f} tok/s · {}</div></div>',
+                r.title(), markdown(r.text), r.tokens, r.tokens_per_s, r.completion.finish_reason,
             )
-        return (f'<div style="font-size:90%;margin-bottom:4px">{html.escape(self.prompt)}</div>'
-                f'<div class="lmnb-compare" style="display:flex;gap:8px;flex-wrap:wrap">{"".join(cols)}</div>')  # fmt: skip
+            for r in self.runs
+        )
+        return str(html('<div style="font-size:90%;margin-bottom:4px">{}</div>'
+                        '<div class="lmnb-compare" style="display:flex;gap:8px;flex-wrap:wrap">{}</div>',
+                        self.prompt, cols))  # fmt: skip
 
 
 def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models: Optional[list[str]] = None,

@@ -3,6 +3,10 @@
 The reply is one display output updated in place (``update_display_data``); its metadata
 records the model file, its sha256 and every sampling parameter, so a saved notebook says
 exactly how each answer was produced.
+
+A reply is untrusted, and JupyterLab trusts the outputs of cells the user runs: a ``text/markdown``
+output would run the reply's raw HTML and fetch its images. So the Markdown is rendered here, by
+:func:`lmnb.markup.markdown`, and sent as sanitized ``text/html`` (with the text as ``text/plain``).
 """
 
 from __future__ import annotations
@@ -11,16 +15,20 @@ import dataclasses
 import time
 from typing import Any, Optional
 
+from .markup import html, markdown as render_markdown
 from .types import Completion
 
-# Updating the display on every token would send one growing Markdown message per token (quadratic
+# Updating the display on every token would send one growing message per token (quadratic
 # traffic for long replies); ~30 updates a second looks the same to a reader.
 _MIN_INTERVAL_S = 1 / 30
+# Each update renders the whole reply again; for very long replies, update less often so that
+# rendering never takes more than a tenth of the time (the decode thread shares the cores).
+_RENDER_SHARE = 10
 _CURSOR = " \u258d"
 
 
 class _Reply:
-    """Markdown or plain text, with the same text/plain fallback."""
+    """A reply as sanitized HTML rendered from its Markdown, or as plain text."""
 
     def __init__(self, text: str, markdown: bool) -> None:
         self.text, self.markdown = text, markdown
@@ -28,18 +36,18 @@ class _Reply:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         bundle = {"text/plain": self.text}
         if self.markdown:
-            bundle["text/markdown"] = self.text or "\u200b"
+            bundle["text/html"] = str(render_markdown(self.text)) or "\u200b"
         return bundle
 
 
 class Stats:
-    """The line under a reply: tokens, tokens/s, time to first token."""
+    """The line under a reply: model, tokens, tokens/s, time to first token."""
 
     def __init__(self, line: str) -> None:
         self.line = line
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": self.line, "text/markdown": f"<sub>{self.line}</sub>"}
+        return {"text/plain": self.line, "text/html": str(html("<sub>{}</sub>", self.line))}
 
 
 class StreamingReply:
@@ -51,14 +59,16 @@ class StreamingReply:
         self.markdown = markdown
         self.text = ""
         self._last = 0.0
+        self._interval = _MIN_INTERVAL_S
         self._handle = display(_Reply(_CURSOR.strip(), markdown), display_id=True) if stream else None
 
     def add(self, delta: str) -> None:
         self.text += delta
         now = time.monotonic()
-        if self._handle is not None and now - self._last >= _MIN_INTERVAL_S:
+        if self._handle is not None and now - self._last >= self._interval:
             self._handle.update(_Reply(self.text + _CURSOR, self.markdown))
-            self._last = now
+            self._last = time.monotonic()
+            self._interval = max(_MIN_INTERVAL_S, _RENDER_SHARE * (self._last - now))
 
     def progress(self, done: int, total: int) -> None:
         """Before the first token of a long prompt: how much of the prompt has been read."""

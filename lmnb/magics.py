@@ -48,7 +48,7 @@ Line magic:
   %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
   %lm reset [--name CHAT]         forget a conversation
   %lm history [-n N]              the last N recorded generations
-  %lm serve [--host H] [--port N] [--api-key KEY] [--cors ORIGIN]
+  %lm serve [--host H] [--port N] [--api-key KEY] [--cors ORIGIN] [--allow-host NAME]
                                   serve the loaded model over an OpenAI-compatible API
                                   (a thread in this kernel; default http://127.0.0.1:1234/v1)
   %lm serve                       start with the defaults, or show the running server's status
@@ -74,6 +74,7 @@ Cell magic:
       --schema NAME     the reply is JSON matching NAME, a variable holding a pydantic
                         model, dataclass, TypedDict or JSON Schema dict; with --json or
                         --schema, -o stores the parsed object instead of the text
+      --grammar NAME    the reply follows the GBNF grammar in the variable NAME
   {name} in the cell is replaced by the variable's value; {{ and }} give literal braces;
   other braces (dicts, JSON, code) are left as typed.
 
@@ -114,6 +115,8 @@ def _cell_parser(mode: str) -> _Parser:
     shape.add_argument("--json", action="store_true", help="reply with a JSON object; -o stores the parsed dict")
     shape.add_argument("--schema", metavar="NAME", help="reply with JSON matching NAME (pydantic model, dataclass, "
                        "TypedDict or JSON Schema dict in the notebook); -o stores the parsed object")
+    shape.add_argument("--grammar", metavar="NAME", help="the reply follows the GBNF grammar (llama.cpp's format) "
+                       "held in the notebook variable NAME")
     if mode == "chat":
         p.add_argument("--name", default=api.DEFAULT_CONVERSATION, help="conversation name")
     else:
@@ -164,10 +167,11 @@ class _Text:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         if self.fraction is None:
             return {"text/plain": self.text}
-        import html
+        from .markup import html
 
-        bar = f'<progress value="{self.fraction:.3f}" max="1" style="width:16em"></progress>'
-        return {"text/plain": self.text, "text/html": f"<div>{bar} {html.escape(self.text)}</div>"}
+        view = html('<div><progress value="{:.3f}" max="1" style="width:16em"></progress> {}</div>',
+                    self.fraction, self.text)
+        return {"text/plain": self.text, "text/html": str(view)}
 
 
 @magics_class
@@ -289,6 +293,8 @@ class LMMagics(Magics):
         p.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
         p.add_argument("--api-key", dest="api_key", help="require 'Authorization: Bearer KEY'")
         p.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
+        p.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
+                       help="also answer requests addressed to NAME (Host header), besides localhost")
         p.add_argument("--stop", action="store_true", help="stop the server")
         p.add_argument("--status", action="store_true", help="show the server's state")
         args = p.parse_args(argv)
@@ -301,11 +307,13 @@ class LMMagics(Magics):
             srv.stop()
             print(f"Stopped the server at {url}.")
             return
-        starting = any(v is not None for v in (args.host, args.port, args.api_key, args.cors))
+        given = (args.host, args.port, args.api_key, args.cors, args.allowed_hosts)
+        starting = any(v is not None for v in given)
         if args.status or (srv is not None and not starting):
             print(srv.status() if srv is not None else "No server is running; start one with `%lm serve`.")
             return
-        srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors)
+        srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors,
+                    allowed_hosts=args.allowed_hosts)
         print(srv.status())
         if not api.get_engine().loaded:
             print("No model is loaded yet: requests get 503 until `%lm load`.")
@@ -480,6 +488,8 @@ class LMMagics(Magics):
         schema = "json" if args.json else self._user_schema(args.schema) if args.schema else None
         if schema is not None:
             params["schema"] = schema
+        if args.grammar:
+            params["grammar"] = self._user_grammar(args.grammar)
         if args.show_probs:
             params["logprobs"] = 5
         if mode == "chat":
@@ -520,7 +530,7 @@ class LMMagics(Magics):
         if args.show_probs and result.logprobs:
             from IPython.display import display
 
-            from .tokens import ProbabilityView
+            from .token_view import ProbabilityView
 
             view = ProbabilityView(result.logprobs)
             display({"text/html": view._repr_html_(), "text/plain": repr(view)}, raw=True)
@@ -552,6 +562,8 @@ class LMMagics(Magics):
             raise UsageError(f"--over {args.over}: {type(e).__name__}: {e}") from None
         params = sampling_from_args(args)
         schema = "json" if args.json else self._user_schema(args.schema) if args.schema else None
+        if args.grammar:
+            params["grammar"] = self._user_grammar(args.grammar)
         out = lm_map(template, items, schema=schema, parallel=args.parallel, system=args.system, raw=args.raw,
                      **params)  # fmt: skip
         if args.output:
@@ -563,6 +575,14 @@ class LMMagics(Magics):
               + (f" · stored in {args.output}" if args.output else ""))  # fmt: skip
         if not args.output:
             display(out)
+
+    def _user_grammar(self, name: str) -> str:
+        """The GBNF text in the notebook variable ``name`` (used by ``--grammar``)."""
+        value = self.shell.user_ns.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"--grammar {name}: no variable {name!r} holding GBNF text in the notebook, e.g. "
+                             "g = 'root ::= \"yes\" | \"no\"'")
+        return value
 
     def _user_schema(self, name: str) -> Any:
         """The notebook variable ``name`` (``a.b`` for an attribute) used by ``--schema``."""

@@ -5,8 +5,9 @@ Every cell is escaped: repository ids, file names and descriptions come from the
 
 from __future__ import annotations
 
-import html
 from typing import Any, Sequence
+
+from .markup import html, join
 
 
 def human_bytes(n: float) -> str:
@@ -47,14 +48,14 @@ class Table:
 
     def _repr_html_(self) -> str:
         if not self.rows:
-            return f"<p>{html.escape(self.empty or '(nothing)')}</p>"
-        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>"
+            return str(html("<p>{}</p>", self.empty or "(nothing)"))
+        head = join(html("<th style='text-align:left'>{}</th>", c) for c in self.columns)
+        body = join(
+            html("<tr>{}</tr>", join(html("<td style='text-align:left'>{}</td>", c) for c in r))
             for r in self.rows
         )
-        foot = f"<p><small>{html.escape(self.footer)}</small></p>" if self.footer else ""
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+        foot = html("<p><small>{}</small></p>", self.footer) if self.footer else ""
+        return str(html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}", head, body, foot))
 
 
 class TableList(list):

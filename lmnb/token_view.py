@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from .markup import html, join
 
 # soft backgrounds that read in light and dark themes; neighbours always differ
 COLOURS = ("#f9d5a7", "#b8e0d2", "#d6c5f0", "#f5b5c8", "#c2d9f7")
@@ -40,17 +41,18 @@ class TokenView(list):
     def _repr_html_(self) -> str:
         spans = []
         for i, t in enumerate(self):
-            shown = html.escape(t.text).replace(" ", "\u00b7" if t.text.strip() == "" else " ")
-            shown = shown.replace("\n", "\u21b5<br>").replace("\t", "\u2192")
+            shown = t.text.replace(" ", "\u00b7" if t.text.strip() == "" else " ").replace("\t", "\u2192")
             style = f"background:{COLOURS[i % len(COLOURS)]};color:#111;padding:1px 0;border-radius:2px"
             if t.special:
                 style = "background:#444;color:#fff;padding:1px 3px;border-radius:3px;font-weight:bold"
-            spans.append(f'<span class="lmnb-token" data-id="{t.id}" title="id {t.id}" style="{style}">{shown}</span>')
-        return (
+            spans.append(html('<span class="lmnb-token" data-id="{}" title="id {}" style="{}">{}</span>',
+                              t.id, t.id, style, join(shown.split("\n"), "\u21b5<br>")))  # fmt: skip
+        return str(html(
             '<div class="lmnb-tokens" style="font-family:var(--jp-code-font-family,monospace);line-height:1.9;'
-            f'white-space:pre-wrap">{"".join(spans)}</div>'
-            f'<div style="font-size:85%;opacity:.75">{html.escape(self.summary())} · hover a token for its id</div>'
-        )
+            'white-space:pre-wrap">{}</div>'
+            '<div style="font-size:85%;opacity:.75">{} · hover a token for its id</div>',
+            join(spans), self.summary(),  # the summary names the model: GGUF metadata, not ours
+        ))
 
 
 def tokens(text: str, *, chat: bool = False, system: Optional[str] = None) -> TokenView:
@@ -101,17 +103,18 @@ class ProbabilityView:
             p = math.exp(e["logprob"])
             alts = "\n".join(f"{a['token']!r}  {math.exp(a['logprob']):.1%}" for a in e.get("top_logprobs", []))
             hue = int(120 * p)  # 0 red .. 120 green
-            shown = html.escape(e["token"]).replace("\n", "\u21b5<br>")
-            spans.append(
-                f'<span class="lmnb-prob" data-p="{p:.4f}" title="{html.escape(f"{p:.1%}")}\n{html.escape(alts)}" '
-                f'style="background:hsl({hue},75%,80%);color:#111;border-radius:2px">{shown}</span>'
-            )
+            spans.append(html(
+                '<span class="lmnb-prob" data-p="{:.4f}" title="{:.1%}\n{}" '
+                'style="background:hsl({},75%,80%);color:#111;border-radius:2px">{}</span>',
+                p, p, alts, hue, join(e["token"].split("\n"), "\u21b5<br>"),
+            ))  # fmt: skip
         low = sum(p < 0.5 for p in self.probabilities)
-        return (
-            f'<div class="lmnb-probs" style="white-space:pre-wrap;line-height:1.8">{"".join(spans)}</div>'
-            f'<div style="font-size:85%;opacity:.75">{len(self.entries)} tokens, {low} of them below 50% · '
-            "red: the model found it unlikely, green: likely · hover a token for the alternatives</div>"
-        )
+        return str(html(
+            '<div class="lmnb-probs" style="white-space:pre-wrap;line-height:1.8">{}</div>'
+            '<div style="font-size:85%;opacity:.75">{} tokens, {} of them below 50% · '
+            "red: the model found it unlikely, green: likely · hover a token for the alternatives</div>",
+            join(spans), len(self.entries), low,
+        ))
 
 
 def token_probs(completion: Any) -> ProbabilityView:

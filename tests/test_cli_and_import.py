@@ -50,3 +50,15 @@ def test_cli_errors_are_one_line(tmp_path):
     out = run("info", str(tmp_path / "missing.gguf"))
     assert out.returncode == 1
     assert "No such model file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_no_public_function_is_shadowed_by_a_module_of_the_same_name():
+    """Importing lmnb.X sets the attribute lmnb.X to the module: a function exported as lmnb.X would
+    stop being callable after any code imported that module (it happened to lmnb.tokens after
+    `%%lm --show-probs`)."""
+    import importlib.util
+
+    import lmnb
+
+    clashes = [name for name in lmnb._EXPORTS if importlib.util.find_spec(f"lmnb.{name}") is not None]
+    assert clashes == []

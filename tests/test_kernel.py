@@ -54,10 +54,14 @@ def test_quickstart_flow_streams_into_the_cell(kernel):
     assert reply["status"] == "ok", reply
     updates = [m for m in msgs if m["msg_type"] == "update_display_data"]
     assert len(updates) >= 3, "the reply should be updated in place as tokens arrive"
-    texts = [u["content"]["data"]["text/markdown"] for u in updates]
+    texts = [u["content"]["data"]["text/plain"] for u in updates]
     assert len(set(len(t) for t in texts)) >= 3, "each update should show more text"
     final = updates[-1]["content"]
     assert final["metadata"]["lmnb"]["model_path"].endswith(".gguf")
+    # the reply reaches the front end as sanitized HTML rendered from its Markdown, never as raw
+    # Markdown (which JupyterLab would render with the reply's own HTML live)
+    assert all("text/markdown" not in u["content"]["data"] for u in updates)
+    assert "<p>" in final["data"]["text/html"]
     stats = [m for m in msgs if m["msg_type"] == "display_data"][-1]["content"]["data"]["text/plain"]
     assert "tok/s" in stats
 
@@ -80,7 +84,7 @@ def test_interrupt_kernel_mid_generation(kernel):
     assert sent["n"] == 1
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     assert time.time() - sent["t"] < 5
-    final = [m for m in msgs if m["msg_type"] == "update_display_data"][-1]["content"]["data"]["text/markdown"]
+    final = [m for m in msgs if m["msg_type"] == "update_display_data"][-1]["content"]["data"]["text/plain"]
     assert "[interrupted]" in final
 
     reply, msgs = execute(kc, "print(len(partial))")

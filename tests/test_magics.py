@@ -32,8 +32,8 @@ def test_one_shot_cell_streams_markdown_and_stats(shell):
     outputs = cap.outputs
     assert len(outputs) >= 3, "a placeholder updated with the reply, then a stats line"
     shown = final_reply(cap)
-    assert shown.data["text/markdown"].startswith(reply["output"])
-    assert "[stopped at max_tokens=20]" in shown.data["text/markdown"]
+    assert shown.data["text/plain"].startswith(reply["output"])
+    assert "[stopped at max_tokens=20]" in shown.data["text/plain"]
     meta = shown.metadata["lmnb"]
     assert meta["model_path"].endswith(".gguf") and len(meta["model_sha256"]) == 64
     assert meta["params"]["temperature"] == 0.0 and meta["params"]["max_tokens"] == 20
@@ -172,7 +172,7 @@ def test_kernel_interrupt_keeps_partial_text(shell):
     assert elapsed < 3.0, "generation should stop right after the interrupt"
     partial = shell.user_ns["partial"]
     assert len(partial) > 20
-    shown = final_reply(cap).data["text/markdown"]
+    shown = final_reply(cap).data["text/plain"]
     assert partial in shown and "[interrupted]" in shown
     row = last_history_row()
     assert row["finish_reason"] == "cancelled" and row["output"] == partial

@@ -295,7 +295,7 @@ def test_magic_json(shell):
     assert result.success, result.error_in_exec
     obj = shell.user_ns["obj"]
     assert isinstance(obj, dict)
-    shown = final_reply(cap).data["text/markdown"]
+    shown = final_reply(cap).data["text/plain"]
     assert shown.startswith("```json\n") and shown.rstrip().endswith("```")
     assert json.loads(shown.strip().removeprefix("```json").removesuffix("```")) == obj
     assert final_reply(cap).metadata["lmnb"]["kind"] == "chat"
@@ -321,7 +321,7 @@ def test_magic_cut_off_and_bad_schema(shell):
     err = result.error_in_exec
     assert isinstance(err, UsageError) and "cut off at max_tokens=5" in str(err)
     assert "cut" not in shell.user_ns
-    assert "[stopped at max_tokens=5]" in final_reply(cap).data["text/markdown"]  # the partial reply is shown
+    assert "[stopped at max_tokens=5]" in final_reply(cap).data["text/plain"]  # the partial reply is shown
     result, _ = run_cell(shell, "--schema NoSuchThing", "x")
     assert isinstance(result.error_in_exec, UsageError) and "no variable 'NoSuchThing'" in str(result.error_in_exec)
     shell.user_ns["not_a_schema"] = 42

@@ -23,6 +23,7 @@ from lmnb.widgets import _ticker  # noqa: E402
 from lmnb.widgets.logs import Logs  # noqa: E402
 from lmnb.widgets.server import Server, is_loopback  # noqa: E402
 from lmnb.widgets.system import System  # noqa: E402
+from .waiting import wait_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -41,14 +42,6 @@ def fast_ticker(monkeypatch):
     monkeypatch.setattr(_ticker, "INTERVAL", 0.05)
 
 
-def wait_for(cond, timeout: float = 5.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step)
-    return cond()
 
 
 def rate_shown(w: System) -> float:
@@ -353,7 +346,7 @@ def test_logs_pane_shows_filters_escapes_and_clears(loaded, smollm2_path, fast_t
         LOGS.write(2, "model at /tmp/<script>alert('x')</script> & more\n")
         # the ticker redraws the pane when the buffer changes
         assert wait_for(lambda: "alert" in w.output.value)
-        assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; more" in w.output.value
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in w.output.value
         assert "<script>" not in w.output.value
 
         LOGS.write(3, "a warning from llama.cpp\n")

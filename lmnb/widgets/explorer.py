@@ -7,13 +7,14 @@ only Sample, Greedy and Undo ask the engine, for the logits of the new position.
 
 from __future__ import annotations
 
-import html
 from typing import Any, Optional
 
 import ipywidgets as W
 import numpy as np
 
 from .. import distribution as D
+from ..markup import Markup, html, join
+from ._html import SafeHTML
 
 FILTER_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 
@@ -70,9 +71,9 @@ class NextTokenExplorer(W.VBox):
         self.sample_button = W.Button(description="Sample", button_style="primary", tooltip="draw one token")
         self.greedy_button = W.Button(description="Greedy", tooltip="take the most likely token")
         self.undo_button = W.Button(description="Undo", tooltip="remove the last token", disabled=True)
-        self.text_view = W.HTML(layout=W.Layout(width="100%"))
-        self.chart = W.HTML(layout=W.Layout(width="100%"))
-        self.message = W.HTML()
+        self.text_view = SafeHTML(layout=W.Layout(width="100%"))
+        self.chart = SafeHTML(layout=W.Layout(width="100%"))
+        self.message = SafeHTML()
         for name in ("temperature", "top_k", "top_p", "min_p"):
             getattr(self, name).add_class(f"lmnb-explorer-{name}")
         self.text_view.add_class("lmnb-explorer-text")
@@ -144,7 +145,7 @@ class NextTokenExplorer(W.VBox):
         try:
             fn()
         except Exception as e:  # shown in the pane; the kernel never sees it
-            self.message.value = f'<span style="color:var(--jp-error-color1)">{html.escape(str(e))}</span>'
+            self.message.value = html('<span style="color:var(--jp-error-color1)">{}</span>', str(e))
 
     # --- drawing ------------------------------------------------------------------------------
     def _piece(self, tok: int) -> bytes:
@@ -164,38 +165,41 @@ class NextTokenExplorer(W.VBox):
         dist = self.distribution
         self.undo_button.disabled = not self._added
         if message is not None:
-            self.message.value = html.escape(message)
-        added = html.escape(self.text)
-        self.text_view.value = (
+            self.message.value = message  # text (token pieces are in it): SafeHTML escapes it
+        self.text_view.value = html(
             '<div style="font-family:var(--jp-code-font-family,monospace);white-space:pre-wrap;padding:6px;'
             'border:1px solid var(--jp-border-color2);border-radius:4px">'
-            f'<span style="opacity:.7">{html.escape(self.prompt)}</span>'
-            f'<span class="lmnb-explorer-added" style="background:var(--jp-brand-color3,#cfe8fc);color:#111">'
-            f"{added}</span></div>"
+            '<span style="opacity:.7">{}</span>'
+            '<span class="lmnb-explorer-added" style="background:var(--jp-brand-color3,#cfe8fc);color:#111">'
+            "{}</span></div>",
+            self.prompt, self.text,
         )
         rows = []
         best = D.top(dist, self.top)
         self._fetch([t for t, *_ in best] + self._added)
         for tok, model_p, p, removed in best:
-            label = html.escape(self._piece(tok).decode("utf-8", errors="replace")).replace(" ", "\u00b7")
-            label = label.replace("\n", "\u21b5") or "&nbsp;"
+            piece = self._piece(tok).decode("utf-8", errors="replace")
+            label = piece.replace(" ", "\u00b7").replace("\n", "\u21b5") or Markup("&nbsp;")
             gone = bool(removed)
             colour = "var(--jp-layout-color3,#bbb)" if gone else "var(--jp-brand-color1,#1976d2)"
             note = f"removed by {FILTER_NAMES[removed]}" if gone else f"{p:.1%}"
-            rows.append(
-                f'<div class="lmnb-bar" data-token="{tok}" data-removed="{removed}" data-p="{p:.6f}" '
-                f'style="display:flex;align-items:center;gap:6px;margin:1px 0;{"opacity:.45" if gone else ""}">'
-                f'<code style="width:130px;text-align:right;overflow:hidden" title="id {tok}">{label}</code>'
-                f'<div style="flex:1;position:relative;height:14px;background:var(--jp-layout-color2,#eee)">'
-                f'<div style="position:absolute;height:100%;width:{model_p * 100:.2f}%;'
-                f'border:1px dashed var(--jp-border-color1,#999);box-sizing:border-box"></div>'
-                f'<div style="position:absolute;height:100%;width:{p * 100:.2f}%;background:{colour}"></div></div>'
-                f'<span style="width:170px;font-size:85%">{model_p:.1%} → {note}</span></div>'
-            )
-        self.chart.value = (
-            f'<div style="font-size:85%;margin:4px 0">Next token: {dist.kept} of {len(dist.order):,} candidates '
-            f"kept · spread {D.entropy_bits(dist.probs):.2f} bits · dashed: the model's own probability, "
-            f"filled: after the sampling parameters</div>" + "".join(rows)
+            rows.append(html(
+                '<div class="lmnb-bar" data-token="{tok}" data-removed="{removed}" data-p="{p:.6f}" '
+                'style="display:flex;align-items:center;gap:6px;margin:1px 0;{fade}">'
+                '<code style="width:130px;text-align:right;overflow:hidden" title="id {tok}">{label}</code>'
+                '<div style="flex:1;position:relative;height:14px;background:var(--jp-layout-color2,#eee)">'
+                '<div style="position:absolute;height:100%;width:{model_w:.2f}%;'
+                'border:1px dashed var(--jp-border-color1,#999);box-sizing:border-box"></div>'
+                '<div style="position:absolute;height:100%;width:{w:.2f}%;background:{colour}"></div></div>'
+                '<span style="width:170px;font-size:85%">{model_p:.1%} → {note}</span></div>',
+                tok=tok, removed=removed, p=p, fade="opacity:.45" if gone else "", label=label,
+                model_w=model_p * 100, w=p * 100, colour=colour, model_p=model_p, note=note,
+            ))  # fmt: skip
+        self.chart.value = html(
+            '<div style="font-size:85%;margin:4px 0">Next token: {} of {:,} candidates '
+            "kept · spread {:.2f} bits · dashed: the model's own probability, "
+            "filled: after the sampling parameters</div>{}",
+            dist.kept, len(dist.order), D.entropy_bits(dist.probs), join(rows),
         )
 
 

@@ -10,36 +10,37 @@ Log lines carry file paths and arbitrary text, so every line is HTML-escaped.
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import Any, Callable, Optional
 
 import ipywidgets as widgets
 
+from ..markup import Markup, escape, html, join
 from . import _ticker
+from ._html import SafeHTML
 
 LEVELS = ("debug", "info", "warn", "error")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 _LEVEL_COLORS = {"debug": "#757575", "warn": "#b26a00", "error": "#c62828"}
 
 
-def render(records: list, empty: str = "No log lines.") -> str:
+def render(records: list, empty: str = "No log lines.") -> Markup:
     """Log records as an escaped ``<pre>`` in a box that stays scrolled to the newest line."""
     if not records:
-        body = f"<i>{html.escape(empty)}</i>"
+        body = html("<i>{}</i>", empty)
     else:
         lines = []
         for r in records:
-            text = html.escape(str(r), quote=False)
             color = _LEVEL_COLORS.get(r.level)
-            lines.append(f'<span style="color:{color}">{text}</span>' if color else text)
-        body = "\n".join(lines)
+            lines.append(html('<span style="color:{}">{}</span>', color, str(r)) if color else escape(str(r)))
+        body = join(lines, "\n")
     # column-reverse makes the browser anchor the scroll position at the bottom (the newest line)
-    return (
+    return html(
         '<div class="lmnb-logs-box" style="max-height:24em;overflow:auto;display:flex;'
         'flex-direction:column-reverse;border:1px solid var(--jp-border-color2,#ddd)">'
         '<pre style="margin:0;padding:4px;font-size:85%;white-space:pre-wrap;overflow-wrap:anywhere">'
-        f"{body}</pre></div>"
+        "{}</pre></div>",
+        body,
     )
 
 
@@ -72,9 +73,9 @@ class Logs(widgets.VBox):
         self.clear_button = widgets.Button(description="Clear", icon="trash", tooltip="Empty the log buffer",
                                            layout=widgets.Layout(width="auto"))  # fmt: skip
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
-        self.count = widgets.HTML()
-        self.note = widgets.HTML()
-        self.output = widgets.HTML()
+        self.count = SafeHTML()
+        self.note = SafeHTML()
+        self.output = SafeHTML()
         self.children = [
             widgets.HBox([self.level, self.last, self.clear_button, self.refresh_button, self.count],
                          layout=widgets.Layout(align_items="center")),  # fmt: skip
@@ -95,7 +96,7 @@ class Logs(widgets.VBox):
             try:
                 fn(*args)
             except Exception as e:  # noqa: BLE001 - a widget callback must never raise
-                self.note.value = f'<span style="color:#c62828">{html.escape(f"{type(e).__name__}: {e}")}</span>'
+                self.note.value = html('<span style="color:#c62828">{}</span>', f"{type(e).__name__}: {e}")
 
         return run
 
@@ -120,14 +121,15 @@ class Logs(widgets.VBox):
             self.note.value = self._note(kept_level)
             return True
 
-    def _note(self, kept_level: str) -> str:
+    def _note(self, kept_level: str) -> Markup:
         kept = _RANK.get(kept_level, 1)
         if _RANK[self.level.value] >= kept:
-            return ""
+            return Markup("")
         dropped = ", ".join(LEVELS[_RANK[self.level.value]:kept])
-        return (
-            f"<i>LM.log_level is {html.escape(kept_level)}: {html.escape(dropped)} lines are not being kept. "
-            f"<code>%config LM.log_level = '{LEVELS[_RANK[self.level.value]]}'</code> keeps them from now on.</i>"
+        return html(
+            "<i>LM.log_level is {}: {} lines are not being kept. "
+            "<code>%config LM.log_level = '{}'</code> keeps them from now on.</i>",
+            kept_level, dropped, LEVELS[_RANK[self.level.value]],
         )
 
     def clear(self) -> None:

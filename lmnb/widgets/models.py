@@ -15,7 +15,6 @@ work is over (scripts and tests). No callback ever raises: errors show in the st
 
 from __future__ import annotations
 
-import html
 import os
 import threading
 import time
@@ -25,7 +24,9 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
+from ..markup import Markup, html
 from ..tables import human_bytes, human_count
+from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
@@ -159,10 +160,10 @@ class Models(widgets.VBox):
         self.cancel_button.layout.display = "none"
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="100%"))
         self.progress.layout.visibility = "hidden"
-        self.status = widgets.HTML()
+        self.status = SafeHTML()
 
         # --- My Models
-        self.summary = widgets.HTML()
+        self.summary = SafeHTML()
         self.local = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="100%"))
         self.local_load_button = button("Load", "play", tip="Load the selected model", disabled=True)
         self.delete_button = button("Delete", "trash", "danger", "Delete the selected model", disabled=True)
@@ -172,16 +173,16 @@ class Models(widgets.VBox):
         self.confirm_no = button("No", tip="Keep it")
         self.confirm_box = widgets.HBox([self.confirm_label, self.confirm_yes, self.confirm_no])
         self.confirm_box.layout.display = "none"
-        self.local_status = widgets.HTML()
+        self.local_status = SafeHTML()
 
         self.children = [
-            widgets.HTML("<b>Discover</b> &middot; GGUF models on Hugging Face"),
+            SafeHTML(Markup("<b>Discover</b> &middot; GGUF models on Hugging Face")),
             widgets.HBox([self.query, self.search_button]),
             self.results,
             widgets.HBox([self.quant, self.download_button, self.load_button, self.cancel_button]),
             self.progress,
             self.status,
-            widgets.HTML("<b>My Models</b>"),
+            SafeHTML(Markup("<b>My Models</b>")),
             self.summary,
             self.local,
             widgets.HBox([self.local_load_button, self.delete_button, self.refresh_button]),
@@ -208,11 +209,11 @@ class Models(widgets.VBox):
     # --------------------------------------------------------------------------------------------
     # Plumbing
     # --------------------------------------------------------------------------------------------
-    def _say(self, text: str, kind: str = "info", target: Optional[widgets.HTML] = None) -> None:
+    def _say(self, text: str, kind: str = "info", target: Optional[SafeHTML] = None) -> None:
         target = self.status if target is None else target
         color = _COLORS.get(kind, "")
         style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
-        target.value = f'<span style="{style}">{html.escape(text, quote=False)}</span>'
+        target.value = html('<span style="{}">{}</span>', style, text)
 
     def _guard(self, fn: Callable[..., Any], local: bool = False) -> Callable[..., None]:
         """A callback that reports its errors in a status line instead of raising into the frontend."""
@@ -439,7 +440,7 @@ class Models(widgets.VBox):
         else:
             self.download(option, then_load=True)
 
-    def _start_load(self, path: str, label: str, target: widgets.HTML) -> None:
+    def _start_load(self, path: str, label: str, target: SafeHTML) -> None:
         with self._lock:
             if self._loading:
                 self._say("A model is loading already: wait for it.", "warn", target)
@@ -448,7 +449,7 @@ class Models(widgets.VBox):
         self._update_buttons()
         self._spawn(self._load, path, label, target, True, local=target is self.local_status)
 
-    def _load(self, path: str, label: str, target: widgets.HTML, claimed: bool = False) -> None:
+    def _load(self, path: str, label: str, target: SafeHTML, claimed: bool = False) -> None:
         from .. import api
 
         if not claimed:
@@ -513,9 +514,9 @@ class Models(widgets.VBox):
                 (local_label(m, bool(loaded) and os.path.abspath(m.path) == loaded), v) for v, m in by_value.items()
             ]
             self.local.value = keep if keep in by_value else None
-        self.summary.value = html.escape(
-            found.summary() or "No local models yet: search Hugging Face above, or pip install 'lmnb[starter]'.",
-            quote=False,
+        # text (model names are in it): SafeHTML escapes it
+        self.summary.value = (
+            found.summary() or "No local models yet: search Hugging Face above, or pip install 'lmnb[starter]'."
         )
         self._local_selected()
         return found

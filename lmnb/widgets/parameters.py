@@ -18,7 +18,6 @@ callback ever raises: errors show in the status lines and a rejected value puts 
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 import threading
 import time
@@ -27,6 +26,8 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from .. import presets as _presets
+from ..markup import Markup, html
+from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
 
 # Widget updates from the load-progress callback: at most ~10 a second.
@@ -192,7 +193,7 @@ class Parameters(widgets.VBox):
         # --- controls, each with its explanation underneath
         self.controls: dict[str, widgets.ValueWidget] = {}
         self._ranges: dict[str, tuple[Any, Any]] = {}  # each bounded control's own range
-        self.explanations: dict[str, widgets.HTML] = {}
+        self.explanations: dict[str, SafeHTML] = {}
         rows: dict[str, widgets.Widget] = {}
         for name in SAMPLING_CONTROLS + LOAD_CONTROLS:
             control = _make_control(name)
@@ -205,15 +206,15 @@ class Parameters(widgets.VBox):
                 self._ranges[name] = (control.min, control.max)
             self._fit_range(name, getattr(self._cfg, name))  # before the value: sliders clamp
             control.value = _to_widget(name, getattr(self._cfg, name))
-            note = widgets.HTML(
-                f'<span style="color:var(--jp-ui-font-color2,#616161);font-size:0.9em;line-height:1.3">'
-                f"{html.escape(text, quote=False)}</span>",
+            note = SafeHTML(
+                html('<span style="color:var(--jp-ui-font-color2,#616161);font-size:0.9em;line-height:1.3">'
+                     "{}</span>", text),
                 layout=widgets.Layout(margin=f"-2px 0 6px calc({_DESCRIPTION_WIDTH} + 8px)", width="auto"),
             )
             note.add_class("lmnb-param-help")
             self.explanations[name] = note
             rows[name] = widgets.VBox([control, note])
-        self.sampling_status = widgets.HTML()
+        self.sampling_status = SafeHTML()
 
         # --- presets
         self.preset = widgets.Dropdown(
@@ -230,27 +231,27 @@ class Parameters(widgets.VBox):
         self.preset_name.add_class("lmnb-preset-name")
         self.save_button = button("Save", "save", tip="Save the current sampling settings as a preset")
         self.save_button.add_class("lmnb-preset-save")
-        self.preset_status = widgets.HTML()
+        self.preset_status = SafeHTML()
 
         # --- load options
         self.apply_button = button("Apply (reload)", "refresh", "primary", disabled=True)
         self.apply_button.add_class("lmnb-apply")
-        self.load_hint = widgets.HTML()
+        self.load_hint = SafeHTML()
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width=_CONTROL_WIDTH))
         self.progress.layout.visibility = "hidden"
-        self.load_status = widgets.HTML()
+        self.load_status = SafeHTML()
 
         self.children = [
-            widgets.HTML(
+            SafeHTML(Markup(
                 "<b>Sampling</b> &middot; session defaults for <code>%%lm</code>, <code>lmnb.chat()</code> "
                 "and the server (<code>%config LM</code>)"
-            ),
+            )),
             widgets.HBox([self.preset, self.delete_button]),
             widgets.HBox([self.preset_name, self.save_button]),
             self.preset_status,
             *(rows[n] for n in SAMPLING_CONTROLS),
             self.sampling_status,
-            widgets.HTML("<b>Load options</b> &middot; used when a model is loaded"),
+            SafeHTML(Markup("<b>Load options</b> &middot; used when a model is loaded")),
             *(rows[n] for n in LOAD_CONTROLS),
             widgets.HBox([self.apply_button, self.load_hint]),
             self.progress,
@@ -279,12 +280,12 @@ class Parameters(widgets.VBox):
     # --------------------------------------------------------------------------------------------
     # Plumbing
     # --------------------------------------------------------------------------------------------
-    def _say(self, target: widgets.HTML, text: str, kind: str = "info") -> None:
+    def _say(self, target: SafeHTML, text: str, kind: str = "info") -> None:
         color = _COLORS.get(kind, "")
         style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
-        target.value = f'<span style="{style}">{html.escape(text, quote=False)}</span>' if text else ""
+        target.value = html('<span style="{}">{}</span>', style, text) if text else Markup("")
 
-    def _guard(self, fn: Callable[..., Any], target: Optional[widgets.HTML] = None) -> Callable[..., None]:
+    def _guard(self, fn: Callable[..., Any], target: Optional[SafeHTML] = None) -> Callable[..., None]:
         """A callback that reports its errors in a status line instead of raising into the frontend
         (or into whoever changed the config: ``%lm set`` must not fail because a panel did)."""
 

@@ -13,7 +13,6 @@ thread looks about once a second and redraws only what changed. No callback ever
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import secrets
 import threading
@@ -22,7 +21,9 @@ from typing import Any, Callable, Optional
 
 import ipywidgets as widgets
 
+from ..markup import Markup, html, join
 from . import _ticker
+from ._html import SafeHTML
 
 _COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
 MAX_ROWS = 50  # ServerStats keeps the last 50 requests
@@ -39,30 +40,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def requests_table(records: Any) -> str:
+def requests_table(records: Any) -> Markup:
     """The latest requests, newest first, as an HTML table (every cell escaped)."""
     recs = list(records)[-MAX_ROWS:][::-1]
     if not recs:
-        return '<div class="lmnb-server-requests"><i>No requests yet.</i></div>'
-    head = "".join(f"<th style='text-align:left;padding-right:1em'>{c}</th>"
-                   for c in ("time", "method", "path", "status", "ms"))  # fmt: skip
+        return Markup('<div class="lmnb-server-requests"><i>No requests yet.</i></div>')
+    head = join(html("<th style='text-align:left;padding-right:1em'>{}</th>", c)
+                for c in ("time", "method", "path", "status", "ms"))  # fmt: skip
     rows = []
     for r in recs:
         color = "#c62828" if r.status >= 500 else ("#b26a00" if r.status >= 400 else "")
-        style = f" style='color:{color}'" if color else ""
+        style = html(" style='color:{}'", color) if color else ""
         cells = (
             time.strftime("%H:%M:%S", time.localtime(r.time)),
             r.method,
-            r.path,
+            r.path,  # the client's request line: anything at all
             str(r.status),
             f"{r.duration_s * 1000:.0f}",
         )
-        rows.append(f"<tr{style}>" + "".join(f"<td style='padding-right:1em'>{html.escape(str(c))}</td>"
-                                             for c in cells) + "</tr>")  # fmt: skip
-    return (
+        tds = join(html("<td style='padding-right:1em'>{}</td>", c) for c in cells)
+        rows.append(html("<tr{}>{}</tr>", style, tds))
+    return html(
         '<div class="lmnb-server-requests" style="max-height:16em;overflow:auto">'
-        f"<table style='font-family:monospace;font-size:90%'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        "<table style='font-family:monospace;font-size:90%'><thead><tr>{}</tr></thead>"
+        "<tbody>{}</tbody></table></div>",
+        head, join(rows),
     )
 
 
@@ -127,13 +129,13 @@ class Server(widgets.VBox):
         self.url = widgets.Text(value="", placeholder="not running", description="Base URL",
                                 layout=widgets.Layout(width="34em"))  # fmt: skip
         self.url.add_class("lmnb-server-url")
-        self.example = widgets.HTML()
-        self.warning = widgets.HTML()
-        self.status = widgets.HTML()
-        self.requests = widgets.HTML()
+        self.example = SafeHTML()
+        self.warning = SafeHTML()
+        self.status = SafeHTML()
+        self.requests = SafeHTML()
 
         self.children = [
-            widgets.HTML("<b>OpenAI-compatible server</b> &middot; serves the model this notebook has loaded"),
+            SafeHTML(Markup("<b>OpenAI-compatible server</b> &middot; serves the model this notebook has loaded")),
             widgets.HBox([self.host, self.port]),
             widgets.HBox([self.api_key, self.generate_button, self.show_key]),
             widgets.HBox([self.start_button, self.stop_button]),
@@ -141,7 +143,7 @@ class Server(widgets.VBox):
             self.example,
             self.warning,
             self.status,
-            widgets.HTML("<b>Latest requests</b>"),
+            SafeHTML(Markup("<b>Latest requests</b>")),
             self.requests,
         ]
 
@@ -168,7 +170,7 @@ class Server(widgets.VBox):
     def _say(self, text: str, kind: str = "info") -> None:
         color = _COLORS.get(kind, "")
         style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
-        self.status.value = f'<span style="{style}">{html.escape(text, quote=False)}</span>'
+        self.status.value = html('<span style="{}">{}</span>', style, text)
 
     def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
         def run(*args: Any) -> None:
@@ -285,10 +287,11 @@ class Server(widgets.VBox):
             return
         key = srv.api_key
         shown = (key if self.show_key.value else "<your API key>") if key else "any"
-        code = f'OpenAI(base_url="{srv.url}", api_key="{shown}")'
-        self.example.value = (
+        # url and key are escaped as they are filled in; the quotes around them are the template's
+        self.example.value = html(
             "<span>Client: <code style='user-select:all'>from openai import OpenAI; client = "
-            f"{html.escape(code)}</code></span>"
+            "OpenAI(base_url=&quot;{}&quot;, api_key=&quot;{}&quot;)</code></span>",
+            srv.url, shown,
         )
 
     def _show_warning(self) -> None:
@@ -301,7 +304,7 @@ class Server(widgets.VBox):
         keyed = (srv.api_key if srv is not None else self.api_key.value.strip())
         text = f"{verb} {host}: other machines on the network can reach this server"
         text += "." if keyed else ", and with no API key anyone of them can use the model."
-        self.warning.value = f'<span style="color:{_COLORS["warn"]}">⚠ {html.escape(text)}</span>'
+        self.warning.value = html('<span style="color:{}">⚠ {}</span>', _COLORS["warn"], text)
 
     def close(self) -> None:
         """Stop following the server (the server itself keeps running) and close the widget."""

@@ -11,22 +11,23 @@ many layers llama.cpp offloaded to it. Refreshed about once a second by the shar
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import Any, Optional
 
 import ipywidgets as widgets
 
+from ..markup import html
 from ..sysmon import GPUStat, Monitor, Snapshot
 from ..tables import human_bytes
 from . import _ticker
+from ._html import SafeHTML
 
 _LABEL = widgets.Layout(width="7em", min_width="7em")
 _BAR = widgets.Layout(width="12em")
 
 
 def _row(name: str, *values: widgets.Widget) -> widgets.HBox:
-    return widgets.HBox([widgets.HTML(f"<b>{html.escape(name)}</b>", layout=_LABEL), *values],
+    return widgets.HBox([SafeHTML(html("<b>{}</b>", name), layout=_LABEL), *values],
                         layout=widgets.Layout(align_items="center"))  # fmt: skip
 
 
@@ -42,11 +43,11 @@ class _GPUView(widgets.VBox):
     """One GPU: ``name``, ``vram_bar`` + ``vram``, ``utilization``, ``temperature``."""
 
     def __init__(self) -> None:
-        self.name = widgets.HTML()
+        self.name = SafeHTML()
         self.vram_bar = _bar()
-        self.vram = widgets.HTML()
-        self.utilization = widgets.HTML()
-        self.temperature = widgets.HTML()
+        self.vram = SafeHTML()
+        self.utilization = SafeHTML()
+        self.temperature = SafeHTML()
         super().__init__([
             _row("GPU", self.name),
             _row("VRAM", self.vram_bar, self.vram),
@@ -56,7 +57,7 @@ class _GPUView(widgets.VBox):
 
     def show(self, g: GPUStat) -> None:
         frac = g.vram_used / g.vram_total if g.vram_total else 0.0
-        self.name.value = html.escape(g.name)
+        self.name.value = g.name  # text: SafeHTML escapes it (a GPU name is not ours)
         self.vram_bar.value = frac
         self.vram_bar.bar_style = _bar_style(frac)
         self.vram.value = f"{human_bytes(g.vram_used)} of {human_bytes(g.vram_total)}"
@@ -86,15 +87,15 @@ class System(widgets.VBox):
         self._lock = threading.Lock()
         self._unsubscribe: Optional[Any] = None
 
-        self.cpu = widgets.HTML()
+        self.cpu = SafeHTML()
         self.ram_bar = _bar()
-        self.ram = widgets.HTML()
-        self.rss = widgets.HTML()
-        self.model_memory = widgets.HTML()
-        self.tokens_per_s = widgets.HTML()
-        self.queue = widgets.HTML()
-        self.no_gpu = widgets.HTML("No NVIDIA GPU detected")
-        self.layers = widgets.HTML()
+        self.ram = SafeHTML()
+        self.rss = SafeHTML()
+        self.model_memory = SafeHTML()
+        self.tokens_per_s = SafeHTML()
+        self.queue = SafeHTML()
+        self.no_gpu = SafeHTML("No NVIDIA GPU detected")
+        self.layers = SafeHTML()
         self.layers_row = _row("Offloaded", self.layers)
         self.gpu_views: list[_GPUView] = []
         self.gpu_box = widgets.VBox([self.no_gpu])
@@ -131,7 +132,7 @@ class System(widgets.VBox):
         if s.model is None:
             self.model_memory.value = "no model loaded"
         else:
-            self.model_memory.value = f"{human_bytes(s.model_bytes)} · {html.escape(s.model)}"
+            self.model_memory.value = f"{human_bytes(s.model_bytes)} · {s.model}"  # text, escaped by SafeHTML
         if s.tokens_per_s > 0:
             self.tokens_per_s.value = f"{s.tokens_per_s:.1f} tok/s"
         else:

