@@ -39,8 +39,10 @@ def execute(kc, code: str, timeout: float = 120, on_msg=None) -> tuple[dict, lis
             on_msg(msg)
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
-    reply = kc.get_shell_msg(timeout=timeout)
-    return reply["content"], msgs
+    while True:  # skip replies to other requests (start_new_kernel can leave its kernel_info_reply queued)
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"], msgs
 
 
 def test_quickstart_flow_streams_into_the_cell(kernel):

@@ -43,8 +43,7 @@ class Sampler:
                 n_vocab, PENALTY_LAST_N, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
             )
             add(self._penalties)
-        self._greedy = p.temperature <= 0
-        if self._greedy:
+        if p.temperature <= 0:
             add(C.llama_sampler_init_greedy())
         else:
             if p.top_k and p.top_k > 0:
@@ -69,9 +68,7 @@ class Sampler:
         tok = self._pick(ctx, idx, with_grammar=False)
         if not self._allowed(tok):
             self.resampled += 1
-            tok = self._best_allowed() if self._greedy else -1
-            if tok < 0:
-                tok = self._pick(ctx, idx, with_grammar=True)
+            tok = self._pick(ctx, idx, with_grammar=True)
         C.llama_sampler_accept(self._grammar, tok)
         C.llama_sampler_accept(self._chain, tok)
         return tok
@@ -84,7 +81,6 @@ class Sampler:
         self._buf = np.empty(self.n_vocab, dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
         self._ids = np.arange(self.n_vocab, dtype=np.int32)
         self._one = (C.llama_token_data * 1)()
-        self._top = None
 
     def _pick(self, ctx: "C.llama_context_p", idx: int, with_grammar: bool) -> int:
         np, buf = self._np, self._buf
@@ -101,30 +97,6 @@ class Sampler:
         if arr.selected < 0:
             raise RuntimeError("the sampler chain selected no token")
         return int(buf["id"][arr.selected])
-
-    def _best_allowed(self, top: int = 256) -> int:
-        """Greedy under a grammar without checking the whole vocabulary: the most likely token the
-        grammar allows is almost always among the ``top`` most likely, so check those first (one
-        grammar call on ``top`` tokens instead of 49k). -1 when none of them is allowed.
-
-        Exact: the refused pick left the chain's logits (penalties applied; greedy neither sorts nor
-        truncates) in ``_buf``, and greedy takes the highest logit among the allowed tokens.
-        """
-        np, buf = self._np, self._buf
-        logits = buf["logit"]
-        best = np.argpartition(logits, -top)[-top:] if len(logits) > top else np.arange(len(logits))
-        n = len(best)
-        if self._top is None or len(self._top) != n:
-            self._top = (C.llama_token_data * n)()
-        cand = np.ctypeslib.as_array(self._top)
-        cand["id"] = buf["id"][best]
-        cand["logit"] = logits[best]
-        cand["p"] = 0.0
-        arr = C.llama_token_data_array(data=self._top, size=n, selected=-1, sorted=False)
-        C.llama_sampler_apply(self._grammar, ctypes.byref(arr))
-        logit = cand["logit"]
-        i = int(np.argmax(logit))
-        return int(cand["id"][i]) if logit[i] != -np.inf else -1
 
     def _allowed(self, tok: int) -> bool:
         one = self._one

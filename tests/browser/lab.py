@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",  # small /dev/shm in containers
+    # web pages "elsewhere" for the server tests; evil.example on 127.0.0.1 is a DNS-rebinding page
+    "--host-resolver-rules=MAP friend.example 127.0.0.1, MAP evil.example 127.0.0.1",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
 
