@@ -88,8 +88,10 @@ def test_status_models_load_generate_serve(kc, smollm2_path):
     assert st["model"] == "SmolLM2-135M-Instruct.Q4_1" and st["model_bytes"] > 50e6
     assert comm.wait(lambda d: d["type"] == "models" and any(m["loaded"] for m in d["models"]))
 
-    # a chat cell: the status says generating, then gives the speed
-    kc.execute("%%lm -n 64 -t 0\nCount from 1 to 30.")
+    # a chat cell: the status says generating, then gives the speed. The status is sampled on the
+    # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed
+    execute(kc, "import lmnb.widgets._ticker as _ticker; _ticker.INTERVAL = 0.05")
+    kc.execute("%%lm -n 200 -t 0\nCount from 1 to 100.")
     comm.wait(lambda d: d["type"] == "status" and d["state"] == "generating")
     st = comm.wait(lambda d: d["type"] == "status" and d["state"] == "idle" and d["tokens_per_s"])
     assert 5 < st["tokens_per_s"] < 1000
