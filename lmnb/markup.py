@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from markupsafe import Markup, escape
 
-__all__ = ["Markup", "escape", "html", "join", "markdown", "text_html"]
+__all__ = ["Markup", "escape", "html", "join", "markdown"]
 
 # Tags a rendered reply may contain, with their attributes. Everything else is dropped (tags whose
 # content is never text, like <script> and <style>, are dropped with their content).
@@ -77,11 +77,6 @@ def html(template: str, *args: Any, **kwargs: Any) -> Markup:
 def join(parts: Iterable[Any], sep: str = "") -> Markup:
     """Join pieces of markup (plain strings among them are escaped)."""
     return Markup(sep).join(parts)
-
-
-def text_html(text: Any) -> Markup:
-    """Plain text as HTML: escaped, line breaks kept."""
-    return Markup(escape(str(text)).replace("\n", Markup("<br>")))
 
 
 def markdown(text: str) -> Markup:

@@ -146,7 +146,9 @@ class Server:
             + (f" · CORS: {', '.join(self.cors)}" if self.cors else "")
             + (f" · {self._hosts_text()}" if self.allowed_hosts else ""),
         ]
-        if self.host not in ("127.0.0.1", "localhost", "::1"):
+        from .guard import is_loopback
+
+        if not is_loopback(self.host):
             lines.append(f"Bound to {self.host}: reachable from other machines.")
         return "\n".join(lines)
 

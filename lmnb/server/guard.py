@@ -75,6 +75,12 @@ def is_loopback_name(name: str) -> bool:
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address or a Host header) only ever means this machine."""
+    parts = split_host(host)
+    return parts is not None and is_loopback_name(parts[0])
+
+
 class HostOriginGuard:
     """Refuses requests a web page could make through the user's browser (pure ASGI).
 

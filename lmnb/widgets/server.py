@@ -13,7 +13,6 @@ thread looks about once a second and redraws only what changed. No callback ever
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import threading
 import time
@@ -22,22 +21,12 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..markup import Markup, html, join
+from ..server.guard import is_loopback
 from . import _ticker
 from ._html import SafeHTML
 
 _COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
 MAX_ROWS = 50  # ServerStats keeps the last 50 requests
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    h = host.strip().strip("[]").lower()
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
 
 
 def requests_table(records: Any) -> Markup:
