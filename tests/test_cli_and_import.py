@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("llama_cpp", "huggingface_hub", "pandas", "numpy", "psutil", "jinja2")
 
@@ -62,3 +63,60 @@ def test_no_public_function_is_shadowed_by_a_module_of_the_same_name():
 
     clashes = [name for name in lmnb._EXPORTS if importlib.util.find_spec(f"lmnb.{name}") is not None]
     assert clashes == []
+
+
+# --- packaging: the locked test environment ------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _name(req: str) -> str:
+    import re
+
+    return re.split(r"[\s\[<>=!~;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version.strip()
+    return pins
+
+
+def test_readme_test_command_is_what_ci_runs_and_uses_the_lock():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^## Quick start\n.*?(?=^## )", readme, flags=re.S | re.M)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", blocks, flags=re.S)
+    assert len(commands) == 2, commands  # the Quick start stays at two commands
+    test_command = commands[1]
+    assert "-c constraints.txt" in test_command and "pytest" in test_command
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci, "'.ci/run' must run the README's test command verbatim"
+
+
+def test_lock_pins_every_dev_requirement_and_matches_the_llama_cpp_pin():
+    project = _pyproject()["project"]
+    pins = _locked()
+    extras = project["optional-dependencies"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    todo = ["dev"]
+    while todo:
+        for req in extras[todo.pop()]:
+            if _name(req) == "lmnb":  # lmnb[starter,...]: follow the extras
+                todo += [e.strip() for e in req.split("[", 1)[1].split("]")[0].split(",")]
+            else:
+                wanted.add(_name(req))
+    assert sorted(wanted - pins.keys()) == [], "constraints.txt is stale: refresh it (README, Development)"
+    assert "lmnb" not in pins
+    llama = next(r for r in project["dependencies"] if _name(r) == "llama-cpp-python")
+    assert llama.endswith("==" + pins["llama-cpp-python"])
