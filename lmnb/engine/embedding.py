@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import llama_cpp as C
 
-from .model import _fill_batch, _info, _load_model, _meta, free_context, model_params, tokenize
+from ._llama import fill_batch, free_context, load_model, meta, model_info, model_params, tokenize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,10 +31,10 @@ class EmbeddingContext:
         self.vocab = C.llama_model_get_vocab(model)
         cp = C.llama_context_default_params()
         cp.embeddings = True
-        arch = _meta(model, "general.architecture") or ""
+        arch = meta(model, "general.architecture") or ""
         # Embedding models say how to pool (mean, CLS, last token) in their header; a chat model
         # does not, and the mean of its hidden states is the usual choice.
-        has_own = _meta(model, f"{arch}.pooling_type") is not None
+        has_own = meta(model, f"{arch}.pooling_type") is not None
         cp.pooling_type = C.LLAMA_POOLING_TYPE_UNSPECIFIED if has_own else C.LLAMA_POOLING_TYPE_MEAN
         n = min(C.llama_model_n_ctx_train(model) or MAX_TOKENS, MAX_TOKENS)
         cp.n_ctx = cp.n_batch = cp.n_ubatch = n
@@ -73,7 +73,7 @@ class EmbeddingContext:
                 flat += toks[idx]
                 seqs += [s] * len(toks[idx])
                 pos += range(len(toks[idx]))
-            _fill_batch(self._batch, flat, seqs, pos, [True] * len(flat))
+            fill_batch(self._batch, flat, seqs, pos, [True] * len(flat))
             if memory:
                 C.llama_memory_clear(memory, True)
             if C.llama_decode(self.ctx, self._batch) != 0:
@@ -96,10 +96,10 @@ class EmbeddingModel:
     """A GGUF model loaded only for embeddings (its own weights and context), beside the chat model."""
 
     def __init__(self, path: str, opts: "LoadOptions", n_threads: int) -> None:
-        self.model = _load_model(path, model_params(opts), "load")
+        self.model = load_model(path, model_params(opts), "load")
         self.context = None
         try:
-            self.info: ModelInfo = _info(self.model, path, None)
+            self.info: ModelInfo = model_info(self.model, path, None)
             self.context = EmbeddingContext(self.model, n_threads, self.info.name)
             self.weights_bytes = int(C.llama_model_size(self.model))
         except BaseException:

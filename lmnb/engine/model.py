@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import llama_cpp as C
 
@@ -22,41 +22,17 @@ if TYPE_CHECKING:
 from ..errors import LoadError
 from ..types import LoadOptions, ModelInfo
 from . import logs
+from ._llama import check_gguf_file, fill_batch, free_context, load_model, model_info, model_params, tokenize
+from .embedding import EmbeddingContext
 
-_backend_ready = False
+# check_gguf_file is part of this module's face: the engine checks a path before dropping its model.
+__all__ = ["CHATML_TEMPLATE", "LoadedModel", "check_gguf_file", "default_threads", "read_info"]
 
 # Used when a GGUF file carries no chat template: ChatML is what most small instruct models speak.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def _ensure_backend() -> None:
-    global _backend_ready
-    if not _backend_ready:
-        logs.install()
-        C.llama_backend_init()
-        _backend_ready = True
-
-
-def check_gguf_file(path: str) -> None:
-    """Raise ``LoadError`` unless ``path`` is an existing file that starts like a GGUF file."""
-    if not os.path.exists(path):
-        raise LoadError(f"No such model file: {path}")
-    if os.path.isdir(path):
-        raise LoadError(f"{path} is a directory, not a .gguf file")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise LoadError(f"Cannot read {path}: {e.strerror}") from None
-    if magic != b"GGUF":
-        size = os.path.getsize(path)
-        raise LoadError(
-            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF'; size {size} bytes). "
-            "lmnb loads llama.cpp GGUF files; convert other formats with llama.cpp's convert_hf_to_gguf.py."
-        )
 
 
 def default_threads() -> int:
@@ -70,111 +46,15 @@ def default_threads() -> int:
     return max(1, n or os.cpu_count() or 1)
 
 
-def _gpu_layers(value: int | str | None) -> int:
-    if value in (None, "auto"):
-        # All layers when this build can offload (CUDA/Metal/Vulkan), none on a CPU-only build.
-        return 0x7FFFFFFF if C.llama_supports_gpu_offload() else 0
-    if value in ("max", -1):
-        return 0x7FFFFFFF
-    return int(value)
-
-
-def _meta(model: C.llama_model_p, key: str) -> Optional[str]:
-    buf = ctypes.create_string_buffer(256)
-    n = C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
-    if n < 0:
-        return None
-    if n >= len(buf):
-        buf = ctypes.create_string_buffer(n + 1)
-        C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
-    return buf.value.decode("utf-8", errors="replace")
-
-
-def _all_meta(model: C.llama_model_p) -> dict[str, str]:
-    out = {}
-    buf = ctypes.create_string_buffer(512)
-    for i in range(C.llama_model_meta_count(model)):
-        n = C.llama_model_meta_key_by_index(model, i, buf, len(buf))
-        if n < 0:
-            continue
-        key = buf.value.decode("utf-8", errors="replace")
-        if key.startswith("tokenizer.ggml.") and key not in (
-            "tokenizer.ggml.model",
-            "tokenizer.ggml.bos_token_id",
-            "tokenizer.ggml.eos_token_id",
-        ):
-            continue  # token lists: huge and useless to a reader
-        val = _meta(model, key)
-        if val is not None:
-            out[key] = val
-    return out
-
-
-def _file_type_name(model: C.llama_model_p, meta: dict[str, str]) -> str:
-    try:
-        from gguf import LlamaFileType
-
-        name = LlamaFileType(int(meta["general.file_type"])).name
-        return name.removeprefix("MOSTLY_")
-    except Exception:
-        desc = ctypes.create_string_buffer(256)
-        C.llama_model_desc(model, desc, len(desc))
-        return desc.value.decode(errors="replace").split()[-1] if desc.value else "unknown"
-
-
-def _info(model: C.llama_model_p, path: str, template_override: Optional[str]) -> ModelInfo:
-    meta = _all_meta(model)
-    arch = meta.get("general.architecture", "unknown")
-
-    def meta_int(key: str, value: int) -> int:
-        # vocab-only loads leave hparams at 0; the GGUF keys have them
-        try:
-            return value or int(meta.get(f"{arch}.{key}", 0))
-        except ValueError:
-            return value
-
-    template = template_override or _meta(model, "tokenizer.chat_template")
-    return ModelInfo(
-        path=os.path.abspath(path),
-        # the file the user picked is more recognisable than general.name ("Smollm2 135M 8k Lc100K...")
-        name=os.path.splitext(os.path.basename(path))[0],
-        architecture=arch,
-        parameters=int(C.llama_model_n_params(model)),
-        quantization=_file_type_name(model, meta),
-        file_size=os.path.getsize(path),
-        context_length=meta_int("context_length", int(C.llama_model_n_ctx_train(model))),
-        layers=meta_int("block_count", int(C.llama_model_n_layer(model))),
-        has_chat_template=bool(_meta(model, "tokenizer.chat_template")),
-        chat_template=template,
-        metadata=meta,
-    )
-
-
-def _load_model(path: str, params: "C.llama_model_params", what: str) -> "C.llama_model_p":
-    check_gguf_file(path)
-    _ensure_backend()
-    t0 = time.time()
-    model = C.llama_model_load_from_file(path.encode("utf-8"), params)
-    if not model:
-        reasons = logs.LOGS.errors_since(t0)
-        detail = "; ".join(reasons[-3:]) if reasons else "llama.cpp gave no reason"
-        if any("within the file bounds" in r or "truncated" in r or "EOF" in r for r in reasons):
-            hint = " The file looks truncated (an interrupted download?)."
-        else:
-            hint = ""
-        raise LoadError(f"llama.cpp could not {what} {path}: {detail}.{hint}")
-    return model
-
-
 def read_info(path: str) -> ModelInfo:
     """Read a GGUF file's metadata without loading its weights (a vocab-only llama.cpp load)."""
     params = C.llama_model_default_params()
     # vocab_only, not no_alloc: no_alloc aborts the process in this llama.cpp version
     params.vocab_only = True
     params.n_gpu_layers = 0
-    model = _load_model(path, params, "read")
+    model = load_model(path, params, "read")
     try:
-        return _info(model, path, None)
+        return model_info(model, path, None)
     finally:
         C.llama_model_free(model)
 
@@ -208,13 +88,13 @@ class LoadedModel:
 
             self._progress_cb = C.llama_progress_callback(_progress)
             mparams.progress_callback = self._progress_cb
-        self.model = _load_model(path, mparams, "load")
+        self.model = load_model(path, mparams, "load")
 
         try:
             self._make_context(opts.n_ctx, n_seq_max)
             self.vocab = C.llama_model_get_vocab(self.model)
             self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
-            self.info = _info(self.model, path, _read_template(opts.chat_template))
+            self.info = model_info(self.model, path, _read_template(opts.chat_template))
             # read once: status displays poll it from other threads, and the model may be freed
             self.weights_bytes = int(C.llama_model_size(self.model))
             self._pieces: dict[int, bytes] = {}
@@ -354,7 +234,7 @@ class LoadedModel:
     ) -> int:
         """Evaluate one batch. Returns llama_decode's code (0 ok, 1 no KV room, 2 aborted, <0 error)."""
         b = self._batch
-        _fill_batch(b, tokens, seq_ids, positions, logits)
+        fill_batch(b, tokens, seq_ids, positions, logits)
         if abort is None:
             return C.llama_decode(self.ctx, b)
         # The abort callback runs once per graph node, so it is installed only around long prompt
@@ -395,8 +275,6 @@ class LoadedModel:
         """Unit-length embeddings of ``texts`` (and the tokens read), from a second context on the
         same weights, made on first use."""
         if self._embedding is None:
-            from .embedding import EmbeddingContext
-
             self._embedding = EmbeddingContext(self.model, self.n_threads, self.info.name)
         return self._embedding.embed(texts)
 
@@ -427,46 +305,6 @@ class LoadedModel:
             C.llama_model_free(self.model)
             self.model = None
         self._formatter = None
-
-
-def model_params(opts: LoadOptions) -> "C.llama_model_params":
-    """llama.cpp's weight-loading parameters for ``opts`` (GPU layers, mmap)."""
-    mparams = C.llama_model_default_params()
-    mparams.n_gpu_layers = _gpu_layers(opts.n_gpu_layers)
-    mparams.load_mode = C.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else C.LLAMA_LOAD_MODE_NONE
-    return mparams
-
-
-def free_context(ctx: Any, batch: Any) -> None:
-    """Free a llama.cpp context and its batch (either may be ``None``)."""
-    if batch is not None:
-        C.llama_batch_free(batch)
-    if ctx:
-        C.llama_free(ctx)
-
-
-def tokenize(vocab: Any, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-    """``text`` as token ids of ``vocab``."""
-    data = text.encode("utf-8")
-    cap = len(data) + 8
-    buf = (C.llama_token * cap)()
-    n = C.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
-    if n < 0:
-        cap = -n
-        buf = (C.llama_token * cap)()
-        n = C.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
-    return list(buf[:n])
-
-
-def _fill_batch(b, tokens: list[int], seq_ids: list[int], positions: list[int], logits: list[bool]) -> None:
-    """Write one token per sequence entry into a ``llama_batch`` (each token in one sequence)."""
-    for i, t in enumerate(tokens):
-        b.token[i] = t
-        b.pos[i] = positions[i]
-        b.n_seq_id[i] = 1
-        b.seq_id[i][0] = seq_ids[i]
-        b.logits[i] = logits[i]
-    b.n_tokens = len(tokens)
 
 
 def _read_template(value: Optional[str]) -> Optional[str]:
