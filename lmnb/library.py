@@ -125,34 +125,6 @@ def bundled_model(name: str = "smollm2") -> str:
     return path
 
 
-def hf_cache_ggufs() -> list[tuple[str, str, str]]:
-    """(repo_id, filename, path) for every .gguf file in the local Hugging Face cache."""
-    try:
-        from huggingface_hub import constants, scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        return []
-    try:
-        # scan_cache_dir's default is bound when huggingface_hub is imported; pass the live value
-        info = scan_cache_dir(constants.HF_HUB_CACHE)
-    except (CacheNotFound, OSError):
-        return []
-    out, seen = [], set()
-    for repo in info.repos:
-        if repo.repo_type != "model":
-            continue
-        # Newest revision first, so a file kept by several snapshots is listed once, at its latest.
-        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
-            for f in rev.files:
-                name = str(f.file_path.relative_to(rev.snapshot_path))
-                if f.file_name.lower().endswith(".gguf") and (repo.repo_id, name) not in seen:
-                    seen.add((repo.repo_id, name))
-                    out.append((repo.repo_id, name, str(f.file_path)))
-    return out
-
-
-
-
 # ------------------------------------------------------------------------------------------------
 # Names -> paths
 # ------------------------------------------------------------------------------------------------
@@ -180,9 +152,10 @@ def resolve(
     if _looks_like_repo(name):
         from . import hub
         from .errors import HubError
+        from .hub.cache import hf_cache_ggufs
 
         try:
-            ref = hub._hf.parse_ref(name)
+            ref = hub.parse_ref(name)
         except HubError as e:
             raise LoadError(str(e)) from None
         hit = hub.cached(ref)
@@ -264,6 +237,7 @@ def local_models(extra_paths: tuple[str, ...] = ()) -> ModelList:
     """
     from .config import get_config
     from .history_db import last_uses
+    from .hub.cache import hf_cache_ggufs
     from .quant import group_shards, is_projector
 
     cfg = get_config()
@@ -372,51 +346,7 @@ def rm(name: str, *, loaded_path: Optional[str] = None) -> int:
             os.remove(f)
         return freed
     if m.source == "hf-cache":
-        return _rm_hf(m)
+        from .hub.cache import delete_files
+
+        return delete_files(m.repo_id, m.files)
     raise LmnbError(f"lmnb only deletes models in the HF cache or LM.models_dir; {m.path} is yours to delete.")
-
-
-def _rm_hf(m: LocalModel) -> int:
-    from huggingface_hub import constants, scan_cache_dir
-
-    # What will be freed: the model's blobs (shards), each once. Measured, not predicted.
-    blobs = {os.path.realpath(f) for f in m.files if os.path.exists(f)}
-    sizes = {b: os.path.getsize(b) for b in blobs}
-    info = scan_cache_dir(constants.HF_HUB_CACHE)
-    targets = {os.path.abspath(f) for f in m.files}
-    for repo in info.repos:
-        if repo.repo_id != m.repo_id or repo.repo_type != "model":
-            continue
-        whole, partial = [], []
-        for rev in repo.revisions:
-            names = {os.path.abspath(str(f.file_path)) for f in rev.files}
-            if not names & targets:
-                continue
-            others = [f for f in rev.files if os.path.abspath(str(f.file_path)) not in targets
-                      and f.file_name.lower().endswith(".gguf")]  # fmt: skip
-            (partial if others else whole).append(rev)
-        if whole:
-            info.delete_revisions(*(r.commit_hash for r in whole)).execute()
-        for rev in partial:
-            # Other quantizations stay in this snapshot: unlink only these files (the cache API
-            # deletes whole revisions); their blobs go below when nothing links them any more.
-            for f in rev.files:
-                if os.path.abspath(str(f.file_path)) in targets:
-                    os.remove(str(f.file_path))
-    # Whatever the cache scan saw, the model's own files must be gone when rm returns.
-    for f in m.files:
-        if os.path.lexists(f):
-            os.remove(f)
-    for b in blobs:
-        if os.path.exists(b) and not _blob_linked(b):
-            os.remove(b)
-    return sum(n for b, n in sizes.items() if not os.path.exists(b))
-
-
-def _blob_linked(blob: str) -> bool:
-    """Whether any snapshot of the repo (``.../snapshots/<rev>/...``) still points at ``blob``."""
-    root = os.path.dirname(os.path.dirname(blob))  # models--owner--name
-    for dirpath, _, names in os.walk(os.path.join(root, "snapshots")):
-        if any(os.path.realpath(os.path.join(dirpath, n)) == blob for n in names):
-            return True
-    return False

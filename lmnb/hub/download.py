@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 from ..errors import DownloadCancelled, HubError
 from ..tables import human_bytes
 from . import _hf
+from .cache import hf_cache_ggufs
 from .search import QuantOption, RemoteFile, RepoFiles, files
 
 PARTIAL_SUFFIX = ".lmnb-partial"
@@ -161,7 +162,6 @@ def _pick(ref: _hf.Ref, revision: Optional[str], say: Callable[[str], None]) -> 
 
 def cached(ref: Union[str, _hf.Ref]) -> Optional[Downloaded]:
     """The model named by ``ref`` if it is complete in the local HF cache (no network)."""
-    from ..library import hf_cache_ggufs
     from ..quant import choose, group_shards, matches, quant_of
 
     if isinstance(ref, str):

@@ -325,7 +325,7 @@ class Models(widgets.VBox):
 
     @staticmethod
     def _cached_files(repo_id: str) -> set[str]:
-        from ..library import hf_cache_ggufs
+        from ..hub.cache import hf_cache_ggufs
 
         try:
             return {f for r, f, _ in hf_cache_ggufs() if r.lower() == repo_id.lower()}
