@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -111,18 +112,21 @@ def test_bad_load_options_are_rejected(smollm2_path):
 
 # --- generation ----------------------------------------------------------------------------------
 def test_streaming_delivers_text_incrementally(loaded):
+    # Behaviour, not speed: a busy machine has run this at 1.6 tok/s, and it must hold there too.
     req = loaded.submit(ask(loaded, "Write a short poem about the sea.", temperature=0.0, max_tokens=48))
-    deltas, seen_running = [], False
+    deltas, while_running = [], 0
     for d in req:
         deltas.append(d)
-        seen_running |= not req.done
+        while_running += not req.done
     result = req.result()
     assert len(deltas) >= 10, "reply should arrive in many pieces, not at once"
-    assert seen_running, "deltas must arrive while generation is still running"
+    assert while_running >= 2, "several deltas must arrive while generation is still running"
     assert "".join(deltas) == result.text
     assert result.usage.completion_tokens == 48 and result.finish_reason == "length"
     t = result.timings
-    assert t.ttft_s > 0 and t.generation_tokens_per_s > 10 and t.prompt_tokens_per_s > 10
+    for name in ("ttft_s", "generation_s", "generation_tokens_per_s", "prompt_tokens_per_s"):
+        value = getattr(t, name)
+        assert math.isfinite(value) and value > 0, f"{name} = {value!r}"
 
 
 def test_same_seed_same_output(loaded):
