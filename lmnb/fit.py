@@ -57,7 +57,8 @@ class Hardware:
 
 
 @functools.lru_cache(maxsize=1)
-def _nvml_ok() -> bool:
+def nvml_ok() -> bool:
+    """Whether NVML works here (``nvmlInit`` runs once per process; a failure is remembered too)."""
     try:
         import pynvml
 
@@ -68,7 +69,8 @@ def _nvml_ok() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _llama_offload() -> bool:
+def llama_offload() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU (asked once per process)."""
     try:
         import llama_cpp
 
@@ -79,7 +81,7 @@ def _llama_offload() -> bool:
 
 def gpus() -> list[GPU]:
     """NVIDIA GPUs with their total and free memory (empty without NVML or a GPU)."""
-    if not _nvml_ok():
+    if not nvml_ok():
         return []
     import pynvml
 
@@ -102,7 +104,7 @@ def probe() -> Hardware:
     vm = psutil.virtual_memory()
     found = gpus()
     # Importing llama_cpp costs a few hundred ms: only ask when there is a GPU to offload to.
-    return Hardware(int(vm.total), int(vm.available), found, _llama_offload() if found else False)
+    return Hardware(int(vm.total), int(vm.available), found, llama_offload() if found else False)
 
 
 @dataclass

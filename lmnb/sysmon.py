@@ -191,9 +191,9 @@ class Monitor:
             pass
         if total is None:
             return None
-        from .fit import _llama_offload
+        from .fit import llama_offload
 
-        if not _llama_offload():
+        if not llama_offload():
             return (0, total)
         want = getattr(opts, "n_gpu_layers", None)
         if want in (None, "auto", "max", -1):
@@ -212,9 +212,9 @@ _names: dict[int, str] = {}
 
 def gpu_stats() -> list[GPUStat]:
     """Every NVIDIA GPU's VRAM, utilization and temperature; ``[]`` without NVML, driver or GPU."""
-    from .fit import _nvml_ok  # nvmlInit once per process, cached (failures included)
+    from .fit import nvml_ok  # nvmlInit once per process, cached (failures included)
 
-    if not _nvml_ok():
+    if not nvml_ok():
         return []
     import pynvml
 

@@ -69,9 +69,9 @@ def test_monitor_sample_is_cheap_and_reads_the_engine(loaded):
     assert 0 <= snap.cpu_percent <= 100 and 0 <= snap.process_cpu_percent <= 100
     assert snap.queue_depth == 0 and snap.tokens_per_s == 0
     # CPU-only llama.cpp here: nothing offloaded, of 30 layers + the output layer
-    from lmnb.fit import _llama_offload
+    from lmnb.fit import llama_offload
 
-    if not _llama_offload():
+    if not llama_offload():
         assert snap.layers_offloaded == (0, loaded.info.layers + 1)
 
 
