@@ -62,7 +62,7 @@ def _engine_or_none() -> Any:
     # The session's engine if one exists; never create one (a status bar must not start llama.cpp).
     from . import api
 
-    return api._engine
+    return api.engine_if_started()
 
 
 class Monitor:

@@ -35,16 +35,12 @@ CYCLE_ALLOWED: set[tuple[str, str]] = {
 
 # (importer, "imported.module:_name") uses of another package's private names or modules today.
 PRIVATE_ALLOWED: set[tuple[str, str]] = {
-    # batch.py goes around api's public face; api should offer public sampling_params(),
-    # schema_stage() and backend() (architecture review (i).4).
+    # batch.py goes around api's public face; api should offer public sampling_params() and
+    # schema_stage() (architecture review (i).4).
     ("lmnb/batch.py", "lmnb/api.py:_params"),
     ("lmnb/batch.py", "lmnb/api.py:_schema_stage"),
-    ("lmnb/batch.py", "lmnb/api.py:_backend"),
     # widgets/chat.py: the same api._params (-> a public api.sampling_params()).
     ("lmnb/widgets/chat.py", "lmnb/api.py:_params"),
-    # sysmon.py reads api._engine to watch the engine without starting one (-> a public
-    # api.engine_if_started()).
-    ("lmnb/sysmon.py", "lmnb/api.py:_engine"),
     # labcomm.py uses the widgets' private ticker (-> make it public, e.g. lmnb/ticker.py).
     ("lmnb/labcomm.py", "lmnb/widgets/_ticker.py:subscribe"),
     # server/convert.py and server/routes.py import schemas._Sampling (-> name it Sampling).

@@ -367,3 +367,54 @@ def test_logs_pane_shows_filters_escapes_and_clears(loaded, smollm2_path, fast_t
         assert w.count.value.startswith("0 of 0")
     finally:
         w.close()
+
+
+def test_panes_share_one_status_line_and_one_error_rule():
+    """Every pane reports through lmnb.widgets._pane: one colour per kind, escaped text, one rule for
+    which errors are shown by their message alone, and close() ends a live pane's ticker subscription."""
+    import ipywidgets as widgets
+    from traitlets import TraitError
+
+    from lmnb.errors import LmnbError
+    from lmnb.widgets._html import SafeHTML
+    from lmnb.widgets._pane import COLORS, StatusPane, describe, status_html
+    from lmnb.widgets.explorer import NextTokenExplorer
+    from lmnb.widgets.models import Models
+    from lmnb.widgets.parameters import Parameters
+
+    # written for users: the message alone (without its final period); anything else: its type first
+    assert describe(LmnbError("No model is loaded.")) == "No model is loaded"
+    assert describe(ValueError("temperature must be >= 0")) == "temperature must be >= 0"
+    assert describe(TraitError("n_ctx must be > 0")) == "n_ctx must be > 0"
+    assert describe(KeyError("x")) == "KeyError: 'x'"
+    assert describe(RuntimeError()) == "RuntimeError"
+
+    line = status_html("<b>Q4</b> & more", "warn")
+    assert line == f'<span style="overflow-wrap:anywhere;color:{COLORS["warn"]}">&lt;b&gt;Q4&lt;/b&gt; &amp; more</span>'
+    assert status_html("") == "" and "color" not in status_html("plain")
+
+    class Pane(StatusPane, widgets.VBox):
+        _status_attr = "line"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.line, self.other = SafeHTML(), SafeHTML()
+
+    p = Pane()
+    try:
+        p._guard(lambda *_: {}["<missing>"])("ignored argument")  # never raises into the frontend
+        assert p.line.value == f'<span style="overflow-wrap:anywhere;color:{COLORS["error"]}">KeyError: &#39;&lt;missing&gt;&#39;</span>'
+        p._guard(lambda: (_ for _ in ()).throw(ValueError("bad value.")), p.other)()
+        assert "bad value<" in p.other.value and "ValueError" not in p.other.value
+        p._say("done", "ok")
+        assert COLORS["ok"] in p.line.value
+        before = _ticker.subscribers()
+        p._go_live(lambda: None)
+        assert _ticker.subscribers() == before + 1
+    finally:
+        p.close()
+    assert _ticker.subscribers() == before
+    p.close()  # twice is fine
+
+    for pane in (Models, Parameters, NextTokenExplorer, Logs, System):
+        assert issubclass(pane, StatusPane), pane

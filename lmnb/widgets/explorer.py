@@ -15,11 +15,12 @@ import numpy as np
 from .. import distribution as D
 from ..markup import Markup, html, join
 from ._html import SafeHTML
+from ._pane import StatusPane
 
 FILTER_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 
 
-class NextTokenExplorer(W.VBox):
+class NextTokenExplorer(StatusPane, W.VBox):
     """``NextTokenExplorer(prompt)``: what the model would write next, and how sampling picks it.
 
     Args:
@@ -32,6 +33,8 @@ class NextTokenExplorer(W.VBox):
     Python side: ``sample()``, ``greedy()``, ``undo()``, ``text`` (what was added),
     ``distribution`` (the current ``lmnb.distribution.Distribution``).
     """
+
+    _status_attr = "message"  # where a failed Sample / Greedy / Undo says why
 
     def __init__(self, prompt: str, *, chat: bool = False, top: int = 15, seed: int = 0,
                  temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
@@ -81,9 +84,9 @@ class NextTokenExplorer(W.VBox):
 
         for s in (self.temperature, self.top_k, self.top_p, self.min_p):
             s.observe(lambda _change: self._redraw(), names="value")
-        self.sample_button.on_click(lambda _b: self._guard(self.sample))
-        self.greedy_button.on_click(lambda _b: self._guard(self.greedy))
-        self.undo_button.on_click(lambda _b: self._guard(self.undo))
+        self.sample_button.on_click(self._guard(lambda _b: self.sample()))
+        self.greedy_button.on_click(self._guard(lambda _b: self.greedy()))
+        self.undo_button.on_click(self._guard(lambda _b: self.undo()))
 
         super().__init__([
             self.text_view,
@@ -140,12 +143,6 @@ class NextTokenExplorer(W.VBox):
         self._rng_states.append(rng_state)
         self._logits = self._engine.next_token_logits(self._prompt_tokens + self._added)
         self._redraw(what)
-
-    def _guard(self, fn: Any) -> None:
-        try:
-            fn()
-        except Exception as e:  # shown in the pane; the kernel never sees it
-            self.message.value = html('<span style="color:var(--jp-error-color1)">{}</span>', str(e))
 
     # --- drawing ------------------------------------------------------------------------------
     def _piece(self, tok: int) -> bytes:

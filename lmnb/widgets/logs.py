@@ -11,13 +11,13 @@ Log lines carry file paths and arbitrary text, so every line is HTML-escaped.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from typing import Any
 
 import ipywidgets as widgets
 
 from ..markup import Markup, escape, html, join
-from . import _ticker
 from ._html import SafeHTML
+from ._pane import StatusPane
 
 LEVELS = ("debug", "info", "warn", "error")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -44,7 +44,7 @@ def render(records: list, empty: str = "No log lines.") -> Markup:
     )
 
 
-class Logs(widgets.VBox):
+class Logs(StatusPane, widgets.VBox):
     """llama.cpp's log lines, filtered by level.
 
     Parts: ``level`` (Dropdown: debug, info, warn, error — that level and above), ``last``
@@ -57,6 +57,8 @@ class Logs(widgets.VBox):
         live: redraw from the ticker thread when new lines arrive, until ``close()``.
     """
 
+    _status_attr = "note"  # a failed control callback says why here
+
     def __init__(self, *, level: str = "info", last: int = 300, live: bool = True, **kwargs: Any) -> None:
         if level not in _RANK:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -64,7 +66,6 @@ class Logs(widgets.VBox):
         self.add_class("lmnb-logs")
         self._lock = threading.Lock()
         self._key: Any = None
-        self._unsubscribe: Optional[Callable[[], None]] = None
 
         self.level = widgets.Dropdown(options=list(LEVELS), value=level, description="Level",
                                       layout=widgets.Layout(width="12em"))  # fmt: skip
@@ -89,16 +90,7 @@ class Logs(widgets.VBox):
 
         self.refresh(force=True)
         if live:
-            self._unsubscribe = _ticker.subscribe(self.refresh)
-
-    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
-        def run(*args: Any) -> None:
-            try:
-                fn(*args)
-            except Exception as e:  # noqa: BLE001 - a widget callback must never raise
-                self.note.value = html('<span style="color:#c62828">{}</span>', f"{type(e).__name__}: {e}")
-
-        return run
+            self._go_live(self.refresh)
 
     def refresh(self, force: bool = False) -> bool:
         """Redraw if the buffer (or the filter) changed since the last redraw; returns whether it did."""
@@ -138,10 +130,3 @@ class Logs(widgets.VBox):
 
         LOGS.clear()
         self.refresh(force=True)
-
-    def close(self) -> None:
-        """Stop the live updates (the ticker thread ends when no other pane is live) and close."""
-        unsub, self._unsubscribe = self._unsubscribe, None
-        if unsub is not None:
-            unsub()
-        super().close()

@@ -24,14 +24,13 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
-from ..markup import Markup, html
+from ..markup import Markup
 from ..tables import human_bytes, human_count
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
+from ._pane import UI_INTERVAL, StatusPane, describe
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
-UI_INTERVAL = 0.1
-_COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
 _APPS = {"lmstudio": "LM Studio", "ollama": "Ollama"}
 
 
@@ -105,7 +104,7 @@ class _Job:
 # ------------------------------------------------------------------------------------------------
 # The widget
 # ------------------------------------------------------------------------------------------------
-class Models(widgets.VBox):
+class Models(StatusPane, widgets.VBox):
     """Find, download, load and delete GGUF models (LM Studio's Discover + My Models).
 
     Parts, for scripts, tests and dashboards that drive it:
@@ -197,37 +196,20 @@ class Models(widgets.VBox):
         self.download_button.on_click(self._guard(lambda _b: self.download()))
         self.load_button.on_click(self._guard(lambda _b: self.load()))
         self.cancel_button.on_click(self._guard(lambda _b: self.cancel()))
-        self.local.observe(self._guard(self._on_local, local=True), "value")
-        self.local_load_button.on_click(self._guard(lambda _b: self.load_local(), local=True))
-        self.delete_button.on_click(self._guard(lambda _b: self.ask_delete(), local=True))
-        self.confirm_yes.on_click(self._guard(lambda _b: self._confirm(True), local=True))
-        self.confirm_no.on_click(self._guard(lambda _b: self._confirm(False), local=True))
-        self.refresh_button.on_click(self._guard(lambda _b: self.refresh(), local=True))
+        self.local.observe(self._guard(self._on_local, self.local_status), "value")
+        self.local_load_button.on_click(self._guard(lambda _b: self.load_local(), self.local_status))
+        self.delete_button.on_click(self._guard(lambda _b: self.ask_delete(), self.local_status))
+        self.confirm_yes.on_click(self._guard(lambda _b: self._confirm(True), self.local_status))
+        self.confirm_no.on_click(self._guard(lambda _b: self._confirm(False), self.local_status))
+        self.refresh_button.on_click(self._guard(lambda _b: self.refresh(), self.local_status))
 
         self.refresh()  # local only: no network at construction
 
     # --------------------------------------------------------------------------------------------
     # Plumbing
     # --------------------------------------------------------------------------------------------
-    def _say(self, text: str, kind: str = "info", target: Optional[SafeHTML] = None) -> None:
-        target = self.status if target is None else target
-        color = _COLORS.get(kind, "")
-        style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
-        target.value = html('<span style="{}">{}</span>', style, text)
-
-    def _guard(self, fn: Callable[..., Any], local: bool = False) -> Callable[..., None]:
-        """A callback that reports its errors in a status line instead of raising into the frontend."""
-
-        def run(*args: Any) -> None:
-            try:
-                fn(*args)
-            except Exception as e:  # noqa: BLE001 - a widget callback must never raise
-                self._say(_describe(e), "error", self.local_status if local else self.status)
-
-        return run
-
     def _spawn(self, fn: Callable[..., Any], *args: Any, local: bool = False) -> threading.Thread:
-        return self._jobs.start(self._guard(fn, local=local), *args)
+        return self._jobs.start(self._guard(fn, self.local_status if local else None), *args)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the background work started here (downloads, loads) is over; False on timeout."""
@@ -391,7 +373,7 @@ class Models(widgets.VBox):
             with self._lock:
                 job.finished = True
                 self.progress.bar_style = "danger"
-                self._say(_describe(e), "error")
+                self._say(describe(e), "error")
         else:
             with self._lock:
                 job.finished = True
@@ -471,7 +453,7 @@ class Models(widgets.VBox):
             self._update_buttons()
             info = api.load(path, progress=progress)
         except Exception as e:  # LoadError with a readable reason, mostly
-            self._say(f"Could not load {label}: {_describe(e)}", "error", target)
+            self._say(f"Could not load {label}: {describe(e)}", "error", target)
         else:
             self._say(f"Loaded {info.describe()}. %%lm chat and lmnb.chat() use it now.", "ok", target)
         finally:
@@ -495,7 +477,7 @@ class Models(widgets.VBox):
         try:
             found = api.models()
         except Exception as e:  # noqa: BLE001 - shown, not raised
-            self._say(f"Could not list the local models: {_describe(e)}", "error", self.local_status)
+            self._say(f"Could not list the local models: {describe(e)}", "error", self.local_status)
             return None
         counts: dict[str, int] = {}
         for m in found:
@@ -586,6 +568,3 @@ class Models(widgets.VBox):
         self.refresh()
         self._relabel_quants()
 
-
-def _describe(e: BaseException) -> str:
-    return str(e) if isinstance(e, LmnbError) and str(e) else f"{type(e).__name__}: {e}"

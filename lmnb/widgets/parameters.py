@@ -29,10 +29,9 @@ from .. import presets as _presets
 from ..markup import Markup, html
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
+from ._pane import UI_INTERVAL, StatusPane, describe
 
 # Widget updates from the load-progress callback: at most ~10 a second.
-UI_INTERVAL = 0.1
-_COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
 _DESCRIPTION_WIDTH = "10.5em"  # fits "frequency_penalty", so every control lines up
 _CONTROL_WIDTH = "34em"
 
@@ -151,7 +150,7 @@ def describe_options(opts: Any) -> str:
     )
 
 
-class Parameters(widgets.VBox):
+class Parameters(StatusPane, widgets.VBox):
     """Sampling and load settings of the session, with presets (LM Studio's settings sidebar).
 
     Parts, for scripts, tests and the studio:
@@ -171,6 +170,10 @@ class Parameters(widgets.VBox):
     The pane follows models loaded elsewhere (``%lm load``, the Models pane) through the engine's
     model listeners.
     """
+
+    # Errors of a callback go here unless it names another line. A config observer is guarded
+    # too: `%lm set` must not fail because a panel did.
+    _status_attr = "sampling_status"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -280,23 +283,6 @@ class Parameters(widgets.VBox):
     # --------------------------------------------------------------------------------------------
     # Plumbing
     # --------------------------------------------------------------------------------------------
-    def _say(self, target: SafeHTML, text: str, kind: str = "info") -> None:
-        color = _COLORS.get(kind, "")
-        style = "overflow-wrap:anywhere" + (f";color:{color}" if color else "")
-        target.value = html('<span style="{}">{}</span>', style, text) if text else Markup("")
-
-    def _guard(self, fn: Callable[..., Any], target: Optional[SafeHTML] = None) -> Callable[..., None]:
-        """A callback that reports its errors in a status line instead of raising into the frontend
-        (or into whoever changed the config: ``%lm set`` must not fail because a panel did)."""
-
-        def run(*args: Any) -> None:
-            try:
-                fn(*args)
-            except Exception as e:  # noqa: BLE001 - a widget callback must never raise
-                self._say(self.sampling_status if target is None else target, _describe(e), "error")
-
-        return run
-
     def _observe_config(self, handler: Callable[[dict], None], names: list[str]) -> None:
         self._cfg.observe(handler, names=names)
         self._config_observers.append((handler, names))
@@ -373,13 +359,13 @@ class Parameters(widgets.VBox):
             configure(**{name: value})
         except Exception as e:  # TraitError, ValueError: the config's or the engine's own message
             self._set_control(name, getattr(self._cfg, name))
-            self._say(status, f"{name} not changed: {_describe(e)}", "error")
+            self._say(f"{name} not changed: {describe(e)}", "error", status)
             self._rejected.add(name)
             return
         if name in SAMPLING_CONTROLS:
             self._show_sampling_problems()
         elif self._rejected & set(LOAD_CONTROLS):
-            self._say(self.load_status, "")  # the error is outdated (a reload's outcome stays shown)
+            self._say("", "info", self.load_status)  # the error is outdated (a reload's outcome stays shown)
         self._rejected -= set(LOAD_CONTROLS) if name in LOAD_CONTROLS else set(SAMPLING_CONTROLS)
 
     def _set_control(self, name: str, value: Any) -> None:
@@ -409,9 +395,9 @@ class Parameters(widgets.VBox):
             except ValueError as e:
                 problems.append(str(e))
         if problems:
-            self._say(self.sampling_status, "Requests will fail until this is fixed: " + "; ".join(problems), "warn")
+            self._say("Requests will fail until this is fixed: " + "; ".join(problems), "warn")
         else:
-            self._say(self.sampling_status, "")
+            self._say("")
 
     # --------------------------------------------------------------------------------------------
     # Presets
@@ -427,7 +413,7 @@ class Parameters(widgets.VBox):
             self._sync_preset()
         self._update_delete()
         if problem:
-            self._say(self.preset_status, problem, "warn")
+            self._say(problem, "warn", self.preset_status)
 
     def _sync_preset(self) -> None:
         """Show the preset the current settings match (blank once a control moves away from it)."""
@@ -466,7 +452,7 @@ class Parameters(widgets.VBox):
             self.preset.value = name if name in self.preset.options else self.preset.value
         self._update_delete()
         shown = " · ".join(f"{k} {v}" for k, v in values.items())
-        self._say(self.preset_status, f"Applied {name}: {shown}", "ok")
+        self._say(f"Applied {name}: {shown}", "ok", self.preset_status)
         return values
 
     def save_preset(self, name: Optional[str] = None) -> dict:
@@ -475,18 +461,18 @@ class Parameters(widgets.VBox):
         values = _presets.save(name)
         self._refresh_presets(select=name)
         self.preset_name.value = ""
-        self._say(self.preset_status, f"Saved {name} to {_presets.user_presets_path()}.", "ok")
+        self._say(f"Saved {name} to {_presets.user_presets_path()}.", "ok", self.preset_status)
         return values
 
     def delete_preset(self, name: Optional[str] = None) -> None:
         """Delete the user preset ``name`` (default: the selected one)."""
         name = self.preset.value if name is None else name
         if name is None:
-            self._say(self.preset_status, "Choose a preset to delete.", "warn")
+            self._say("Choose a preset to delete.", "warn", self.preset_status)
             return
         _presets.delete(name)
         self._refresh_presets()
-        self._say(self.preset_status, f"Deleted {name}.", "ok")
+        self._say(f"Deleted {name}.", "ok", self.preset_status)
 
     # --------------------------------------------------------------------------------------------
     # Load options and reload
@@ -521,7 +507,7 @@ class Parameters(widgets.VBox):
             else:
                 hint, kind = f"{st.model.name} is loaded with these options.", "info"
         self.apply_button.tooltip = hint if self.apply_button.disabled else "Reload the model with these options"
-        self._say(self.load_hint, hint, kind)
+        self._say(hint, kind, self.load_hint)
 
     def reload(self) -> Optional[threading.Thread]:
         """Reload the loaded model with the load options, in a background thread (``wait()`` joins it).
@@ -534,11 +520,11 @@ class Parameters(widgets.VBox):
         engine = api.get_engine()
         with self._lock:
             if self._reloading:
-                self._say(self.load_status, "A reload is running already: wait for it.", "warn")
+                self._say("A reload is running already: wait for it.", "warn", self.load_status)
                 return None
             st = engine.status()
             if not st.loaded or st.options is None:
-                self._say(self.load_status, "No model is loaded, so there is nothing to reload.", "warn")
+                self._say("No model is loaded, so there is nothing to reload.", "warn", self.load_status)
                 self.refresh()
                 return None
             self._reloading = True
@@ -547,7 +533,7 @@ class Parameters(widgets.VBox):
         options = {**dataclasses.asdict(loaded), **{name: getattr(cfg, name) for name in LOAD_CONTROLS}}
         self.progress.value, self.progress.bar_style = 0.0, ""
         self.progress.layout.visibility = "visible"
-        self._say(self.load_status, f"Reloading {info.name}…")
+        self._say(f"Reloading {info.name}…", "info", self.load_status)
         self.refresh()
         return self._spawn(self._reload, info, options)
 
@@ -568,23 +554,14 @@ class Parameters(widgets.VBox):
         except Exception as e:  # LoadError (out of memory, bad option), ValueError
             self.progress.bar_style = "danger"
             gone = "" if api.get_engine().loaded else " No model is loaded now."
-            self._say(self.load_status, f"Could not reload {info.name}: {_describe(e)}.{gone}", "error")
+            self._say(f"Could not reload {info.name}: {describe(e)}.{gone}", "error", self.load_status)
         else:
             self.progress.bar_style = "success"
             st = api.get_engine().status()
             took = time.monotonic() - t0
-            self._say(self.load_status, f"Reloaded {info.name} in {took:.1f} s · {describe_options(st.options)}", "ok")
+            self._say(f"Reloaded {info.name} in {took:.1f} s · {describe_options(st.options)}", "ok", self.load_status)
         finally:
             with self._lock:
                 self._reloading = False
             self.refresh()
 
-
-def _describe(e: BaseException) -> str:
-    from traitlets import TraitError
-
-    from ..errors import LmnbError
-
-    text = str(e).rstrip(".")
-    readable = isinstance(e, (LmnbError, ValueError, TraitError))  # their messages are written for users
-    return text if readable and text else f"{type(e).__name__}: {text}"

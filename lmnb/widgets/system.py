@@ -19,8 +19,8 @@ import ipywidgets as widgets
 from ..markup import html
 from ..sysmon import GPUStat, Monitor, Snapshot
 from ..tables import human_bytes
-from . import _ticker
 from ._html import SafeHTML
+from ._pane import StatusPane
 
 _LABEL = widgets.Layout(width="7em", min_width="7em")
 _BAR = widgets.Layout(width="12em")
@@ -65,7 +65,7 @@ class _GPUView(widgets.VBox):
         self.temperature.value = "n/a" if g.temperature is None else f"{g.temperature:.0f} °C"
 
 
-class System(widgets.VBox):
+class System(StatusPane, widgets.VBox):
     """Live resource monitor (LM Studio's system panel).
 
     Parts: ``cpu``, ``ram_bar`` (FloatProgress 0..1) and ``ram``, ``rss`` (this kernel),
@@ -85,7 +85,6 @@ class System(widgets.VBox):
         self.monitor = monitor if monitor is not None else Monitor()
         self.snapshot: Optional[Snapshot] = None
         self._lock = threading.Lock()
-        self._unsubscribe: Optional[Any] = None
 
         self.cpu = SafeHTML()
         self.ram_bar = _bar()
@@ -110,7 +109,7 @@ class System(widgets.VBox):
         ]
         self.refresh()
         if live:
-            self._unsubscribe = _ticker.subscribe(self.refresh)
+            self._go_live(self.refresh)
 
     def refresh(self) -> Optional[Snapshot]:
         """Sample now and show it; returns the ``Snapshot`` (never raises)."""
@@ -157,10 +156,3 @@ class System(widgets.VBox):
             on, of = s.layers_offloaded
             note = "" if on or not s.model else " (CPU only)"
             self.layers.value = f"{on}/{of} layers on the GPU{note}"
-
-    def close(self) -> None:
-        """Stop the live updates (the ticker thread ends when no other pane is live) and close."""
-        unsub, self._unsubscribe = self._unsubscribe, None
-        if unsub is not None:
-            unsub()
-        super().close()
