@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .tables import human_bytes
+
 _MIB = 1 << 20
 _N_UBATCH = 512
 # The most a verdict lets a model take: a machine also runs the notebook, the browser, the OS.
@@ -48,9 +50,9 @@ class Hardware:
         return sum(g.free for g in self.gpus) if self.gpu_offload else 0
 
     def describe(self) -> str:
-        s = f"RAM {self.ram_available / 2**30:.1f} of {self.ram_total / 2**30:.1f} GiB free"
+        s = f"RAM {human_bytes(self.ram_available)} of {human_bytes(self.ram_total)} free"
         for g in self.gpus:
-            s += f"; {g.name} {g.free / 2**30:.1f} of {g.total / 2**30:.1f} GiB free"
+            s += f"; {g.name} {human_bytes(g.free)} of {human_bytes(g.total)} free"
         if self.gpus and not self.gpu_offload:
             s += " (this llama.cpp build cannot offload to it)"
         return s
@@ -138,9 +140,9 @@ class Fit:
     def describe(self) -> str:
         approx = "" if self.exact else "~"
         return (
-            f"{self.label}: needs {approx}{self.total / 2**30:.2f} GiB at context {self.n_ctx} "
-            f"(weights {self.weights / 2**30:.2f} + KV cache {self.kv_cache / 2**30:.2f} "
-            f"+ compute {self.compute / 2**30:.2f}); {self.hardware.describe()}"
+            f"{self.label}: needs {approx}{human_bytes(self.total)} at context {self.n_ctx} "
+            f"(weights {human_bytes(self.weights)} + KV cache {human_bytes(self.kv_cache)} "
+            f"+ compute {human_bytes(self.compute)}); {self.hardware.describe()}"
         )
 
 

@@ -49,7 +49,7 @@ class LocalModel:
         return self.source in DELETABLE
 
     def __repr__(self) -> str:
-        return f"LocalModel({self.name!r}, {self.size / 2**20:.0f} MiB, {self.source})"
+        return f"LocalModel({self.name!r}, {human_bytes(self.size)}, {self.source})"
 
 
 class ModelList(TableList):

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tables import human_bytes
+
 log = logging.getLogger(__name__)
 
 ENV_LMSTUDIO_DIRS = "LMNB_LMSTUDIO_DIRS"
@@ -49,7 +51,7 @@ class ExternalModel:
     architecture: str | None = None
 
     def __repr__(self) -> str:
-        return f"ExternalModel({self.name!r}, {self.size / 2**20:.0f} MiB, {self.source}, {self.quantization})"
+        return f"ExternalModel({self.name!r}, {human_bytes(self.size)}, {self.source}, {self.quantization})"
 
 
 # --- where the apps keep their models ----------------------------------------------------------

@@ -11,6 +11,12 @@ from .markup import html, join
 
 
 def human_bytes(n: float) -> str:
+    """A size for people: ``98.4 MB``, ``4.9 GB``, ``512 B``. lmnb's one way to print bytes.
+
+    Decimal units (1 MB = 1000**2 bytes), the way the Hugging Face Hub, LM Studio and file managers
+    on macOS and in GNOME show file sizes, so a model's size here matches the one on its Hub page.
+    (llama.cpp's own log lines say MiB; those are llama.cpp's, printed as they come.)
+    """
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"

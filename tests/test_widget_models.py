@@ -125,7 +125,7 @@ def test_selecting_a_repo_lists_quantizations_with_fit(server):
     assert w.quant.value.quant == "Q4_K_M"  # the repo's default is preselected
     assert w.quant.value.ref == f"{REPO}:Q4_K_M"
     fit = r"(fits on GPU|partial offload \(\d+/\d+ layers\)|fits \(CPU\)|CPU only)"
-    assert re.fullmatch(rf"Q4_K_M · 98\.\d MB · needs \d+\.\d\d GB · {fit}", w.quant.label), w.quant.label
+    assert re.fullmatch(rf"Q4_K_M · 98\.\d MB · needs \d+\.\d [MG]B · {fit}", w.quant.label), w.quant.label
     assert w.quant.value.fit.exact  # the GGUF header was read from the server with range requests
     assert not w.download_button.disabled and not w.load_button.disabled
     assert "2 quantizations; Q4_K_M preselected" in w.status.value

@@ -254,4 +254,4 @@ def remote_header(repo_id: str, filename: str, *, revision: Optional[str] = None
             except EOFError:
                 if len(r.content) < n:  # the whole file was shorter than the range: it is damaged
                     raise
-    raise HubError(f"The GGUF header of {filename} is larger than {_HEADER_RANGES[-1] >> 20} MB")
+    raise HubError(f"The GGUF header of {filename} is larger than {human_bytes(_HEADER_RANGES[-1])}")

@@ -50,11 +50,11 @@ def repo_label(m: Any) -> str:
 
 
 def quant_label(o: Any, downloaded: bool = False) -> str:
-    """One quantization: ``Q4_K_M · 105.0 MB · needs 0.30 GB · fits (CPU)``."""
+    """One quantization: ``Q4_K_M · 105.0 MB · needs 301.2 MB · fits (CPU)``."""
     size = human_bytes(o.size) + (f" ({len(o.files)} parts)" if len(o.files) > 1 else "")
     parts = [o.quant or o.filename, size]
     if o.fit is not None:
-        parts.append(f"needs {'' if o.fit.exact else '~'}{o.fit.total / 1e9:.2f} GB")
+        parts.append(f"needs {'' if o.fit.exact else '~'}{human_bytes(o.fit.total)}")
         parts.append(o.fit.label)
     if downloaded:
         parts.append("downloaded")
