@@ -33,7 +33,8 @@ CYCLE_ALLOWED: set[tuple[str, str]] = {
     ("lmnb/server/convert.py", "lmnb/__init__.py"),
 }
 
-# (importer, "imported.module:_name") uses of another package's private names or modules today.
+# (importer, "imported/module.py:_name") uses of another module's private name, or of another
+# package's private module (then the name is public or empty), today.
 PRIVATE_ALLOWED: set[tuple[str, str]] = {
     # batch.py goes around api's public face; api should offer public sampling_params() and
     # schema_stage() (architecture review (i).4).
@@ -50,9 +51,9 @@ PRIVATE_ALLOWED: set[tuple[str, str]] = {
 
 # Modules over MAX_LINES today (path under lmnb/). Split them; do not add to this list.
 OVERSIZED_ALLOWED: set[str] = {
-    "lmnb/api.py",  # 625 lines at the time of writing
-    "lmnb/engine/engine.py",  # 871: carve out the scheduler (architecture review (i).3)
-    "lmnb/magics.py",  # 625: generate the help from the parsers, share flags with cli.py
+    "lmnb/api.py",  # ~690 lines when this list was written
+    "lmnb/engine/engine.py",  # ~880: carve out the scheduler (architecture review (i).3)
+    "lmnb/magics.py",  # ~645: generate the help from the parsers, share flags with cli.py
 }
 
 
