@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
     "load": "api",
     "unload": "api",
+    "loaded": "api",
     "info": "api",
     "status": "api",
     "models": "api",

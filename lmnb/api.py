@@ -9,35 +9,56 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from .config import get_config
-from .errors import NoModelLoaded
+from .errors import LmnbError, NoModelLoaded
 from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
 
-_engine = None
-_engine_lock = threading.Lock()
+_registry: Optional["Registry"] = None
+_registry_lock = threading.Lock()
 _loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
 _sha256: dict[str, "threading.Thread"] = {}
 _remote = None  # a RemoteBackend while `lmnb.connect()` is in effect
+_log = logging.getLogger("lmnb")
+
+if TYPE_CHECKING:
+    from .engine import Engine, GenerationSpec, Request, Stage
+    from .registry import Loaded, Registry
 
 
-def get_engine():
-    """The session's shared ``Engine`` (started on first use)."""
-    global _engine
-    with _engine_lock:
-        if _engine is None:
+def registry() -> "Registry":
+    """The models loaded in this kernel, by name (created on first use)."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
             from .engine import Engine
             from .engine.logs import follow_config
+            from .registry import Registry
 
             follow_config(get_config())
-            _engine = Engine()
+            _registry = Registry(lambda name: Engine(name=name))
             # Free llama.cpp before the interpreter tears down: a daemon worker killed inside
             # llama_decode at exit can crash the process on its way out.
-            atexit.register(_engine.shutdown, 10)
-            _engine.listeners.append(_on_complete)
-        return _engine
+            atexit.register(_registry.shutdown, 10)
+        return _registry
+
+
+def get_engine(model: Optional[str] = None) -> "Engine":
+    """The ``Engine`` of a loaded model (``None``: the default model's, started on first use)."""
+    if model is None:
+        from .registry import DEFAULT
+
+        return registry().engine(DEFAULT)
+    return registry().get(model)
+
+
+def engine_if_started() -> Optional["Engine"]:
+    """The default model's engine if anything started it, else ``None`` (starts nothing)."""
+    from .registry import DEFAULT
+
+    return _registry._engines.get(DEFAULT) if _registry is not None else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -46,6 +67,7 @@ def get_engine():
 def load(
     model: Optional[str] = None,
     *,
+    name: Optional[str] = None,
     n_ctx: Optional[int] = None,
     n_gpu_layers: Optional[Union[int, str]] = None,
     n_threads: Optional[int] = None,
@@ -58,12 +80,15 @@ def load(
     progress: Any = None,
     download: bool = True,
 ) -> ModelInfo:
-    """Load a GGUF model into the kernel, replacing the current one.
+    """Load a GGUF model into the kernel.
 
     Args:
         model: a ``.gguf`` path, ``"smollm2"``/``"gemma3"`` (bundled), a Hugging Face repo id
             (``"owner/repo"``, ``"owner/repo:Q4_K_M"``; downloaded first when not in the cache), a
             name from ``lmnb.models()`` (LM Studio, Ollama), or ``None`` for the default.
+        name: load it under this name, beside the models already loaded (requests choose it
+            with ``model=name``). ``None``: it becomes the default model, replacing the previous
+            default (the other named models stay loaded).
         n_ctx: context length in tokens (0 = the model's trained length).
         n_gpu_layers: layers on the GPU: an int, ``"auto"`` or ``"max"``.
         n_parallel: requests decoded together per step (``n_ctx / n_parallel`` tokens each).
@@ -71,8 +96,11 @@ def load(
         download: fetch a Hugging Face model missing from the cache (with a progress bar).
 
     Returns:
-        The model's ``ModelInfo``. Raises ``LoadError`` with a readable reason on failure; the
-        previously loaded model stays loaded when the new file cannot even be opened.
+        The model's ``ModelInfo``.
+
+    Raises:
+        LoadError: with a readable reason; the model loaded under that name before stays loaded
+            when the new file cannot even be opened.
     """
     from .library import resolve
 
@@ -90,7 +118,9 @@ def load(
     )
     if _remote is not None:
         disconnect()  # loading a local model means: use the local engine again
-    info = get_engine().load(path, opts, progress=progress)
+    if name is not None and not name.strip():
+        raise ValueError("name must not be empty (leave it out to load the default model)")
+    info = registry().load(path, opts, name=name, progress=progress)
     if info.path not in _loaded_paths:
         _loaded_paths.append(info.path)
     from .history_db import record_use
@@ -100,9 +130,24 @@ def load(
     return info
 
 
-def unload() -> bool:
-    """Free the loaded model and its context. Returns whether one was loaded."""
-    return get_engine().unload()
+def unload(model: Optional[str] = None, *, all: bool = False) -> bool:
+    """Free a loaded model and its context.
+
+    Args:
+        model: which one (its name, as for ``chat(model=...)``); ``None``: the default model.
+        all: unload every model.
+
+    Returns:
+        Whether a model was loaded.
+    """
+    if all:
+        return registry().unload_all() > 0
+    return registry().unload(model)
+
+
+def loaded() -> list["Loaded"]:
+    """Every loaded model, with its name, memory and whether a request loaded it on demand."""
+    return registry().loaded()
 
 
 def info(model: Optional[str] = None) -> ModelInfo:
@@ -114,8 +159,11 @@ def info(model: Optional[str] = None) -> ModelInfo:
 
 
 def status() -> Status:
-    """Loaded model, load options, memory, last tokens/s, queue depth (or the remote backend's)."""
-    return _backend().status()
+    """The default model, load options, memory, last tokens/s, queue depth (or the remote
+    backend's); ``.models`` lists every loaded model with its memory."""
+    st = _backend().status()
+    st.models = registry().loaded()
+    return st
 
 
 def connect(url: str, *, api_key: Optional[str] = None, model: Optional[str] = None):
@@ -135,7 +183,6 @@ def connect(url: str, *, api_key: Optional[str] = None, model: Optional[str] = N
     from .remote import RemoteBackend
 
     backend = RemoteBackend(url, api_key=api_key, model=model)
-    backend.listeners.append(_on_complete)
     _remote = backend
     return backend
 
@@ -152,8 +199,20 @@ def current_model() -> Optional[ModelInfo]:
     return _backend().info
 
 
-def _backend():
-    return _remote if _remote is not None else get_engine()
+def backend(model: Optional[str] = None):
+    """What serves a request for ``model``: the remote backend while connected (no model
+    named), else the engine of the loaded model so named (``None``: the default model, else the
+    first loaded; an engine with no model when none is)."""
+    if model is None:
+        if _remote is not None:
+            return _remote
+        reg = registry()
+        name = reg.find(None)
+        return reg.engine(name) if name is not None else get_engine()
+    return registry().get(model)
+
+
+_backend = backend
 
 
 def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
@@ -214,8 +273,9 @@ def models():
     from .library import local_models
 
     out = local_models(tuple(_loaded_paths))
-    current = _engine.info if _engine is not None and _engine.loaded else None
-    out.loaded_path = current.path if current else None
+    loaded = [m.model.path for m in registry().loaded()] if _registry is not None else []
+    out.loaded_path = loaded[0] if loaded else None
+    out.loaded_paths = loaded
     return out
 
 
@@ -244,17 +304,31 @@ def rm(model: str) -> int:
     """
     from .library import rm as _rm
 
-    current = _engine.info if _engine is not None and _engine.loaded else None
-    return _rm(model, loaded_path=current.path if current else None)
+    from .library import resolve
+
+    try:
+        target = os.path.realpath(resolve(model, download=False)) if model else None
+    except LmnbError:
+        target = None  # not found: _rm says so, with what there is
+    for m in registry().loaded() if _registry is not None else []:
+        if target is not None and os.path.realpath(m.model.path) == target:
+            return _rm(model, loaded_path=m.model.path)  # refused, with the reason
+    return _rm(model, loaded_path=None)
 
 
-def model_sha256(path: Optional[str] = None) -> Optional[str]:
-    """sha256 of the loaded (or given) model file; computed once, in the background at load."""
-    from .history_db import file_sha256
+def model_sha256(path: Optional[str] = None, *, wait: bool = True) -> Optional[str]:
+    """sha256 of the loaded (or given) model file; computed once, in the background at load.
+
+    With ``wait=False``, ``None`` while the hash is still being computed (a reply never waits
+    for a multi-GB file to be hashed).
+    """
+    from .history_db import file_sha256, known_sha256
 
     path = path or (get_engine().info.path if get_engine().info else None)
     if not path:
         return None
+    if not wait:
+        return known_sha256(path, _history_db())
     t = _sha256.get(path)
     if t is not None:
         t.join()
@@ -281,49 +355,90 @@ def _safe(fn, *a):
 # ----------------------------------------------------------------------------------------------
 # Generation
 # ----------------------------------------------------------------------------------------------
-@dataclass
 class Conversation:
     """A named chat, shared by ``%%lm chat --name N``, ``lmnb.chat(..., conversation=N)`` and the
-    Chat widget. Assistant messages also carry ``"stats"`` (tokens, tokens/s, time to first token)."""
+    Chat widget. Assistant messages also carry ``"stats"`` (tokens, tokens/s, time to first token).
 
-    name: str
-    system: Optional[str] = None
-    messages: list[Message] = field(default_factory=list)
-    # called with the conversation after every change (a widget showing it redraws)
-    listeners: list = field(default_factory=list, repr=False, compare=False)
+    Safe to change from several threads: replies are appended on the replies thread while a
+    widget or a cell edits the list. Read ``messages`` for a look; change it only through the
+    methods (or inside ``with conv.lock:`` followed by ``changed()``).
+    """
+
+    def __init__(self, name: str, system: Optional[str] = None) -> None:
+        self.name = name
+        self.system = system
+        self.messages: list[Message] = []
+        self.lock = threading.RLock()
+        # called with the conversation after every change (a widget showing it redraws)
+        self.listeners: list = []
 
     def all_messages(self) -> list[Message]:
         """What the chat template sees: the system prompt, then role and content of each message."""
-        sys = [{"role": "system", "content": self.system}] if self.system else []
-        return sys + [{"role": m["role"], "content": m["content"]} for m in self.messages]
+        with self.lock:
+            sys = [{"role": "system", "content": self.system}] if self.system else []
+            return sys + [{"role": m["role"], "content": m["content"]} for m in self.messages]
+
+    def snapshot(self) -> list[Message]:
+        """A copy of the messages (each message copied too)."""
+        with self.lock:
+            return [dict(m) for m in self.messages]
+
+    def append_turn(self, user: Message, reply: Message) -> None:
+        """Add a question and its reply together, so no reader sees one without the other."""
+        with self.lock:
+            self.messages.extend((user, reply))
+        self.changed()
+
+    def replace(self, messages: list[Message]) -> None:
+        """Set the whole list of messages (a widget's edit)."""
+        with self.lock:
+            self.messages[:] = [dict(m) for m in messages]
+        self.changed()
+
+    def pop_last_turn(self) -> list[Message]:
+        """Remove the last user message and everything after it; returns what was removed."""
+        with self.lock:
+            last = max((i for i, m in enumerate(self.messages) if m.get("role") == "user"), default=None)
+            if last is None:
+                return []
+            removed = self.messages[last:]
+            del self.messages[last:]
+        self.changed()
+        return removed
 
     def clear(self) -> None:
         """Forget the messages (the system prompt stays)."""
-        self.messages.clear()
+        with self.lock:
+            self.messages.clear()
         self.changed()
 
     def changed(self) -> None:
-        """Tell the listeners the messages changed (call after editing ``messages`` in place)."""
+        """Tell the listeners the messages changed."""
         for fn in list(self.listeners):
             try:
                 fn(self)
             except Exception:  # a closed widget must not break the conversation
-                pass
+                _log.debug("conversation listener failed", exc_info=True)
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
     def __repr__(self) -> str:
         return f"Conversation({self.name!r}, {len(self.messages)} messages)"
 
 
 _conversations: dict[str, Conversation] = {}
+_conversations_lock = threading.Lock()
 DEFAULT_CONVERSATION = "default"
 
 
 def _named_conversation(name: str) -> Conversation:
     # separate from `conversation()` because chat()'s `conversation` argument shadows that name
-    conv = _conversations.get(name)
-    if conv is None:
-        conv = _conversations[name] = Conversation(name)
-    return conv
+    with _conversations_lock:
+        conv = _conversations.get(name)
+        if conv is None:
+            conv = _conversations[name] = Conversation(name)
+        return conv
 
 
 def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
@@ -339,7 +454,8 @@ def reset(name: Optional[str] = None) -> None:
             conv.clear()
 
 
-def _params(kw: dict[str, Any]) -> SamplingParams:
+def sampling_params(kw: dict[str, Any]) -> SamplingParams:
+    """``kw`` as ``SamplingParams``; raises ``TypeError`` naming unknown parameters."""
     unknown = set(kw) - set(SAMPLING_FIELDS)
     if unknown:
         raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(SAMPLING_FIELDS)}")
@@ -355,9 +471,10 @@ def chat(
     grammar: Optional[str] = None,
     schema: Any = None,
     logprobs: Optional[int] = None,
+    model: Optional[str] = None,
     **params: Any,
-):
-    """Ask the loaded model, through its chat template.
+) -> Union[Completion, "Request"]:
+    """Ask a loaded model, through its chat template.
 
     Args:
         message: the user's text, or a full list of ``{"role", "content"}`` messages.
@@ -369,22 +486,28 @@ def chat(
         schema: JSON the reply must match, by construction (a grammar made from it): a pydantic
             model, dataclass or TypedDict class, a JSON Schema dict, or ``"json"`` for any JSON
             object. The ``Completion``'s ``.parsed`` holds the object (a model instance, a dataclass,
-            a dict); a reply cut off at ``max_tokens`` raises ``StructuredOutputError``. Say what
-            you want in the prompt too: the grammar fixes the shape, not the content.
+            a dict). Say what you want in the prompt too: the grammar fixes the shape, not the content.
         logprobs: record each reply token's probability and this many alternatives
             (``Completion.logprobs``, OpenAI's format; ``lmnb.token_probs`` shows them).
+        model: which loaded model answers (its name, see ``load(name=...)``); ``None``: the default.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
     Returns:
-        A ``Completion`` (or a streaming ``Request`` when ``stream=True``; with a ``schema``, its
-        ``.result().parsed`` is the object, or ``None`` when the reply could not be parsed).
+        A ``Completion``, or a streaming ``Request`` when ``stream=True`` (with a ``schema``, its
+        ``.result().parsed`` is the object, or ``None`` and ``.parse_error`` says why).
+
+    Raises:
+        NoModelLoaded: no model is loaded.
+        StructuredOutputError: with ``schema`` and ``stream=False``, the reply is not a valid object
+            (e.g. cut off at ``max_tokens``); ``.completion`` holds the reply.
+        ValueError: a parameter is out of range.
     """
     from .engine import GenerationSpec
 
-    p = _params(params)
-    tags: dict[str, Any] = {"kind": "chat"}
-    grammar = _schema_grammar(schema, grammar, tags)
+    p = sampling_params(params)
+    stages, grammar = schema_stage(schema, grammar)
+    on_done: list = []
     if isinstance(message, list):
         messages = [dict(m) for m in message]
         if system:
@@ -396,68 +519,114 @@ def chat(
             if system is not None:
                 conv.system = system or None
             messages = conv.all_messages() + [user]
-            tags.update(conversation=conversation, user=user)
+            on_done.append(_append_to(conv, user))
         else:
             sys_prompt = system if system is not None else (get_config().system_prompt or None)
             messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
-    return _run(GenerationSpec(messages=messages, params=p, grammar=grammar, tags=tags, logprobs=logprobs), stream)
+    spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
+    req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)
+    return req if stream else _wait(req)
 
 
 def complete(
     prompt: str, *, stream: bool = False, grammar: Optional[str] = None, schema: Any = None,
-    logprobs: Optional[int] = None, **params: Any,
-):  # fmt: skip
+    logprobs: Optional[int] = None, model: Optional[str] = None, **params: Any,
+) -> Union[Completion, "Request"]:  # fmt: skip
     """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
     from .engine import GenerationSpec
 
-    tags: dict[str, Any] = {"kind": "complete"}
-    grammar = _schema_grammar(schema, grammar, tags)
-    spec = GenerationSpec(prompt=prompt, params=_params(params), grammar=grammar, tags=tags, logprobs=logprobs)
-    return _run(spec, stream)
+    stages, grammar = schema_stage(schema, grammar)
+    spec = GenerationSpec(prompt=prompt, params=sampling_params(params), grammar=grammar, logprobs=logprobs)
+    req = submit(spec, kind="complete", model=model, stages=stages)
+    return req if stream else _wait(req)
 
 
-def _schema_grammar(schema: Any, grammar: Optional[str], tags: dict[str, Any]) -> Optional[str]:
-    """The grammar for ``schema`` (noted in ``tags``, so the reply gets parsed), else ``grammar``."""
-    if schema is None:
-        return grammar
-    if grammar is not None:
-        raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
-    from .structured import grammar as schema_to_grammar
+def submit(spec: "GenerationSpec", *, kind: str, model: Optional[str] = None, conversation: Optional[str] = None,
+           stages: Sequence["Stage"] = (), on_done: Sequence[Callable[[Completion], None]] = ()) -> "Request":  # fmt: skip
+    """Send ``spec`` to the current backend and return the streaming ``Request``.
 
-    tags["schema"] = schema
-    return schema_to_grammar(schema)
+    Every generation goes through here (cells, widgets, ``map``, the server), so each gets its
+    history row, written with the model that serves it, off the decode thread.
 
+    Args:
+        spec: what to generate.
+        kind: recorded in the history (``chat``, ``complete``, ``map``, ``server``).
+        model: the loaded model to use (see ``backend``).
+        conversation: the conversation name recorded with the row.
+        stages: output stages (see ``lmnb.engine.Stage``).
+        on_done: callbacks for the final ``Completion``, run before the row is written.
 
-def _parse_reply(result: Completion, schema: Any) -> Any:
-    """``result``'s text as ``schema``'s object; raises ``StructuredOutputError`` (with the result)."""
-    from .errors import StructuredOutputError
-    from .structured import parse
-
-    max_tokens = result.params.max_tokens if result.params else None
-    try:
-        return parse(result.text, schema, result.finish_reason, max_tokens=max_tokens)
-    except StructuredOutputError as e:
-        e.completion = result
-        raise
-
-
-def _run(spec, stream: bool):
-    backend = _backend()
-    if not backend.loaded:
+    Raises:
+        NoModelLoaded: no model is loaded.
+    """
+    target = backend(model)
+    info = target.info
+    if not target.loaded:
         raise NoModelLoaded()
-    req = backend.submit(spec)
-    if stream:
-        return req
+    path = info.path if info else None
+    record = _history_recorder(spec, kind, conversation, path)
+    req = target.submit(spec, stages=stages, on_done=[*on_done, record])
+    req.model_path = path
+    return req
+
+
+def _wait(req: "Request") -> Completion:
     try:
         result = req.result()
     except KeyboardInterrupt:
         req.cancel()
         req.result()
         raise
-    if "schema" in spec.tags and result.parsed is None:
-        # _on_complete parsed it already unless it failed: parse again, to raise why
-        result.parsed = _parse_reply(result, spec.tags["schema"])
+    if result.parse_error is not None:
+        raise result.parse_error
     return result
+
+
+def _append_to(conv: Conversation, user: Message) -> Callable[[Completion], None]:
+    def append(result: Completion) -> None:
+        if result.error is None:
+            conv.append_turn(user, {"role": "assistant", "content": result.text, "stats": reply_stats(result)})
+
+    return append
+
+
+class _SchemaStage:
+    """Parses the final reply into the schema's object once, for every caller (``.parsed``).
+
+    A reply that does not parse keeps ``parsed = None`` and carries the ``StructuredOutputError``
+    in ``.parse_error``: a streaming caller has already shown the text, and decides what to raise.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def on_event(self, event):
+        return (event,)
+
+    def on_result(self, result: Completion) -> Completion:
+        from .errors import StructuredOutputError
+        from .structured import parse
+
+        max_tokens = result.params.max_tokens if result.params else None
+        try:
+            result.parsed = parse(result.text, self.schema, result.finish_reason, max_tokens=max_tokens)
+        except StructuredOutputError as e:
+            e.completion = result
+            result.parse_error = e
+        except ValueError as e:  # a validator of the user's schema class said no
+            result.parse_error = StructuredOutputError(str(e), result.text, result.finish_reason, result)
+        return result
+
+
+def schema_stage(schema: Any, grammar: Optional[str]) -> tuple[list, Optional[str]]:
+    """The output stages and grammar for ``schema`` (none when there is no schema)."""
+    if schema is None:
+        return [], grammar
+    if grammar is not None:
+        raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
+    from .structured import grammar as schema_to_grammar
+
+    return [_SchemaStage(schema)], schema_to_grammar(schema)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,44 +636,31 @@ def _history_db() -> str:
     return get_config().resolved_history_path()
 
 
-def _on_complete(req, result: Completion) -> None:
-    """Engine listener (worker thread): keep conversations and the history database up to date."""
-    tags = req.spec.tags or {}
-    if "schema" in tags:
-        # Here rather than in _run, so that a streaming request's .result() has .parsed too; a
-        # failure leaves it None (_run and %%lm raise the StructuredOutputError for the caller).
-        try:
-            result.parsed = _parse_reply(result, tags["schema"])
-        except Exception:
-            pass
-    name = tags.get("conversation")
-    if name is not None and result.error is None:
-        conv = _named_conversation(name)
-        conv.messages.append(tags["user"])
-        conv.messages.append({"role": "assistant", "content": result.text, "stats": reply_stats(result)})
-        conv.changed()
-    cfg = get_config()
-    if not cfg.history:
-        return
-    from .history_db import WRITER, make_row
+def _history_recorder(spec: Any, kind: str, conversation: Optional[str],
+                      model_path: Optional[str]) -> Callable[[Completion], None]:  # fmt: skip
+    """An ``on_done`` callback that queues the history row; the model is the one chosen at submit."""
 
-    spec = req.spec
-    info = _backend().info
-    path = info.path if info else None
-    WRITER.record(
-        _history_db(),
-        make_row(
-            request_id=req.id,
-            kind=tags.get("kind", "chat" if spec.messages is not None else "complete"),
-            conversation=name,
-            model=result.model,
-            model_path=path,
-            model_sha256=None,
-            params=result.params.to_dict() if result.params else {},
-            messages=spec.messages if spec.messages is not None else spec.prompt,
-            completion=result,
-        ),
-    )
+    def record(result: Completion) -> None:
+        if not get_config().history:
+            return
+        from .history_db import WRITER, make_row
+
+        WRITER.record(
+            _history_db(),
+            make_row(
+                request_id=result.request_id,
+                kind=kind,
+                conversation=conversation,
+                model=result.model,
+                model_path=model_path,
+                model_sha256=None,  # the writer thread adds it (hashing a large file takes a while)
+                params=result.params.to_dict() if result.params else {},
+                messages=spec.messages if spec.messages is not None else spec.prompt,
+                completion=result,
+            ),
+        )
+
+    return record
 
 
 def reply_stats(result: Completion) -> dict[str, Any]:

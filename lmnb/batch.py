@@ -66,6 +66,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     system: Optional[str] = None,
     raw: bool = False,
     progress: bool = True,
+    model: Optional[str] = None,
     **params: Any,
 ) -> Any:
     """Run ``template`` over every item, ``parallel`` at a time, and return the replies in order.
@@ -81,6 +82,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
         system: a system prompt for every row (evaluated once, shared through the KV cache).
         raw: continue the text as is instead of going through the chat template.
         progress: show a progress bar (done/total, tokens/s, time left).
+        model: the loaded model to use (its name, see ``lmnb.load(name=...)``); ``None``: the default.
         **params: sampling parameters (temperature, max_tokens, seed, ...).
 
     Returns:
@@ -89,18 +91,13 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
         and the rest are ``ItemError('cancelled')``.
     """
     from . import api
-    from .engine import GenerationSpec
+    from .engine import Engine, GenerationSpec
 
     rows, index, pandas_name = _rows(items)
     _check_fields(template, rows)
-    p = api._params(params)
-    if schema is not None:
-        if grammar is not None:
-            raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
-        from .structured import grammar as _grammar
-
-        grammar = _grammar(schema)
-    backend = api._backend()
+    p = api.sampling_params(params)
+    stages, grammar = api.schema_stage(schema, grammar)
+    backend = api.backend(model)
     if not backend.loaded:
         raise NoModelLoaded()
 
@@ -108,14 +105,14 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     for ns in rows:
         text = _fill(template, ns)
         if raw:
-            specs.append(GenerationSpec(prompt=text, params=p, grammar=grammar, tags={"kind": "map"}))
+            specs.append(GenerationSpec(prompt=text, params=p, grammar=grammar))
         else:
             msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-            specs.append(GenerationSpec(messages=msgs, params=p, grammar=grammar, tags={"kind": "map"}))
+            specs.append(GenerationSpec(messages=msgs, params=p, grammar=grammar))
     if not specs:
         return _package([], index, pandas_name, [], {}, {})
     restore = None
-    if backend is api.get_engine():
+    if isinstance(backend, Engine):  # a local model: grow its context for the parallel rows
         restore = _make_room(backend, specs, parallel, p)
 
     side_by_side = getattr(backend, "n_parallel", parallel)  # what the context made room for
@@ -126,12 +123,12 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     try:
         # The first row alone until its prompt is cached, so every other row finds the shared
         # prefix (system prompt, chat template, the template's fixed start) there to borrow.
-        reqs[0] = backend.submit(specs[0])
+        reqs[0] = api.submit(specs[0], kind="map", model=model, stages=stages)
         cached = getattr(reqs[0], "prompt_done", None)  # remote backends have no KV cache to share
         while cached is not None and not cached.wait(0.1):
             pass
         for i in range(1, len(specs)):
-            reqs[i] = backend.submit(specs[i])
+            reqs[i] = api.submit(specs[i], kind="map", model=model, stages=stages)
         done: set[int] = set()
         while len(done) < len(reqs):
             for i, r in enumerate(reqs):
@@ -267,12 +264,9 @@ def _outcome(req: Any, schema: Any) -> tuple[Any, Optional[Completion]]:
         return ItemError("cancelled"), comp
     if schema is None:
         return comp.text, comp
-    from .structured import parse
-
-    try:
-        return parse(comp.text, schema, comp.finish_reason), comp
-    except (LmnbError, ValueError) as e:
-        return ItemError(str(e)), comp
+    if comp.parse_error is not None:
+        return ItemError(str(comp.parse_error)), comp
+    return comp.parsed, comp
 
 
 def _package(results: list, index: Optional[list], name: Optional[str], completions: list, errors: dict,

@@ -18,14 +18,14 @@ from typing import Optional, Sequence
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     from . import api
-    from .options import sampling_from_args
+    from .options import load_from_args, sampling_from_args
 
     params = sampling_from_args(args)
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     if not prompt.strip():
         print("lmnb chat: give a prompt (as arguments or on stdin)", file=sys.stderr)
         return 2
-    api.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    api.load(args.model, **load_from_args(args))
     req = api.chat(prompt, system=args.system, stream=True, **params)
     try:
         for delta in req:
@@ -64,10 +64,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import time
 
     from . import api
+    from .config import get_config
+    from .options import load_from_args
     from .server import serve
 
-    info = api.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                    n_parallel=args.parallel)
+    cfg = get_config()
+    cfg.jit_load = True  # a client naming another local model gets it loaded (after a memory check)
+    if args.idle_unload is not None:
+        cfg.idle_unload = args.idle_unload
+    info = api.load(args.model, **load_from_args(args))
     srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors,
                 allowed_hosts=args.allowed_hosts)
     # one parseable line first: scripts and tests read the URL from it (port 0 picks one)
@@ -142,7 +147,7 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import add_sampling_arguments
+    from .options import add_load_arguments, add_sampling_arguments
 
     p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -152,9 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-m", "--model", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
     c.add_argument("-s", "--system")
     add_sampling_arguments(c)
-    c.add_argument("--ctx", type=int)
-    c.add_argument("--threads", type=int)
-    c.add_argument("--gpu-layers", dest="gpu_layers")
+    add_load_arguments(c)
     c.add_argument("-q", "--quiet", action="store_true", help="no stats line on stderr")
     c.set_defaults(func=_cmd_chat)
 
@@ -166,10 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable)")
     v.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
                    help="also answer requests addressed to NAME (Host header), besides localhost (repeatable)")
-    v.add_argument("--ctx", type=int)
-    v.add_argument("--threads", type=int)
-    v.add_argument("--parallel", type=int, help="requests decoded together")
-    v.add_argument("--gpu-layers", dest="gpu_layers")
+    add_load_arguments(v)
+    v.add_argument("--idle-unload", type=float, metavar="SECONDS",
+                   help="unload models that requests loaded on demand after this long idle (0 = never)")
     v.set_defaults(func=_cmd_serve)
 
     i = sub.add_parser("info", help="print a model's GGUF metadata")

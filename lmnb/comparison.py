@@ -86,40 +86,72 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
         prompt: the user message.
         settings: sampling parameters per column, e.g. ``[{"temperature": 0}, {"temperature": 1.2}]``
             (default: one column with the session defaults).
-        models: model names or paths, as for ``lmnb.load`` (default: the loaded model). Each is
-            loaded in turn with the current load options; the model loaded before comes back
-            at the end.
+        models: model names or paths, as for ``lmnb.load`` (default: the default model). Loaded
+            models answer side by side, each on its own worker; one that is not loaded is loaded
+            beside them for the comparison (after a memory check) and unloaded afterwards.
         max_tokens: the longest reply per run.
         system: an optional system prompt.
 
     Returns:
         A ``Comparison``: the outputs side by side with token counts and tokens/s in a notebook;
         ``.runs``, ``.to_dataframe()`` in code. The chat history is not touched.
+
+    Raises:
+        NoModelLoaded: no ``models`` given and none is loaded.
+        LoadError: a model that is not loaded will not fit in free memory, or cannot be loaded.
     """
     from . import api
+    from .types import LoadOptions
 
     settings = [dict(s) for s in (settings or [{}])]
-    engine = api.get_engine()
-    before = engine.info
-    if before is None and not models:
-        from .errors import NoModelLoaded
-
-        raise NoModelLoaded()
-    opts = engine.status().options
-    keep = {} if opts is None else {"n_ctx": opts.n_ctx, "n_gpu_layers": opts.n_gpu_layers}
-    out = Comparison(prompt)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    reg = api.registry()
+    default_opts = api.backend().status().options
+    keep = {} if default_opts is None else {"n_ctx": default_opts.n_ctx, "n_gpu_layers": default_opts.n_gpu_layers}
+    names: list[str] = []
+    borrowed: list[str] = []
     try:
-        for name in models or [None]:
-            if name is not None:
-                info = api.load(name, **keep)
-            else:
-                info = engine.info
-            for s in settings:
-                params = {"max_tokens": max_tokens, **s}
-                comp = api.chat(messages, **params)
-                out.runs.append(Run(model=info.name, settings=s, completion=comp))
+        for i, wanted in enumerate(models or [None]):
+            name = reg.find(wanted)
+            if name is None and wanted is not None:
+                name = _loaded_with_path(reg, wanted)
+            if name is None and wanted is not None:
+                from .library import resolve
+
+                path = resolve(wanted, download=True)
+                reg.check_fits(path, LoadOptions(n_ctx=keep.get("n_ctx")))
+                name = f"compare-{i}"
+                api.load(path, name=name, **keep)
+                borrowed.append(name)
+            if name is None:
+                from .errors import NoModelLoaded
+
+                raise NoModelLoaded()
+            names.append(name)
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        # every request first, so that different models decode at the same time
+        pending = [(name, s, api.chat(messages, model=name, stream=True, **{"max_tokens": max_tokens, **s}))
+                   for name in names for s in settings]  # fmt: skip
+        out = Comparison(prompt)
+        for name, s, req in pending:
+            comp = req.result()
+            out.runs.append(Run(model=comp.model or name, settings=s, completion=comp))
+        return out
     finally:
-        if models and before is not None and (engine.info is None or engine.info.path != before.path):
-            api.load(before.path, **keep)
-    return out
+        for name in borrowed:
+            api.unload(name)
+
+
+def _loaded_with_path(reg: Any, wanted: str) -> Optional[str]:
+    """The registry name of a loaded model whose file ``wanted`` resolves to (without downloading)."""
+    import os
+
+    from .library import resolve
+
+    try:
+        path = os.path.realpath(resolve(wanted, download=False))
+    except Exception:
+        return None
+    for m in reg.loaded():
+        if os.path.realpath(m.model.path) == path:
+            return m.name
+    return None

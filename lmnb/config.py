@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, CInt, Float, Int, List, Unicode, Union, validate, TraitError
+from traitlets import Bool, CInt, Dict, Float, Int, List, TraitError, Unicode, Union, validate
 from traitlets.config import SingletonConfigurable
 
-from .types import SAMPLING_FIELDS
+from .params import BY_NAME, LOAD, SAMPLING, Param
 
 
 def _default_data_dir() -> str:
@@ -21,79 +21,39 @@ def _default_data_dir() -> str:
     return user_data_dir("lmnb", appauthor=False)
 
 
+def _traits(params: tuple[Param, ...]) -> dict[str, Any]:
+    """One configurable trait per declared parameter, with its default and help."""
+    kinds = {float: Float, int: Int, bool: Bool, str: Unicode}
+    out: dict[str, Any] = {}
+    for p in params:
+        if p.type is list:
+            trait = List(Unicode(), default_value=list(p.default), help=p.help)
+        elif p.type is dict:
+            trait = Dict(default_value=dict(p.default), help=p.help)
+        else:
+            trait = kinds[p.type](p.default, help=p.help)
+        out[p.name] = trait.tag(config=True)
+    return out
+
+
 class LM(SingletonConfigurable):
     """lmnb session defaults: load options, sampling parameters, logging and history."""
 
-    # --- load options -------------------------------------------------------------------------
-    n_ctx = Int(
-        4096,
-        help="Context length: how many tokens (prompt + reply) the model can see at once; more costs memory "
-        "(0 = the model's trained length).",
-    ).tag(config=True)
+    # --- load options and sampling: declared once, in lmnb.params ----------------------------
+    locals().update(_traits(LOAD + SAMPLING))
     n_gpu_layers = Union(
-        [Int(), Unicode()],
-        default_value="auto",
-        help="Layers to run on the GPU: an integer (0 = CPU only), 'auto' (all of them when llama.cpp was built "
-        "with GPU support) or 'max'.",
-    ).tag(config=True)
-    n_threads = Int(0, help="CPU threads for generation (0 = one per physical core).").tag(config=True)
-    n_batch = Int(512, help="Prompt tokens evaluated per llama_decode call.").tag(config=True)
-    n_parallel = Int(
-        1,
-        help="Requests decoded together in each step (continuous batching): concurrent server clients, "
-        "widgets and cells run side by side instead of waiting in line. Each gets n_ctx / n_parallel of the "
-        "context. lmnb.map raises it for its batch, then gives it back.",
-    ).tag(config=True)
-    flash_attn = Bool(
-        True,
-        help="Flash attention: a fused attention kernel that saves memory and time, used wherever the "
-        "backend has it. It also keeps greedy replies identical whether decoded alone or in a batch.",
+        [Int(), Unicode()], default_value=BY_NAME["n_gpu_layers"].default, help=BY_NAME["n_gpu_layers"].help
     ).tag(config=True)
     embedding_model = Unicode(
         "",
         help="Model for lmnb.embed and /v1/embeddings, loaded beside the chat model on first use "
         "('' = the loaded chat model).",
     ).tag(config=True)
-    use_mmap = Bool(True, help="Memory-map the model file instead of reading it into RAM.").tag(config=True)
     load_seed = Int(-1, help="Default seed stored with a loaded model (-1 = random per request).").tag(config=True)
-    chat_template = Unicode("", help="Jinja chat template overriding the one in the GGUF file.").tag(config=True)
     default_model = Unicode("", help="Model loaded by `%lm load` with no argument ('' = the bundled starter model).").tag(
         config=True
     )
 
-    # --- sampling -----------------------------------------------------------------------------
-    temperature = Float(
-        0.8,
-        help="Randomness: low values pick the likely tokens, high values take more chances "
-        "(0 = always the most likely token, the same reply every time).",
-    ).tag(config=True)
-    top_p = Float(
-        0.95,
-        help="Nucleus sampling: keep only the most likely tokens whose probabilities add up to top_p (1 = off).",
-    ).tag(config=True)
-    top_k = Int(40, help="Keep only the k most likely tokens before sampling (0 = off).").tag(config=True)
-    min_p = Float(
-        0.05,
-        help="Drop tokens less than min_p times as likely as the best one; adapts to how sure the model is (0 = off).",
-    ).tag(config=True)
-    repeat_penalty = Float(
-        1.1, help="Make tokens seen in the last 64 (prompt included) less likely, against loops (1.0 = off)."
-    ).tag(config=True)
-    presence_penalty = Float(
-        0.0, help="Push away from any token already used in the last 64, however often: new topics (0 = off)."
-    ).tag(config=True)
-    frequency_penalty = Float(
-        0.0, help="Push away from tokens by how often they were used in the last 64: less repetition (0 = off)."
-    ).tag(config=True)
-    max_tokens = Int(
-        1024, help="The longest reply, in tokens (-1 = until the model stops or the context is full)."
-    ).tag(config=True)
-    seed = Int(
-        -1,
-        help="Random seed: the same seed, prompt and settings give the same reply "
-        "(-1 = a new seed per request; it is recorded).",
-    ).tag(config=True)
-    stop = List(Unicode(), default_value=[], help="Extra stop strings.").tag(config=True)
     system_prompt = Unicode("", help="Default system prompt for `%%lm chat` ('' = the template's own).").tag(config=True)
 
     # --- notebook behaviour -------------------------------------------------------------------
@@ -116,6 +76,19 @@ class LM(SingletonConfigurable):
         default_value=[],
         help="Names clients may address the server by (its Host header) besides localhost, 127.0.0.1 and [::1]; "
         "other names are refused, which blocks DNS-rebinding attacks from web pages ('*' = any name).",
+    ).tag(config=True)
+
+    # --- several models ----------------------------------------------------------------------
+    jit_load = Bool(
+        False, help="A server request naming a local model that is not loaded loads it (after a memory check); "
+        "`lmnb serve` turns it on."
+    ).tag(config=True)
+    idle_unload = Float(
+        0.0, help="Seconds after which a model loaded on demand by a request is unloaded when idle (0 = never)."
+    ).tag(config=True)
+    strict_model_names = Bool(
+        False, help="A server request naming no known model gets 404 (default: it goes to the default model, "
+        "and the reply's `model` names the one that answered)."
     ).tag(config=True)
 
     # --- logs and history ---------------------------------------------------------------------
@@ -147,6 +120,22 @@ class LM(SingletonConfigurable):
             raise TraitError("n_gpu_layers must be >= 0 (or -1 / 'max' for all layers)")
         return value
 
+    @validate(*(p.name for p in SAMPLING + LOAD if p.type in (int, float)))
+    def _check_range(self, proposal: Any) -> Any:
+        try:
+            return BY_NAME[proposal["trait"].name].check(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    @validate("logit_bias")
+    def _check_logit_bias(self, proposal: Any) -> Any:
+        from .params import check_logit_bias
+
+        try:
+            return check_logit_bias(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
     @validate("log_level")
     def _check_log_level(self, proposal: Any) -> str:
         value = str(proposal["value"]).lower()
@@ -156,9 +145,6 @@ class LM(SingletonConfigurable):
 
     def resolved_history_path(self) -> str:
         return self.history_path or os.path.join(_default_data_dir(), "history.sqlite")
-
-    # The sampling settings, also the fields of SamplingParams.
-    SAMPLING = SAMPLING_FIELDS
 
 
 def get_config() -> LM:

@@ -53,24 +53,34 @@ _sha_cache: dict[tuple[str, int, float], str] = {}
 _sha_lock = threading.Lock()
 
 
-def file_sha256(path: str, db_path: Optional[str] = None) -> str:
-    """sha256 of a model file, computed once and remembered (in memory and in the history DB)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime)
+def known_sha256(path: str, db_path: Optional[str] = None) -> Optional[str]:
+    """The file's sha256 if it was computed before (memory or history DB), else ``None``; never hashes."""
+    try:
+        key = _file_key(path)
+    except OSError:
+        return None
     with _sha_lock:
         if key in _sha_cache:
             return _sha_cache[key]
-    if db_path:
+    if db_path and os.path.exists(db_path):
         try:
             with _connect(db_path) as con:
-                row = con.execute(
-                    "SELECT sha256 FROM files WHERE path=? AND size=? AND mtime=?", key
-                ).fetchone()
-            if row:
-                _sha_cache[key] = row[0]
-                return row[0]
+                row = con.execute("SELECT sha256 FROM files WHERE path=? AND size=? AND mtime=?", key).fetchone()
         except sqlite3.Error:
-            pass
+            return None
+        if row:
+            with _sha_lock:
+                _sha_cache[key] = row[0]
+            return row[0]
+    return None
+
+
+def file_sha256(path: str, db_path: Optional[str] = None) -> str:
+    """sha256 of a model file, computed once and remembered (in memory and in the history DB)."""
+    known = known_sha256(path, db_path)
+    if known is not None:
+        return known
+    key = _file_key(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -85,6 +95,11 @@ def file_sha256(path: str, db_path: Optional[str] = None) -> str:
         except sqlite3.Error:
             pass
     return digest
+
+
+def _file_key(path: str) -> tuple[str, int, float]:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_size, st.st_mtime)
 
 
 def _connect(db_path: str) -> sqlite3.Connection:

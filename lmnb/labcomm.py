@@ -68,7 +68,7 @@ class Link:
         self._last: Optional[dict] = None
         self._loading: Optional[tuple[str, float]] = None  # (model, fraction) while this link loads
         self._lock = threading.Lock()
-        from .widgets._ticker import subscribe
+        from .widgets.ticker import subscribe
 
         self._unsubscribe = subscribe(self.push)
 
@@ -194,7 +194,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
     params = {name: getattr(cfg, name) for name in PARAMETERS}
     if st.options is not None:  # what the loaded model runs with
         params["n_ctx"], params["n_parallel"] = st.options.n_ctx, st.options.n_parallel
-    from . import __version__
+    from ._version import __version__
 
     return {
         # while loading, the model being loaded (what the status item names)

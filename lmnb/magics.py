@@ -13,10 +13,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import api
+from .tables import human_bytes
 from .config import LM, configure, get_config
 from .errors import LmnbError
 from .interpolate import interpolate
-from .options import add_sampling_arguments, sampling_from_args
+from .options import add_load_arguments, add_sampling_arguments, load_from_args, sampling_from_args
 
 USAGE = """\
 %lm — run local GGUF models (llama.cpp) in this kernel.
@@ -26,9 +27,10 @@ Line magic:
            [--no-flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
         MODEL: a .gguf path, smollm2 / gemma3 (bundled), a name from %lm models, or a
         Hugging Face repo (owner/repo, owner/repo:Q4_K_M), downloaded first when needed.
-        No MODEL: the default model.
-  %lm unload                      free the model and its memory
-  %lm status                      model, load options, memory, last tokens/s
+        No MODEL: the default model. --as NAME: load it beside the others, under NAME
+        (cells choose it with --model NAME); without --as it replaces the default model.
+  %lm unload [NAME | --all]       free a model (default: the default model) and its memory
+  %lm status                      every loaded model: load options, memory, last tokens/s
   %lm info [MODEL]                GGUF metadata without loading the weights
   %lm models                      local models (bundled, HF cache, models dir, LM Studio,
                                   Ollama) with size, quantization, last use, disk used
@@ -68,6 +70,7 @@ Cell magic:
       -s/--system TEXT  -t/--temperature T  --top-p P  --top-k K  --min-p P
       --repeat-penalty R  --presence-penalty P  --frequency-penalty P
       -n/--max-tokens N  --seed S  --stop STR (repeatable)  -o/--output VAR
+      -m/--model NAME   ask this loaded model (see %lm load --as) instead of the default
       --raw (no chat template: continue the text)  --no-stream
       --show-probs      colour each reply token by its probability (alternatives on hover)
       --json            the reply is a JSON object (a grammar makes it so)
@@ -108,6 +111,7 @@ def _cell_parser(mode: str) -> _Parser:
     p = _Parser(prog=f"%%lm {mode}".strip(), add_help=True)
     _generation_args(p)
     p.add_argument("-s", "--system", help="system prompt")
+    p.add_argument("-m", "--model", metavar="NAME", help="the loaded model to ask (default: the default model)")
     if mode != "map":
         p.add_argument("--show-probs", action="store_true",
                        help="colour each reply token by its probability, alternatives on hover")
@@ -130,16 +134,10 @@ def _cell_parser(mode: str) -> _Parser:
 
 def _load_parser() -> _Parser:
     p = _Parser(prog="%lm load")
-    p.add_argument("model", nargs="?")
-    p.add_argument("--ctx", type=int, dest="n_ctx")
-    p.add_argument("--gpu-layers", dest="n_gpu_layers")
-    p.add_argument("--threads", type=int, dest="n_threads")
-    p.add_argument("--batch", type=int, dest="n_batch")
-    p.add_argument("--parallel", type=int, dest="n_parallel")
-    p.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None, dest="flash_attn")
-    p.add_argument("--no-mmap", action="store_false", default=None, dest="use_mmap")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--chat-template", dest="chat_template")
+    p.add_argument("model", nargs="?", help="a .gguf path, smollm2 / gemma3, a name from %%lm models, or owner/repo")
+    p.add_argument("--as", dest="name", metavar="NAME", help="load beside the other models, under NAME")
+    add_load_arguments(p)
+    p.add_argument("--seed", type=int, help="the seed stored with the model (-1 = random per request)")
     return p
 
 
@@ -148,14 +146,6 @@ def _parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 class _Text:
@@ -216,8 +206,10 @@ class LMMagics(Magics):
         from IPython.display import display
 
         args = _load_parser().parse_args(argv)
-        opts = {k: v for k, v in vars(args).items() if k != "model" and v is not None}
-        if api.status().backend != "local":
+        opts = load_from_args(args)
+        if args.seed is not None:
+            opts["seed"] = args.seed
+        if api.status().backend != "local" and args.name is None:
             print("Disconnected from the remote server: generations run on this local model.")
         from .library import resolve
 
@@ -235,7 +227,7 @@ class LMMagics(Magics):
 
         t0 = time.perf_counter()
         try:
-            info = api.load(args.model, progress=progress, **opts)
+            info = api.load(args.model, name=args.name, progress=progress, **opts)
         except KeyboardInterrupt:
             handle.update(_Text("Loading cancelled."))
             raise
@@ -243,21 +235,29 @@ class LMMagics(Magics):
             handle.update(_Text("Loading failed."))
             raise
         dt = time.perf_counter() - t0
-        st = api.status()
-        o = st.options
+        o = api.get_engine(args.name).status().options
+        named = f" as {args.name!r}" if args.name else ""
         handle.update(
             _Text(
-                f"Loaded {info.describe()}\n"
+                f"Loaded {info.describe()}{named}\n"
                 f"in {dt:.1f} s · context {o.n_ctx} · threads {o.n_threads} · "
                 f"gpu layers {o.n_gpu_layers} · {info.path}"
             )
         )
 
     def _cmd_unload(self, argv: list[str]) -> None:
+        p = _Parser(prog="%lm unload")
+        p.add_argument("name", nargs="?", help="the model to unload (default: the default model)")
+        p.add_argument("--all", action="store_true", help="unload every model")
+        args = p.parse_args(argv)
         before = api.status().rss_bytes
-        had = api.unload()
+        had = api.unload(args.name, all=args.all)
         after = api.status().rss_bytes
-        print(f"Unloaded; process memory {_human(before)} -> {_human(after)}." if had else "No model was loaded.")
+        what = "every model" if args.all else (repr(args.name) if args.name else "the default model")
+        if had:
+            print(f"Unloaded {what}; process memory {human_bytes(before)} -> {human_bytes(after)}.")
+        else:
+            print("No model was loaded." if args.all or not args.name else f"No loaded model is called {args.name!r}.")
 
     def _cmd_status(self, argv: list[str]) -> None:
         self._status()
@@ -269,21 +269,27 @@ class LMMagics(Magics):
             print(f"Connected to {st.backend}; {st.requests_served} requests served, last {tps}.\n"
                   "`%lm disconnect` goes back to the local engine.")
             return
-        if not st.loaded:
-            print(f"No model loaded (process memory {_human(st.rss_bytes)}). Load one with `%lm load`.")
+        if not st.models:
+            print(f"No model loaded (process memory {human_bytes(st.rss_bytes)}). Load one with `%lm load`.")
             return
-        o = st.options
-        m = st.model
-        tps = "-" if st.last_tokens_per_s is None else f"{st.last_tokens_per_s:.1f} tok/s"
-        print(
-            f"Model:    {m.describe()}\n"
-            f"File:     {m.path}\n"
-            f"Options:  context {o.n_ctx}, gpu layers {o.n_gpu_layers}, "
-            f"threads {o.n_threads}, batch {o.n_batch}, parallel {o.n_parallel}, "
-            f"flash attention {'on' if o.flash_attn else 'off'}, mmap {'on' if o.use_mmap else 'off'}\n"
-            f"Memory:   process {_human(st.rss_bytes)}, weights {_human(st.model_bytes)}\n"
-            f"Speed:    last {tps}; {st.requests_served} requests served, {st.queue_depth} queued"
-        )
+        blocks = []
+        for loaded in st.models:
+            e = api.get_engine(loaded.name)
+            one = e.status()
+            o, m = one.options, one.model
+            tps = "-" if one.last_tokens_per_s is None else f"{one.last_tokens_per_s:.1f} tok/s"
+            title = "" if len(st.models) == 1 else f"[{loaded.name}{', on demand' if loaded.on_demand else ''}]\n"
+            blocks.append(
+                f"{title}Model:    {m.describe()}\n"
+                f"File:     {m.path}\n"
+                f"Options:  context {o.n_ctx}, gpu layers {o.n_gpu_layers}, "
+                f"threads {o.n_threads}, batch {o.n_batch}, parallel {o.n_parallel}, "
+                f"flash attention {'on' if o.flash_attn else 'off'}, mmap {'on' if o.use_mmap else 'off'}\n"
+                f"Memory:   weights and context {human_bytes(one.model_bytes)}\n"
+                f"Speed:    last {tps}; {one.requests_served} requests served, {one.queue_depth} queued"
+            )
+        blocks.append(f"Process memory {human_bytes(st.rss_bytes)} for {len(st.models)} model(s).")
+        print("\n\n".join(blocks))
 
     def _cmd_serve(self, argv: list[str]) -> None:
         from .server import current, serve
@@ -492,6 +498,8 @@ class LMMagics(Magics):
             params["grammar"] = self._user_grammar(args.grammar)
         if args.show_probs:
             params["logprobs"] = 5
+        if args.model:
+            params["model"] = args.model
         if mode == "chat":
             req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
             kind = "chat"
@@ -518,9 +526,9 @@ class LMMagics(Magics):
             interrupted = True
             req.cancel()
         result = req.result()
-        info = api.current_model()
-        path = info.path if info else None
-        meta = reply_metadata(result, model_path=path, sha256=api.model_sha256(path) if path else None, kind=kind)
+        path = req.model_path
+        meta = reply_metadata(result, model_path=path, sha256=api.model_sha256(path, wait=False) if path else None,
+                              kind=kind)
         note = None
         if interrupted:
             note = "[interrupted]"
@@ -539,11 +547,8 @@ class LMMagics(Magics):
                 self.shell.user_ns[args.output] = result.text
             # Re-raise so the cell is marked interrupted and "Run All" stops here.
             raise KeyboardInterrupt
-        if schema is not None and result.parsed is None:
-            # the reply is shown above; say why there is no object (raises StructuredOutputError)
-            from .structured import parse
-
-            result.parsed = parse(result.text, schema, result.finish_reason, max_tokens=result.params.max_tokens)
+        if result.parse_error is not None:
+            raise result.parse_error  # the reply is shown above; say why there is no object
         if args.output:
             self.shell.user_ns[args.output] = result.parsed if schema is not None else result.text
 
@@ -565,7 +570,7 @@ class LMMagics(Magics):
         if args.grammar:
             params["grammar"] = self._user_grammar(args.grammar)
         out = lm_map(template, items, schema=schema, parallel=args.parallel, system=args.system, raw=args.raw,
-                     **params)  # fmt: skip
+                     model=args.model, **params)  # fmt: skip
         if args.output:
             self.shell.user_ns[args.output] = out
         stats = out.attrs["lmnb"]["stats"] if hasattr(out, "attrs") else out.stats

@@ -1,27 +1,92 @@
-"""Command-line options for sampling, shared by the ``%%lm`` magic and the ``lmnb`` CLI."""
+"""Command-line flags for sampling and load parameters, built from ``lmnb.params``: the ``%%lm``
+and ``%lm load`` magics and the ``lmnb`` CLI share them, and their help is the table's."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+from typing import Any, Optional
 
-from .types import SAMPLING_FIELDS
+from .params import LOAD, SAMPLING, Param
 
 
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """``-t/--temperature``, ``--top-p``, ..., ``--stop`` (repeatable): one flag per sampling field."""
-    p.add_argument("-t", "--temperature", type=float)
-    p.add_argument("--top-p", type=float, dest="top_p")
-    p.add_argument("--top-k", type=int, dest="top_k")
-    p.add_argument("--min-p", type=float, dest="min_p")
-    p.add_argument("--repeat-penalty", type=float, dest="repeat_penalty")
-    p.add_argument("--presence-penalty", type=float, dest="presence_penalty")
-    p.add_argument("--frequency-penalty", type=float, dest="frequency_penalty")
-    p.add_argument("-n", "--max-tokens", type=int, dest="max_tokens")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+def _number(p: Param):
+    kind = p.type
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, not {text!r}")
+        try:
+            return p.check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _logit_bias(text: str) -> dict[int, float]:
+    """``--logit-bias 42=-100`` (repeatable) or a JSON object ``'{"42": -100}'``."""
+    from .params import check_logit_bias
+
+    try:
+        if text.lstrip().startswith("{"):
+            raw = json.loads(text)
+        else:
+            token, _, bias = text.partition("=")
+            raw = {token.strip(): float(bias)}
+        return check_logit_bias(raw)
+    except (ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f"{e} (write TOKEN_ID=BIAS, e.g. 42=-100)") from None
+
+
+class _MergeDict(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
+        merged = dict(getattr(namespace, self.dest) or {})
+        merged.update(values)
+        setattr(namespace, self.dest, merged)
+
+
+def add_param_argument(parser: argparse.ArgumentParser, p: Param) -> None:
+    """The flag(s) of one declared parameter (unset: ``None``, so the session default applies)."""
+    help_ = p.help.replace("%", "%%")
+    if p.type is list:
+        parser.add_argument(*p.cli_flags, dest=p.name, action="append", metavar="TEXT", help=help_)
+    elif p.type is dict:
+        parser.add_argument(*p.cli_flags, dest=p.name, type=_logit_bias, action=_MergeDict, metavar="TOKEN=BIAS",
+                            help=help_ + " Repeatable.")  # fmt: skip
+    elif p.type is bool:
+        parser.add_argument(*p.cli_flags, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+                            help=help_)  # fmt: skip
+    elif p.type is str:
+        parser.add_argument(*p.cli_flags, dest=p.name, metavar=p.name.upper(), help=help_)
+    else:
+        parser.add_argument(*p.cli_flags, dest=p.name, type=_number(p), metavar=p.type.__name__.upper(),
+                            help=help_)  # fmt: skip
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per sampling parameter (``-t/--temperature``, ``--top-p``, ..., ``--stop`` repeatable)."""
+    group = parser.add_argument_group("sampling")
+    for p in SAMPLING:
+        add_param_argument(group, p)  # type: ignore[arg-type]
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, names: Optional[tuple[str, ...]] = None) -> None:
+    """One flag per load parameter (``--ctx``, ``--gpu-layers``, ...); ``names`` picks a subset."""
+    group = parser.add_argument_group("loading")
+    for p in LOAD:
+        if names is None or p.name in names:
+            add_param_argument(group, p)  # type: ignore[arg-type]
 
 
 def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The sampling parameters given on the command line (unset ones are left to the defaults)."""
-    return {k: getattr(args, k) for k in SAMPLING_FIELDS if getattr(args, k, None) is not None}
+    return {p.name: getattr(args, p.name) for p in SAMPLING if getattr(args, p.name, None) is not None}
+
+
+def load_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The load parameters given on the command line (keyword arguments of ``lmnb.load``)."""
+    return {p.name: getattr(args, p.name) for p in LOAD if getattr(args, p.name, None) is not None}

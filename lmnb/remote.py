@@ -29,7 +29,6 @@ class RemoteBackend:
         self.url = url.rstrip("/")
         self.client = openai.OpenAI(base_url=self.url, api_key=api_key or "not-needed", timeout=timeout,
                                     max_retries=1)
-        self.listeners: list[Callable[[Any, Completion], None]] = []
         self.requests_served = 0
         self.last_tokens_per_s: Optional[float] = None
         try:
@@ -62,13 +61,15 @@ class RemoteBackend:
     def info(self) -> None:
         return None  # no GGUF file on this side
 
-    def submit(self, spec: Any) -> Any:
+    def submit(self, spec: Any, *, stages: Any = (), on_done: Any = ()) -> Any:
+        import dataclasses
+
         from .engine.engine import resolve_sampling
         from .engine.request import Request
 
         explicit = spec.params or SamplingParams()
-        spec.params = resolve_sampling(explicit)
-        req = Request(spec)
+        spec = dataclasses.replace(spec, params=resolve_sampling(explicit))
+        req = Request(spec, stages=stages, on_done=on_done)
         threading.Thread(target=self._run, args=(req, explicit), name=f"lmnb-remote-{req.id}", daemon=True).start()
         return req
 
@@ -118,17 +119,17 @@ class RemoteBackend:
                                 t_first = time.perf_counter()
                             n_chunks += 1
                             text.append(piece)
-                            req._emit(piece)
+                            req.emit(piece)
                         if choice.finish_reason:
                             finish = "length" if choice.finish_reason == "length" else "stop"
         except openai.APIStatusError as e:
-            req._fail(LmnbError(f"{self.url} answered {e.status_code}: {_message(e)}"))
+            req.fail(LmnbError(f"{self.url} answered {e.status_code}: {_message(e)}"))
             return
         except openai.APIConnectionError as e:
-            req._fail(LmnbError(f"Lost the connection to {self.url}: {e}"))
+            req.fail(LmnbError(f"Lost the connection to {self.url}: {e}"))
             return
         except BaseException as e:
-            req._fail(e)
+            req.fail(e)
             return
         now = time.perf_counter()
         n_gen = usage.completion_tokens if usage else n_chunks
@@ -152,7 +153,7 @@ class RemoteBackend:
         self.requests_served += 1
         if n_gen > 1:
             self.last_tokens_per_s = timings.generation_tokens_per_s
-        req._deliver(result, self.listeners)
+        req.deliver(result)
 
     def __repr__(self) -> str:
         return f"<lmnb remote backend {self.url} model={self.model!r}>"

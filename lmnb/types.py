@@ -13,49 +13,26 @@ Message = dict  # {"role": "user"|"assistant"|"system", "content": str}
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
-@dataclass
-class SamplingParams:
-    """Sampling settings for one request. ``None`` fields are filled from the session defaults."""
-
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    min_p: Optional[float] = None
-    repeat_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    max_tokens: Optional[int] = None
-    seed: Optional[int] = None
-    stop: Optional[list[str]] = None
-
+class _SamplingMethods:
     def validate(self) -> "SamplingParams":
-        """Raise ``ValueError`` with a user-facing message for out-of-range values."""
-        checks = [
-            ("temperature", lambda v: v >= 0, "must be >= 0"),
-            ("top_p", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-            ("top_k", lambda v: v >= 0, "must be >= 0 (0 disables top-k)"),
-            ("min_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-            ("repeat_penalty", lambda v: v > 0, "must be > 0 (1.0 disables it)"),
-            ("presence_penalty", lambda v: -2 <= v <= 2, "must be in [-2, 2]"),
-            ("frequency_penalty", lambda v: -2 <= v <= 2, "must be in [-2, 2]"),
-            ("max_tokens", lambda v: v == -1 or v > 0, "must be > 0, or -1 for 'until the context is full'"),
-            ("seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
-        ]
-        for name, ok, why in checks:
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name}={value!r}: expected a number")
-            if not ok(value):
-                raise ValueError(f"{name}={value!r}: {why}")
-        if self.stop is not None:
-            if isinstance(self.stop, str):
-                self.stop = [self.stop]
-            if not all(isinstance(s, str) for s in self.stop):
-                raise ValueError(f"stop={self.stop!r}: expected a string or a list of strings")
-            self.stop = [s for s in self.stop if s]
-        return self
+        """A checked copy (``stop`` as a list, ``logit_bias`` keyed by int); ``ValueError`` with a
+        user-facing message for an out-of-range value, saying the valid range."""
+        from .params import SAMPLING, check_logit_bias
+
+        values = {}
+        for p in SAMPLING:
+            value = getattr(self, p.name)
+            if p.name == "stop" and value is not None:
+                stops = [value] if isinstance(value, str) else value
+                if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
+                    raise ValueError(f"stop={value!r}: expected a string or a list of strings")
+                value = [s for s in stops if s]
+            elif p.name == "logit_bias" and value is not None:
+                value = check_logit_bias(value)
+            else:
+                value = p.check(value)
+            values[p.name] = value
+        return SamplingParams(**values)
 
     def merged(self, defaults: "SamplingParams") -> "SamplingParams":
         """These params, with unset fields taken from ``defaults``."""
@@ -68,6 +45,24 @@ class SamplingParams:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __repr__(self) -> str:
+        set_ = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                         if getattr(self, f.name) is not None)  # fmt: skip
+        return f"SamplingParams({set_})"
+
+
+def _sampling_class() -> type:
+    from .params import SAMPLING
+
+    fields = [(p.name, Optional[p.type], field(default=None, metadata={"param": p})) for p in SAMPLING]
+    doc = ("Sampling settings for one request, one field per ``lmnb.params.SAMPLING`` entry. ``None`` "
+           "fields are filled from the session defaults (``LM``).")
+    return dataclasses.make_dataclass("SamplingParams", fields, bases=(_SamplingMethods,),
+                                      namespace={"__module__": __name__, "__doc__": doc}, repr=False)  # fmt: skip
+
+
+# Declared in lmnb.params (the one table of parameters); built here so every module gets the same class.
+SamplingParams = _sampling_class()
 
 # Names of every sampling parameter, in one place (config, API, magics and CLI all use it).
 SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))
@@ -116,6 +111,8 @@ class Completion:
     error: Optional[str] = None
     logprobs: Optional[list[dict]] = field(default=None, repr=False)  # OpenAI-style, when requested
     parsed: Any = field(default=None, repr=False)  # the reply as the object of a schema (chat(schema=...))
+    # why ``parsed`` is None although a schema was given (a StructuredOutputError)
+    parse_error: Optional[Exception] = field(default=None, repr=False)
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""
@@ -159,7 +156,7 @@ class ModelInfo:
         psize = f"{p / 1e9:.2f}B" if p >= 1e9 else f"{p / 1e6:.0f}M"
         return (
             f"{self.name}: {self.architecture}, {psize} parameters, {self.quantization}, "
-            f"{self.file_size / 2**20:.0f} MiB, trained context {self.context_length}, "
+            f"{_size(self.file_size)}, trained context {self.context_length}, "
             f"{self.layers} layers, chat template {'yes' if self.has_chat_template else 'no'}"
         )
 
@@ -192,12 +189,20 @@ class Status:
     queue_depth: int = 0
     requests_served: int = 0
     backend: str = "local"
+    models: list = field(default_factory=list)  # every loaded model (``lmnb.registry.Loaded``)
 
     def __repr__(self) -> str:
+        others = f", models={[m.name for m in self.models]!r}" if len(self.models) > 1 else ""
         if not self.loaded:
-            return f"Status(loaded=False, backend={self.backend!r}, rss={self.rss_bytes / 2**20:.0f} MiB)"
+            return f"Status(loaded=False, backend={self.backend!r}, rss={_size(self.rss_bytes)}{others})"
         tps = "-" if self.last_tokens_per_s is None else f"{self.last_tokens_per_s:.1f}"
         return (
-            f"Status(model={self.model.name!r}, rss={self.rss_bytes / 2**20:.0f} MiB, "
-            f"last tok/s={tps}, queue={self.queue_depth}, served={self.requests_served})"
+            f"Status(model={self.model.name!r}, rss={_size(self.rss_bytes)}, "
+            f"last tok/s={tps}, queue={self.queue_depth}, served={self.requests_served}{others})"
         )
+
+
+def _size(n: int) -> str:
+    from .tables import human_bytes  # the one size format (decimal units, as the Hub shows files)
+
+    return human_bytes(n)

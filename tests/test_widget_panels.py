@@ -19,7 +19,7 @@ import lmnb  # noqa: E402
 import lmnb.server  # noqa: E402
 from lmnb.engine.logs import LOGS  # noqa: E402
 from lmnb.sysmon import GPUStat, Monitor, Snapshot  # noqa: E402
-from lmnb.widgets import _ticker  # noqa: E402
+from lmnb.widgets import ticker as _ticker  # noqa: E402
 from lmnb.widgets.logs import Logs  # noqa: E402
 from lmnb.widgets.server import Server, is_loopback  # noqa: E402
 from lmnb.widgets.system import System  # noqa: E402

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ..errors import ContextOverflow, GenerationError, LoadError, NoModelLoaded
 from ..types import (
@@ -34,7 +34,7 @@ from ..types import (
     Timings,
     Usage,
 )
-from .request import GenerationSpec, Request
+from .request import GenerationSpec, Request, Stage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +74,8 @@ class _Seq:
 class Engine:
     """Owns the model; serves requests from any thread. Use ``lmnb.get_engine()`` for the shared one."""
 
-    def __init__(self, n_parallel: int = 1) -> None:
+    def __init__(self, n_parallel: int = 1, name: str = "default") -> None:
+        self.name = name  # the registry's name for this model ("default" for the default model)
         self.n_parallel = n_parallel
         self._queue: "queue.Queue[tuple]" = queue.Queue()
         self._model = None  # LoadedModel, touched only by the worker
@@ -98,10 +99,11 @@ class Engine:
         # every token sampled, counted as it is generated (stats counts a request when it ends):
         # monitors take its rate for the current tokens/s
         self.tokens_generated = 0
-        self.listeners: list[Callable[[Request, Completion], None]] = []
         # called with the new ModelInfo after a load, None after an unload (widgets, status bar)
         self.model_listeners: list[Callable[[Optional[ModelInfo]], None]] = []
-        self._thread = threading.Thread(target=self._run, name="lmnb-engine", daemon=True)
+        self.last_activity = time.monotonic()  # last submit or finished request (idle unload)
+        thread_name = "lmnb-engine" if name == "default" else f"lmnb-engine-{name}"
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------------------------------
@@ -277,12 +279,18 @@ class Engine:
         """For each sequence slot, the highest KV-cache position it holds (-1 = none)."""
         return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(self.n_parallel)])
 
-    def submit(self, spec: GenerationSpec) -> Request:
-        """Queue a generation and return its handle at once. Parameters are validated here."""
-        spec.params = resolve_sampling(spec.params)
+    def submit(self, spec: GenerationSpec, *, stages: Sequence[Stage] = (),
+               on_done: Sequence[Callable[[Completion], None]] = ()) -> Request:  # fmt: skip
+        """Queue a generation and return its handle at once. Parameters are validated here.
+
+        ``stages`` and ``on_done`` are the request's output chain (see ``Request``); they run
+        off this engine's worker. The caller's ``spec`` is not changed.
+        """
         if spec.messages is None and spec.prompt is None:
             raise ValueError("a request needs messages or a prompt")
-        req = Request(spec)
+        spec = dataclasses.replace(spec, params=resolve_sampling(spec.params))
+        req = Request(spec, stages=stages, on_done=on_done)
+        self.last_activity = time.monotonic()
         self._queue.put(("gen", req))
         return req
 
@@ -367,6 +375,11 @@ class Engine:
     def queue_depth(self) -> int:
         """Requests being generated plus those waiting their turn."""
         return self._queue.qsize() + len(self._active)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running or queued (``last_activity`` says since when)."""
+        return self.queue_depth == 0
 
     @property
     def generating(self) -> bool:
@@ -493,13 +506,13 @@ class Engine:
             self._start(req)
         except BaseException as e:  # a request that cannot start fails alone; the worker goes on
             self.stats["requests_error"] += 1
-            req._fail(e)
+            req.fail(e)
 
     def _start(self, req: Request) -> None:
         if req.cancelled:  # stopped while waiting its turn: an empty reply, reported like any other
             self.requests_served += 1
             self.stats["requests_cancelled"] += 1
-            req._deliver(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params), self.listeners)
+            req.deliver(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
             return
         model = self._require_model()
         spec = req.spec
@@ -664,7 +677,7 @@ class Engine:
                 s.t_prompt_done = now
                 s.req.prompt_done.set()
             if len(s.prompt) - s.n_cached > model.n_batch:  # a prompt read over several steps
-                s.req._progress(len(s.prompt) - len(s.pending), len(s.prompt))
+                s.req.progress(len(s.prompt) - len(s.pending), len(s.prompt))
         for s in generating:
             self._slot_tokens[s.slot].append(s.last_token)
         self.stats["decode_calls"] += 1
@@ -692,7 +705,7 @@ class Engine:
                 return
         elif s.held:
             s.text += s.held
-            s.req._emit(s.held)
+            s.req.emit(s.held)
             s.held = ""
         if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx_seq:
             self._finish(s, "length")
@@ -715,7 +728,7 @@ class Engine:
             out = held[: len(held) - keep]
             s.held = held[len(held) - keep :]
             s.text += out
-            s.req._emit(out)
+            s.req.emit(out)
         return False
 
     def _finish(self, s: _Seq, reason: str, at_stop_string: bool = False) -> None:
@@ -723,7 +736,7 @@ class Engine:
             s.held += s.decoder.decode(b"", final=True)
         if s.held:
             s.text += s.held
-            s.req._emit(s.held)
+            s.req.emit(s.held)
             s.held = ""
         now = time.perf_counter()
         n_prompt_eval = len(s.prompt) - s.n_cached
@@ -753,18 +766,19 @@ class Engine:
         self.stats["prompt_tokens_evaluated"] += n_prompt_eval
         self.stats["generated_tokens"] += n_gen
         self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
-        s.req._deliver(result, self.listeners)
+        s.req.deliver(result)
 
     def _fail(self, s: _Seq, error: BaseException) -> None:
         self._retire(s)
         self.stats["requests_error"] += 1
-        s.req._fail(error)
+        s.req.fail(error)
 
     def _retire(self, s: _Seq) -> None:
         with self._lock:
             if s in self._active:
                 self._active.remove(s)
         s.sampler.close()
+        self.last_activity = time.monotonic()
 
     def _completion_for(self, req, text, reason, usage, timings, params) -> Completion:
         return Completion(
@@ -785,14 +799,15 @@ class Engine:
 def resolve_sampling(params: Optional[SamplingParams]) -> SamplingParams:
     """Fill unset fields from the session defaults, validate, and pick a seed if none is fixed."""
     from ..config import get_config
+    from ..types import SAMPLING_FIELDS
 
     cfg = get_config()
-    defaults = SamplingParams(**{name: getattr(cfg, name) for name in cfg.SAMPLING})
+    defaults = SamplingParams(**{name: getattr(cfg, name) for name in SAMPLING_FIELDS})
     defaults.stop = list(cfg.stop) or None
-    p = (params or SamplingParams()).merged(defaults)
+    defaults.logit_bias = dict(cfg.logit_bias) or None
+    p = (params or SamplingParams()).merged(defaults).validate()
     if p.seed is None or p.seed == -1:
         p.seed = random.getrandbits(32)  # recorded in the result, so any reply can be reproduced
-    p.validate()
     return p
 
 

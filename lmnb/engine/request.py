@@ -2,23 +2,80 @@
 
 A request is submitted from any thread; the worker pushes events into the handle's queue. The
 caller iterates the handle for text deltas (``events()`` also gives prompt-processing progress),
-or calls ``result()``. ``cancel()`` is safe from any
-thread. Nothing here knows how many sequences the worker decodes per step.
+or calls ``result()``. ``cancel()`` is safe from any thread. Nothing here knows how many
+sequences the worker decodes per step.
+
+What is done *with* a reply is attached to the request when it is made, and never runs on the
+decode thread: output ``Stage``s see every event as it streams and may rewrite the final
+``Completion`` (a schema parser; next, a reasoning-block splitter or a tool-call parser), and
+``on_done`` callbacks run once the result is final (a conversation appends the turn, the history
+records the row). Both run on one "lmnb-replies" thread, in order per request, before
+``result()`` returns and before the caller's iteration ends, so a conversation already holds a
+reply when its caller sends the next message.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterator, Optional, Union
+from typing import AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 from ..errors import LmnbError
 from ..types import Completion, Message, SamplingParams
 
 _ids = itertools.count(1)
+_log = logging.getLogger("lmnb")
+
+Event = tuple[str, object]
+
+
+class Stage:
+    """One step of a request's output chain; subclass and override what you need.
+
+    ``on_event`` sees each event (``("delta", text)``, ``("progress", (done, total))``) in
+    order and returns the events to pass on: it may hold text back, rewrite it, or turn it into
+    other kinds of event. ``on_result`` sees the final ``Completion`` and returns it (changed or
+    not). Stages run on the replies thread, never on the decode thread; an exception in one
+    fails the request with that error.
+    """
+
+    def on_event(self, event: Event) -> Iterable[Event]:
+        return (event,)
+
+    def on_result(self, result: Completion) -> Completion:
+        return result
+
+
+class _Replies:
+    """The one thread that runs output stages and callbacks, in the order they were posted."""
+
+    def __init__(self) -> None:
+        self._queue: "queue.SimpleQueue[tuple[Callable, tuple]]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+
+    def post(self, fn: Callable, *args: object) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="lmnb-replies", daemon=True)
+                    self._thread.start()
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except BaseException:  # a bug in a stage must not stop every later reply
+                _log.exception("lmnb: reply handling failed")
+
+
+REPLIES = _Replies()
 
 
 @dataclass
@@ -30,15 +87,27 @@ class GenerationSpec:
     params: SamplingParams = field(default_factory=SamplingParams)
     grammar: Optional[str] = None  # GBNF text constraining the reply (JSON mode, JSON schema)
     logprobs: Optional[int] = None  # None: off; k: each token's logprob plus the k most likely alternatives
-    tags: dict = field(default_factory=dict)  # caller's bookkeeping (conversation name, source...)
+    tags: dict = field(default_factory=dict)  # TODO(16): unused; removed once the server submits through api
 
 
 class Request:
-    """A handle on one generation: iterate it for text deltas, or call ``result()``."""
+    """A handle on one generation: iterate it for text deltas, or call ``result()``.
 
-    def __init__(self, spec: GenerationSpec) -> None:
+    Args:
+        spec: what to generate.
+        stages: output stages, applied in order to the streamed events and the final result.
+        on_done: callbacks given the final ``Completion`` (after the stages) before the request
+            counts as done. They run on the replies thread: they must not wait for another request.
+        model: the name of the model that serves the request (set by the backend at submit).
+    """
+
+    def __init__(self, spec: GenerationSpec, *, stages: Iterable[Stage] = (),
+                 on_done: Iterable[Callable[[Completion], None]] = ()) -> None:  # fmt: skip
         self.id = f"req-{next(_ids)}"
         self.spec = spec
+        self.stages: list[Stage] = list(stages)
+        self.on_done: list[Callable[[Completion], None]] = list(on_done)
+        self.model_path: Optional[str] = None  # the file of the model that serves it (None: remote)
         self.submitted = time.perf_counter()
         self._events: "queue.SimpleQueue[tuple[str, object]]" = queue.SimpleQueue()
         self._done = threading.Event()
@@ -126,48 +195,78 @@ class Request:
         state = "done" if self.done else ("cancelling" if self.cancelled else "running")
         return f"<Request {self.id} {state}>"
 
-    # --- worker side ------------------------------------------------------------------------
-    def _put(self, event: tuple) -> None:
+    # --- producer side (the backend's worker) --------------------------------------------------
+    # With no stages, deltas go straight to the caller; everything else is posted to the replies
+    # thread, so the worker only hands over and goes back to decoding.
+    def emit(self, text: str) -> None:
+        """A piece of the reply's text."""
+        self._produce(("delta", text))
+
+    def progress(self, done: int, total: int) -> None:
+        """Prompt evaluation progress, for prompts that take several steps."""
+        self.prompt_progress = (done, total)
+        self._produce(("progress", (done, total)))
+
+    def deliver(self, result: Completion) -> None:
+        """The final result: stages and ``on_done`` callbacks run, then the request is done."""
+        REPLIES.post(self._complete, result)
+
+    def fail(self, error: BaseException) -> None:
+        """End with ``error`` (after the events already produced)."""
+        self.prompt_done.set()
+        if self.stages:
+            REPLIES.post(self._end_with_error, error)
+        else:
+            self._end_with_error(error)
+
+    # --- internals ------------------------------------------------------------------------
+    def _produce(self, event: Event) -> None:
+        if self.stages:
+            REPLIES.post(self._staged, event)
+        else:
+            self._put(event)
+
+    def _staged(self, event: Event, start: int = 0) -> None:
+        events: Iterable[Event] = (event,)
+        for stage in self.stages[start:]:
+            events = [out for e in events for out in stage.on_event(e)]
+        for e in events:
+            self._put(e)
+
+    def _complete(self, result: Completion) -> None:
+        try:
+            for stage in self.stages:
+                result = stage.on_result(result)
+        except Exception as e:
+            self._end_with_error(e)
+            return
+        for fn in self.on_done:
+            try:
+                fn(result)
+            except Exception:  # the caller still gets its result; the bug is logged, not lost
+                _log.exception("lmnb: an on_done callback of %s failed", self.id)
+        self.prompt_done.set()
+        self._result = result
+        self._done.set()
+        self._put(("done", result))
+
+    def _end_with_error(self, error: BaseException) -> None:
+        self.prompt_done.set()
+        if not isinstance(error, (LmnbError, ValueError)):
+            wrapped = LmnbError(f"generation failed: {error}")
+            wrapped.__cause__ = error
+            error = wrapped
+        self._error = error
+        self._done.set()
+        self._put(("error", error))
+
+    def _put(self, event: Event) -> None:
         self._events.put(event)
         for wake in list(self._wakers):
             try:
                 wake()
             except RuntimeError:  # the waiting event loop has closed
                 pass
-
-    def _emit(self, text: str) -> None:
-        self._put(("delta", text))
-
-    def _progress(self, done: int, total: int) -> None:
-        self.prompt_progress = (done, total)
-        self._put(("progress", (done, total)))
-
-    def _deliver(self, result: Completion, listeners: list) -> None:
-        """Finish with ``result`` after the backend's listeners have seen it.
-
-        Listeners run first, so that e.g. a conversation already holds this reply when the
-        caller sends the next message; a failing listener never keeps the result from the caller.
-        """
-        for listener in list(listeners):
-            try:
-                listener(self, result)
-            except Exception:
-                pass
-        self._finish(result)
-
-    def _finish(self, result: Completion) -> None:
-        self.prompt_done.set()
-        self._result = result
-        self._done.set()
-        self._put(("done", result))
-
-    def _fail(self, error: BaseException) -> None:
-        self.prompt_done.set()
-        if not isinstance(error, LmnbError) and not isinstance(error, ValueError):
-            error = LmnbError(f"generation failed: {error}")
-        self._error = error
-        self._done.set()
-        self._put(("error", error))
 
 
 _END = object()

@@ -21,7 +21,7 @@ from traitlets import TraitError
 
 from ..errors import LmnbError
 from ..markup import Markup, html
-from . import _ticker
+from . import ticker as _ticker
 from ._html import SafeHTML
 
 # Status colours by kind ("info" keeps the theme's text colour).

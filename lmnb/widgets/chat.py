@@ -56,7 +56,7 @@ class Chat(anywidget.AnyWidget):
 
     def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, system_prompt: Optional[str] = None,
                  **params: Any) -> None:
-        api._params(dict(params))  # unknown sampling names fail here, not at the first message
+        api.sampling_params(dict(params))  # unknown sampling names fail here, not at the first message
         super().__init__(conversation=conversation)
         self.params: dict[str, Any] = params
         self.grammar: Optional[str] = None  # GBNF the replies must follow (None: free text)
@@ -116,20 +116,16 @@ class Chat(anywidget.AnyWidget):
         with self._lock:
             if self.busy:
                 raise LmnbError("A reply is still being generated; press Stop first.")
-            msgs = self._conv.messages
-            last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=None)
-            if last_user is None:
+            removed = self._conv.pop_last_turn()
+            if not removed:
                 raise LmnbError("There is no message to regenerate a reply for.")
-            text = msgs[last_user]["content"]
-            removed = msgs[last_user:]
-            del msgs[last_user:]
         try:
-            return self.ask(text)
+            return self.ask(removed[0]["content"])
         except Exception:
-            msgs.extend(removed)  # put the old turn back when the new one cannot start
-            raise
-        finally:
+            with self._conv.lock:  # put the old turn back when the new one cannot start
+                self._conv.messages.extend(removed)
             self._conv.changed()
+            raise
 
     def clear(self) -> None:
         """Forget the conversation (also for ``%%lm chat`` cells that continue it)."""
@@ -211,7 +207,7 @@ class Chat(anywidget.AnyWidget):
                 self.send({"type": "restore", "text": str(content.get("text", ""))})
 
     def _view(self) -> list[dict]:
-        return [dict(m) for m in self._conv.messages]
+        return self._conv.snapshot()
 
     def _show(self, messages: list[dict]) -> None:
         self._syncing = True
@@ -230,9 +226,8 @@ class Chat(anywidget.AnyWidget):
         if self._syncing or self.busy:
             return
         clean = [dict(m) for m in change["new"] if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
-        if clean != self._conv.messages:
-            self._conv.messages[:] = clean
-            self._conv.changed()
+        if clean != self._conv.snapshot():
+            self._conv.replace(clean)
 
     @observe("system_prompt")
     def _system_set(self, change: dict) -> None:

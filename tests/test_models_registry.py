@@ -1,0 +1,178 @@
+"""Several models loaded at once: each on its own worker, chosen per request, unloaded by name."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import lmnb
+from lmnb import api
+from lmnb.errors import LoadError, NoModelLoaded
+
+from .waiting import wait_for
+
+GREEDY = {"temperature": 0, "max_tokens": 12, "seed": 1}
+
+
+@pytest.fixture
+def gemma_path():
+    from lmnb.library import bundled_model
+
+    try:
+        return bundled_model("gemma3")
+    except Exception as e:  # the dev extra installs it; say so rather than skip silently in CI
+        pytest.fail(f"Gemma 3 is needed for the several-models tests: {e}")
+
+
+@pytest.fixture
+def two_models(loaded, gemma_path):
+    """SmolLM2 as the default model and Gemma 3 beside it, as 'g'."""
+    lmnb.load(gemma_path, name="g", n_ctx=1024)
+    yield
+    lmnb.unload("g")
+
+
+def test_two_models_answer_interleaved_requests_each_with_its_own_model(two_models):
+    question = "Name a colour."
+    alone = {m: lmnb.chat(question, model=m, **GREEDY).text for m in (None, "g")}
+    assert alone[None] != alone["g"], "the two models should not answer identically"
+
+    results: dict[tuple, str] = {}
+
+    def ask(model, i):
+        results[(model, i)] = lmnb.chat(question, model=model, **GREEDY).text
+
+    threads = [threading.Thread(target=ask, args=(m, i)) for i in range(3) for m in (None, "g")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 6
+    for (model, _), text in results.items():
+        assert text == alone[model]
+    # each reply names the model that produced it
+    assert lmnb.chat(question, model="g", **GREEDY).model != lmnb.chat(question, **GREEDY).model
+
+
+def test_models_are_found_by_name_model_name_or_file_and_listed_with_memory(two_models, gemma_path):
+    import os
+
+    info = lmnb.get_engine("g").info
+    for alias in ("g", info.name, os.path.basename(gemma_path), gemma_path):
+        assert lmnb.get_engine(alias) is lmnb.get_engine("g")
+    st = lmnb.status()
+    assert [m.name for m in st.models] == ["default", "g"]
+    assert all(m.model_bytes > 0 for m in st.models)
+    with pytest.raises(NoModelLoaded, match="No loaded model is called 'nope'"):
+        lmnb.chat("hi", model="nope")
+
+
+def test_loading_without_a_name_replaces_only_the_default(two_models, smollm2_path, gemma_path):
+    lmnb.load(gemma_path, n_ctx=1024)  # the default is now Gemma; 'g' stays
+    try:
+        assert [m.name for m in lmnb.loaded()] == ["default", "g"]
+        assert api.current_model().path == gemma_path
+    finally:
+        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+
+
+def test_magics_load_as_unload_by_name_status_and_model_flag(shell, gemma_path, capsys):
+    from .conftest import run_cell
+
+    shell.run_line_magic("lm", f"load {gemma_path} --as second --ctx 1024")
+    try:
+        shell.run_line_magic("lm", "status")
+        out = capsys.readouterr().out
+        assert "[default]" in out and "[second]" in out and "2 model(s)" in out
+        run_cell(shell, "--model second -t 0 -n 8 -o reply", "Say hello.")
+        row = lmnb.history(last=1).iloc[-1]
+        assert row["model_path"] == gemma_path  # the row names the model that answered
+        assert shell.user_ns["reply"] == lmnb.chat("Say hello.", model="second", temperature=0, max_tokens=8).text
+    finally:
+        shell.run_line_magic("lm", "unload second")
+    assert "Unloaded 'second'" in capsys.readouterr().out
+    assert [m.name for m in lmnb.loaded()] == ["default"]
+
+
+def test_map_and_compare_choose_models(two_models):
+    out = lmnb.map("Repeat: {item}", ["a", "b"], model="g", progress=False, **GREEDY)
+    assert list(out) == [lmnb.chat("Repeat: a", model="g", **GREEDY).text,
+                         lmnb.chat("Repeat: b", model="g", **GREEDY).text]
+    cmp = lmnb.compare("Name a fruit.", [dict(GREEDY)], models=[None, "g"], max_tokens=12)
+    assert {r.model for r in cmp.runs} == {lmnb.get_engine().info.name, lmnb.get_engine("g").info.name}
+    assert [m.name for m in lmnb.loaded()] == ["default", "g"]  # compare unloaded nothing it did not load
+
+
+def test_compare_loads_a_model_that_fits_and_unloads_it_after(loaded, gemma_path):
+    cmp = lmnb.compare("Name a fruit.", [dict(GREEDY)], models=[None, gemma_path], max_tokens=12)
+    assert len(cmp.runs) == 2 and cmp.runs[1].model == "gemma-3-270m-q4_k_m"  # named by its file
+    assert [m.name for m in lmnb.loaded()] == ["default"]
+
+
+def test_a_model_that_does_not_fit_is_refused_with_the_reason(loaded, gemma_path, monkeypatch):
+    from lmnb import fit
+
+    small = fit.Hardware(ram_total=8 * 2**30, ram_available=50 * 2**20)  # 50 MiB free
+    monkeypatch.setattr(fit, "probe", lambda: small)
+    with pytest.raises(LoadError, match="will not fit in the memory free now"):
+        lmnb.compare("Hi", models=[None, gemma_path])
+    assert [m.name for m in lmnb.loaded()] == ["default"]
+
+
+def test_models_loaded_on_demand_are_unloaded_after_the_idle_time(loaded, gemma_path):
+    from lmnb.types import LoadOptions
+
+    cfg = lmnb.configure(idle_unload=0.5)
+    try:
+        api.registry().load(gemma_path, LoadOptions(n_ctx=512), name="jit", on_demand=True)
+        lmnb.chat("Hi", model="jit", max_tokens=2)
+        assert wait_for(lambda: "jit" not in api.registry().names()), "the idle model was not unloaded"
+        assert [m.name for m in lmnb.loaded()] == ["default"]  # the default model is never unloaded for idling
+    finally:
+        cfg.idle_unload = 0
+        lmnb.unload("jit")
+
+
+def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothing(loaded, smollm2_path):
+    """The chat pane, `%%lm chat` cells and API callers add turns to one conversation at once."""
+    from lmnb.widgets import Chat
+
+    lmnb.load(smollm2_path, n_ctx=8192)  # 200 turns of history (the next test's fixture reloads 2048)
+    name = "stress"
+    lmnb.reset(name)
+    pane = Chat(name, max_tokens=1, temperature=0)
+    n_threads, per_thread = 4, 40
+    errors: list[BaseException] = []
+
+    def api_caller(k: int) -> None:
+        try:
+            for i in range(per_thread):
+                lmnb.chat(f"api {k}-{i}", conversation=name, max_tokens=1, temperature=0)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def pane_user() -> None:
+        try:
+            for i in range(n_threads * per_thread // 4):
+                pane.ask(f"pane {i}")
+                pane.wait(60)
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=api_caller, args=(k,)) for k in range(n_threads)]
+    threads.append(threading.Thread(target=pane_user))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    pane.close()
+    assert not errors
+    msgs = lmnb.conversation(name).messages
+    users = [m["content"] for m in msgs if m["role"] == "user"]
+    expected = {f"api {k}-{i}" for k in range(n_threads) for i in range(per_thread)}
+    expected |= {f"pane {i}" for i in range(n_threads * per_thread // 4)}
+    assert len(users) == len(expected) == 200 and set(users) == expected
+    # every question is followed by its own reply
+    assert all(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(0, len(msgs), 2))
+    lmnb.reset(name)
