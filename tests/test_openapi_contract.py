@@ -18,7 +18,8 @@ from schemathesis.specs.openapi.checks import (
 from lmnb.server import Server
 
 # Fuzzed requests may ask for thousands of tokens; cap valid values so a run stays bounded in
-# time (values over the schema's maximum are left alone: they must be rejected).
+# time (values over the schema's maximum are left alone: they must be rejected); a request that
+# gives no limit gets the cap too.
 CAPS = {"max_tokens": (8, None), "max_completion_tokens": (8, None), "n": (2, 16)}
 
 
@@ -42,6 +43,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_openapi_contract(case):
     if isinstance(case.body, dict):
+        if ("messages" in case.body or "prompt" in case.body) and not (
+                {"max_tokens", "max_completion_tokens"} & set(case.body)):
+            case.body["max_tokens"] = CAPS["max_tokens"][0]  # the default is "until the context is full"
         for key, (cap, maximum) in CAPS.items():
             value = case.body.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and cap < value <= (maximum or value):

@@ -1,0 +1,123 @@
+"""OpenAI request fields to engine inputs, and engine results to OpenAI response fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from ..types import Completion, ModelInfo, SamplingParams
+from . import schemas as S
+from .errors import APIError
+
+
+# ---- request -> engine -----------------------------------------------------------------------
+def message(m: S.ChatMessage, i: int) -> dict[str, str]:
+    """One chat message as the engine takes it (text parts joined; ``developer`` is ``system``)."""
+    content = m.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, S.TextPart):
+                raise APIError(400, f"messages[{i}]: content parts of type {part.type!r} are not supported "
+                                    "(this model reads text only).", param=f"messages.{i}.content")
+            texts.append(part.text)
+        content = "".join(texts)
+    role = "system" if m.role == "developer" else m.role
+    return {"role": role, "content": content or ""}
+
+
+def sampling(body: S._Sampling, max_tokens: Optional[int]) -> SamplingParams:
+    """The request's sampling fields; unset ones stay ``None`` (the session's defaults)."""
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    top_p, top_k = body.top_p, body.top_k
+    return SamplingParams(
+        temperature=body.temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        max_tokens=max_tokens,
+        seed=None if body.seed is None else body.seed & 0xFFFFFFFF,  # any int64, as OpenAI takes
+        stop=stop,
+    )
+
+
+def n_params(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """``n`` copies of ``params``; a fixed seed still gives n different answers, reproducibly."""
+    if n == 1:
+        return [params]
+    return [dataclasses.replace(params, seed=None if params.seed is None else (params.seed + i) & 0xFFFFFFFF)
+            for i in range(n)]
+
+
+def grammar(fmt: Optional[S.ResponseFormat]) -> Optional[str]:
+    """The GBNF grammar that enforces ``response_format`` (``None``: free text)."""
+    if fmt is None or isinstance(fmt, S.ResponseFormatText):
+        return None
+    from ..structured import grammar as make_grammar
+
+    # json_object, and a json_schema without a schema: any JSON object
+    schema = None if isinstance(fmt, S.ResponseFormatJSONObject) else (fmt.json_schema.schema_ or None)
+    try:
+        return make_grammar(schema)  # cached: clients send the same schema with every request
+    except (TypeError, ValueError) as e:
+        raise APIError(400, f"response_format.json_schema.schema: {e}", param="response_format") from None
+
+
+# ---- engine -> response ----------------------------------------------------------------------
+def finish(res: Completion) -> str:
+    return "length" if res.finish_reason == "length" else "stop"
+
+
+def usage(results: list[Completion], n: int = 1) -> dict:
+    """OpenAI's usage of ``results``."""
+    firsts = results
+    prompt = sum(r.usage.prompt_tokens for r in firsts)
+    cached = sum(r.usage.cached_tokens for r in firsts)
+    completion = sum(r.usage.completion_tokens for r in results)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def timings(res: Completion) -> dict[str, float]:
+    t = res.timings
+    return {"queued_ms": t.queued_s * 1000, "ttft_ms": t.ttft_s * 1000, "prompt_ms": t.prompt_s * 1000,
+            "generation_ms": t.generation_s * 1000, "prompt_per_second": t.prompt_tokens_per_s,
+            "predicted_per_second": t.generation_tokens_per_s}
+
+
+def legacy_logprobs(entries: list[dict], offset: int = 0) -> dict:
+    """The /v1/completions logprobs shape: parallel lists, alternatives as {token: logprob}."""
+    text_offset = []
+    for e in entries:
+        text_offset.append(offset)
+        offset += len(e["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
+        "text_offset": text_offset,
+    }
+
+
+def card(name: str, path: str, loaded: bool) -> dict:
+    """A /v1/models entry."""
+    try:
+        created = int(os.path.getmtime(path))
+    except OSError:
+        created = 0
+    return {"id": name, "object": "model", "created": created, "owned_by": "local", "loaded": loaded, "path": path}
+
+
+def fingerprint(info: ModelInfo) -> str:
+    """``system_fingerprint``: what decides the answers besides the request (lmnb's version, the quantization)."""
+    return f"lmnb-{version()}-{info.quantization}"
+
+
+def version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,263 @@
+"""The routes: ``openai_routes`` (mounted at ``/v1``) and ``extra``
+(``/health``, ``/metrics``).
+
+What a route needs from its app comes through dependencies: ``get_engine`` (the engine in
+``app.state.engine``), ``authenticate`` (the key in ``app.state.api_key``) and ``get_stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import os
+import time
+import uuid
+from typing import Optional, Union
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..engine import Engine, GenerationSpec
+from ..engine import Request as EngineRequest
+from ..types import Completion, ModelInfo
+from . import convert
+from . import schemas as S
+from .errors import ERROR_DOCS, APIError, as_api_error, no_model
+from .stats import ServerStats
+from .streaming import Chunks, collect, stream
+
+
+# ---- dependencies ----------------------------------------------------------------------------
+def get_engine(request: Request) -> Engine:
+    """The engine this app serves."""
+    return request.app.state.engine
+
+
+def get_stats(request: Request) -> ServerStats:
+    return request.app.state.stats
+
+
+def authenticate(request: Request) -> None:
+    """Require ``Authorization: Bearer KEY`` (or ``x-api-key: KEY``) when the app has a key."""
+    api_key: Optional[str] = request.app.state.api_key
+    if not api_key:
+        return
+    auth = request.headers.get("authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    if not given:
+        raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="invalid_api_key")
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+def loaded_model(engine: Engine = Depends(get_engine)) -> ModelInfo:
+    """The loaded model (503 when none is)."""
+    info = engine.info
+    if info is None:
+        raise no_model()
+    return info
+
+
+def _names(info: ModelInfo, name: str) -> bool:
+    """Whether a client's model ``name`` means the model ``info`` (its name, file name, path or a reference)."""
+    if name in (info.name, os.path.basename(info.path), info.path):
+        return True
+    try:
+        from ..library import resolve
+
+        return os.path.abspath(resolve(name)) == info.path
+    except Exception:
+        return False
+
+
+def served_model(engine: Engine, name: Optional[str]) -> ModelInfo:
+    """The loaded model, when ``name`` is empty or names it; else 404 (or 503 with no model)."""
+    info = loaded_model(engine)
+    if not name or _names(info, name):
+        return info
+    raise APIError(
+        404,
+        f"The model {name!r} is not loaded; this server serves {info.name!r} (see GET /v1/models). "
+        f"Load another model in the notebook with `%lm load`.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def embedding_model(engine: Engine, name: Optional[str]) -> tuple[str, ModelInfo]:
+    """Which model embeds: the one named, else the embedding model, else the chat model."""
+    emb, chat = engine.embedder_info, engine.info
+    if emb is not None and (not name or _names(emb, name)):
+        return "embedder", emb
+    if not name or emb is None:
+        return "chat", served_model(engine, name)
+    if chat is not None and _names(chat, name):
+        return "chat", chat
+    served = " and ".join(repr(m.name) for m in (emb, chat) if m is not None)
+    raise APIError(404, f"The model {name!r} is not loaded; embeddings come from {served} (see GET /v1/models).",
+                   param="model", code="model_not_found")  # fmt: skip
+
+
+def _streaming_docs(description: str) -> dict:
+    """OpenAPI responses of a route that answers JSON, or SSE when ``stream=true``."""
+    return {**ERROR_DOCS, 200: {"content": {"text/event-stream": {}}, "description": description}}
+
+
+# ---- the OpenAI API --------------------------------------------------------------------------
+openai_routes = APIRouter(dependencies=[Depends(authenticate)], responses=ERROR_DOCS)
+
+
+@openai_routes.get("/models", response_model=S.ModelList)
+async def list_models(engine: Engine = Depends(get_engine)) -> JSONResponse:
+    """The loaded model (and embedding model) first, then the other models on this machine."""
+    from ..library import local_models
+
+    info, emb = engine.info, engine.embedder_info
+    data = [convert.card(m.name, m.path, True) for m in (info, emb) if m is not None]
+    try:
+        others = await asyncio.to_thread(local_models, ())
+    except Exception:
+        others = []
+    served = {m.path for m in (info, emb) if m is not None}
+    data += [convert.card(m.name, m.path, False) for m in others if os.path.abspath(m.path) not in served]
+    return JSONResponse({"object": "list", "data": data})
+
+
+@openai_routes.get("/models/{model_id:path}", response_model=S.ModelCard)
+async def get_model(model_id: str, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    info = served_model(engine, model_id)
+    return JSONResponse(convert.card(info.name, info.path, True))
+
+
+@openai_routes.post("/chat/completions", response_model=S.ChatCompletion,
+             responses=_streaming_docs("A chat completion, or SSE chunks when stream=true"))
+async def chat_completions(body: S.ChatCompletionRequest, request: Request,
+                           engine: Engine = Depends(get_engine)) -> Response:
+    info = served_model(engine, body.model)
+    if body.tools:
+        raise APIError(400, "Tool calling is not supported yet by lmnb's server.", param="tools")
+    messages = [convert.message(m, i) for i, m in enumerate(body.messages)]
+    params = convert.sampling(body, body.max_completion_tokens or body.max_tokens)
+    grammar = convert.grammar(body.response_format)
+    if body.top_logprobs and not body.logprobs:
+        raise APIError(400, "top_logprobs needs logprobs=true.", param="top_logprobs")
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    n = body.n or 1
+    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, tags={"kind": "server"})
+             for p in convert.n_params(params, n)]  # fmt: skip
+    fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
+                 chat=True)
+    out = await _run(engine, specs, body, request, fmt, "messages")
+    if isinstance(out, Response):
+        return out
+    choices = [{
+        "index": i,
+        "message": {"role": "assistant", "content": res.text},
+        "finish_reason": convert.finish(res),
+        "logprobs": {"content": res.logprobs} if res.logprobs is not None else None,
+    } for i, res in enumerate(out)]
+    return JSONResponse({
+        "id": fmt.id, "object": "chat.completion", "created": fmt.created, "model": info.name,
+        "choices": choices, "usage": convert.usage(out, n), "system_fingerprint": fmt.fingerprint,
+        "timings": convert.timings(out[0]),
+    })
+
+
+@openai_routes.post("/completions", response_model=S.TextCompletion,
+             responses=_streaming_docs("A completion, or SSE chunks when stream=true"))
+async def completions(body: S.CompletionRequest, request: Request, engine: Engine = Depends(get_engine)) -> Response:
+    info = served_model(engine, body.model)
+    if body.suffix:
+        raise APIError(400, "suffix (fill-in-the-middle) is not supported.", param="suffix")
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    if any(not p for p in prompts):
+        raise APIError(400, "prompt must not be empty.", param="prompt")
+    params = convert.sampling(body, body.max_tokens)
+    n = body.n or 1
+    specs = [GenerationSpec(prompt=prompt, params=p, logprobs=body.logprobs, tags={"kind": "server"})
+             for prompt in prompts for p in convert.n_params(params, n)]  # fmt: skip
+    fmt = Chunks(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
+                 chat=False, echo=prompts[0] if body.echo else "")
+    out = await _run(engine, specs, body, request, fmt, "prompt")
+    if isinstance(out, Response):
+        return out
+    choices = []
+    for i, res in enumerate(out):
+        prefix = prompts[i // n] if body.echo else ""
+        choices.append({
+            "index": i, "text": prefix + res.text, "finish_reason": convert.finish(res),
+            "logprobs": convert.legacy_logprobs(res.logprobs, len(prefix)) if res.logprobs is not None else None,
+        })
+    return JSONResponse({"id": fmt.id, "object": "text_completion", "created": fmt.created, "model": info.name,
+                         "choices": choices, "usage": convert.usage(out, n)})
+
+
+@openai_routes.post("/embeddings", response_model=S.EmbeddingList)
+async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    source, info = embedding_model(engine, body.model)
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    if body.dimensions is not None:
+        raise APIError(400, "dimensions is not supported: the model's embedding size is fixed.", param="dimensions")
+    try:
+        vectors, n_tokens = await asyncio.to_thread(engine.embed, texts, source)
+    except ValueError as e:
+        raise APIError(400, str(e), param="input") from None
+    data = []
+    for i, v in enumerate(vectors):
+        if body.encoding_format == "base64":
+            emb: Union[str, list[float]] = base64.b64encode(v.astype("<f4").tobytes()).decode()
+        else:
+            emb = v.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return JSONResponse({"object": "list", "data": data, "model": info.name,
+                         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
+
+
+async def _run(engine: Engine, specs: list[GenerationSpec], body: S._Sampling, request: Request, fmt: Chunks,
+               prompt_field: str) -> Union[Response, list[Completion]]:
+    """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
+    if body.stream and len(specs) > 1:
+        raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
+    reqs = _submit_all(engine, specs)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await stream(reqs[0], request, fmt, include_usage, prompt_field)
+    return list(await asyncio.gather(*[collect(r, request, prompt_field) for r in reqs]))
+
+
+def _submit_all(engine: Engine, specs: list[GenerationSpec]) -> list[EngineRequest]:
+    """Submit every spec, or none: a failure cancels those already queued."""
+    if not engine.loaded:
+        raise no_model()
+    reqs: list[EngineRequest] = []
+    try:
+        for spec in specs:
+            reqs.append(engine.submit(spec))
+    except BaseException as e:
+        for r in reqs:
+            r.cancel()
+        raise as_api_error(e) from None
+    return reqs
+
+
+# ---- health, metrics, tokens -----------------------------------------------------------------
+extra = APIRouter()
+
+
+@extra.get("/health", response_model=S.Health, responses={503: {"model": S.Health}})
+async def health(engine: Engine = Depends(get_engine)) -> JSONResponse:
+    """200 with the model's name when one is loaded, else 503 (no key needed)."""
+    info = engine.info
+    if info is None:
+        return JSONResponse({"status": "no model loaded", "model": None}, status_code=503)
+    return JSONResponse({"status": "ok", "model": info.name})
+
+
+@extra.get("/metrics", dependencies=[Depends(authenticate)], response_class=Response,
+           responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+async def metrics(engine: Engine = Depends(get_engine), stats: ServerStats = Depends(get_stats)) -> Response:
+    from .metrics import render
+
+    body, content_type = render(engine, stats)
+    return Response(body, media_type=content_type)
