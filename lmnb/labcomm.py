@@ -23,7 +23,19 @@ import threading
 from typing import Any, Callable, Optional
 
 TARGET = "lmnb"
-PARAMETERS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "n_ctx", "n_parallel")
+def shown_parameters(cfg: Any) -> dict[str, float]:
+    """The numeric parameters the side panel lists: the brief ones, and any other set away from
+    its declared default (a sampler turned on shows up)."""
+    from .params import LOAD, SAMPLING
+
+    out = {}
+    for p in SAMPLING + LOAD:
+        if p.type not in (int, float):
+            continue
+        value = getattr(cfg, p.name)
+        if p.brief or value != p.default:
+            out[p.name] = value
+    return out
 
 _links: list["Link"] = []
 _registered = False
@@ -191,7 +203,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
     else:
         state = "idle"
     cfg = get_config()
-    params = {name: getattr(cfg, name) for name in PARAMETERS}
+    params = shown_parameters(cfg)
     if st.options is not None:  # what the loaded model runs with
         params["n_ctx"], params["n_parallel"] = st.options.n_ctx, st.options.n_parallel
     from ._version import __version__

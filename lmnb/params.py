@@ -34,7 +34,8 @@ class Param:
     server: bool = True  # accepted in server requests (under ``openai`` or its own name)
     style: bool = False  # part of a sampling preset (how to pick tokens, not how long or where to stop)
     widget: Optional[tuple] = None  # the pane's control: ("slider", lo, hi, step), ("int", lo, hi), ...
-    group: str = "sampling"  # the pane's section: sampling, penalties, advanced, load
+    group: str = "sampling"  # the pane's section: sampling, penalties, advanced, length, load
+    brief: bool = False  # always shown in summaries (the lab side panel); others only when changed
 
     @property
     def cli_flags(self) -> tuple[str, ...]:
@@ -94,16 +95,16 @@ def _num(v: float) -> str:
 SEED_MAX = 2**63 - 1  # OpenAI takes any int64; llama.cpp uses its low 32 bits
 
 SAMPLING: tuple[Param, ...] = (
-    Param("temperature", float, 0.8, lo=0, hi=2, flags=("-t", "--temperature"), openai="temperature", style=True,
+    Param("temperature", float, 0.8, brief=True, lo=0, hi=2, flags=("-t", "--temperature"), openai="temperature", style=True,
           widget=("slider", 0.0, 2.0, 0.05),
           help="Randomness: low values pick the likely tokens, high values take more chances "
                "(0 = always the most likely token, the same reply every time)."),
-    Param("top_p", float, 0.95, lo=0, hi=1, openai="top_p", style=True, widget=("slider", 0.0, 1.0, 0.01),
+    Param("top_p", float, 0.95, brief=True, lo=0, hi=1, openai="top_p", style=True, widget=("slider", 0.0, 1.0, 0.01),
           help="Nucleus sampling: keep only the most likely tokens whose probabilities add up to top_p "
                "(1 = off, 0 = only the most likely token)."),
-    Param("top_k", int, 40, lo=0, style=True, widget=("islider", 0, 200, 1),
+    Param("top_k", int, 40, brief=True, lo=0, style=True, widget=("islider", 0, 200, 1),
           help="Keep only the k most likely tokens before sampling (0 = off)."),
-    Param("min_p", float, 0.05, lo=0, hi=1, style=True, widget=("slider", 0.0, 1.0, 0.01),
+    Param("min_p", float, 0.05, brief=True, lo=0, hi=1, style=True, widget=("slider", 0.0, 1.0, 0.01),
           help="Drop tokens less than min_p times as likely as the best one; adapts to how sure the model is "
                "(0 = off)."),
     Param("typical_p", float, 1.0, lo=0, hi=1, style=True, widget=("slider", 0.0, 1.0, 0.01), group="advanced",
@@ -120,7 +121,7 @@ SAMPLING: tuple[Param, ...] = (
     Param("xtc_threshold", float, 0.1, lo=0, hi=1, style=True, widget=("slider", 0.0, 1.0, 0.01),
           group="advanced",
           help="XTC: tokens at least this likely count as top choices (above 0.5 XTC does nothing)."),
-    Param("repeat_penalty", float, 1.1, lo=0, lo_open=True, hi=10, style=True, widget=("slider", 0.5, 2.0, 0.05),
+    Param("repeat_penalty", float, 1.1, brief=True, lo=0, lo_open=True, hi=10, style=True, widget=("slider", 0.5, 2.0, 0.05),
           group="penalties",
           help="Make tokens seen in the last 64 (prompt included) less likely, against loops (1.0 = off)."),
     Param("presence_penalty", float, 0.0, lo=-2, hi=2, openai="presence_penalty", style=True,
@@ -129,15 +130,15 @@ SAMPLING: tuple[Param, ...] = (
     Param("frequency_penalty", float, 0.0, lo=-2, hi=2, openai="frequency_penalty", style=True,
           widget=("slider", -2.0, 2.0, 0.05), group="penalties",
           help="Push away from tokens by how often they were used in the last 64: less repetition (0 = off)."),
-    Param("dry_multiplier", float, 0.0, lo=0, hi=5, style=True, widget=("slider", 0.0, 5.0, 0.05), group="penalties",
+    Param("dry_multiplier", float, 0.0, lo=0, hi=5, style=True, widget=("slider", 0.0, 5.0, 0.05), group="advanced",
           help="DRY (Don't Repeat Yourself): penalize a token that would extend a sequence already seen, "
                "growing with its length (0 = off; 0.8 is a usual value)."),
-    Param("dry_base", float, 1.75, lo=1, hi=4, style=True, widget=("slider", 1.0, 4.0, 0.05), group="penalties",
+    Param("dry_base", float, 1.75, lo=1, hi=4, style=True, widget=("slider", 1.0, 4.0, 0.05), group="advanced",
           help="DRY: how fast the penalty grows with each token of repetition beyond dry_allowed_length."),
-    Param("dry_allowed_length", int, 2, lo=0, hi=100, style=True, widget=("int", 0, 100), group="penalties",
+    Param("dry_allowed_length", int, 2, lo=0, hi=100, style=True, widget=("int", 0, 100), group="advanced",
           help="DRY: repeated sequences up to this many tokens are not penalized."),
     Param("dry_penalty_last_n", int, -1, lo=0, special=(-1,), style=True, widget=("int", -1, 1_000_000),
-          group="penalties", help="DRY: how many recent tokens are searched for repetitions (-1 = the context)."),
+          group="advanced", help="DRY: how many recent tokens are searched for repetitions (-1 = the context)."),
     Param("mirostat", int, 0, lo=0, hi=2, style=True, widget=("choice", (0, 1, 2)), group="advanced",
           help="Mirostat: steer the sampling to keep the text's surprise near mirostat_tau (1 or 2 = the "
                "algorithm's version; 0 = off). It replaces top-k, top-p, min-p, typical and XTC."),
@@ -148,7 +149,7 @@ SAMPLING: tuple[Param, ...] = (
     Param("logit_bias", dict, {}, openai="logit_bias", group="advanced",
           help="Add to chosen tokens' logits: {token id: bias}, bias in [-100, 100]; -100 bans the token, "
                "+100 all but forces it."),
-    Param("max_tokens", int, 1024, lo=1, special=(-1,), flags=("-n", "--max-tokens"), openai="max_tokens",
+    Param("max_tokens", int, 1024, brief=True, lo=1, special=(-1,), flags=("-n", "--max-tokens"), openai="max_tokens",
           widget=("int", -1, 10_000_000), group="length",
           help="The longest reply, in tokens (-1 = until the model stops or the context is full)."),
     Param("seed", int, -1, lo=-(2**63), hi=SEED_MAX, openai="seed", widget=("int", -1, SEED_MAX), group="length",
@@ -160,7 +161,7 @@ SAMPLING: tuple[Param, ...] = (
 LOGIT_BIAS_RANGE = (-100.0, 100.0)
 
 LOAD: tuple[Param, ...] = (
-    Param("n_ctx", int, 4096, lo=0, flags=("--ctx",), group="load", widget=("int", 0, 10_000_000, 256),
+    Param("n_ctx", int, 4096, brief=True, lo=0, flags=("--ctx",), group="load", widget=("int", 0, 10_000_000, 256),
           help="Context length: how many tokens (prompt + reply) the model can see at once; more costs memory "
                "(0 = the model's trained length)."),
     Param("n_gpu_layers", str, "auto", flags=("--gpu-layers",), group="load", widget=("text",),
@@ -170,7 +171,7 @@ LOAD: tuple[Param, ...] = (
           help="CPU threads for generation (0 = one per physical core)."),
     Param("n_batch", int, 512, lo=1, flags=("--batch",), group="load",
           help="Prompt tokens evaluated per llama_decode call."),
-    Param("n_parallel", int, 1, lo=1, hi=64, flags=("--parallel",), group="load",
+    Param("n_parallel", int, 1, brief=True, lo=1, hi=64, flags=("--parallel",), group="load",
           help="Requests decoded together in each step (continuous batching): concurrent server clients, "
                "widgets and cells run side by side instead of waiting in line. Each gets n_ctx / n_parallel "
                "of the context. lmnb.map raises it for its batch, then gives it back."),

@@ -24,11 +24,12 @@ import unicodedata
 import warnings
 from typing import Any, Optional
 
+from .params import SAMPLING, style_names
 from .types import SAMPLING_FIELDS, SamplingParams
 
 # The fields a preset may set.
 FIELDS: tuple[str, ...] = tuple(f for f in SAMPLING_FIELDS if f != "seed")
-_INT_FIELDS = ("top_k", "max_tokens")
+_INT_FIELDS = tuple(p.name for p in SAMPLING if p.type is int)
 _FILE_VERSION = 1
 _MAX_NAME = 64
 _lock = threading.Lock()  # one read-modify-write of the file at a time in this process
@@ -39,46 +40,32 @@ class PresetsFileWarning(UserWarning):
 
 
 def _defaults() -> dict[str, Any]:
-    from .config import LM
+    return {p.name: p.default for p in SAMPLING if p.style}
 
-    traits = LM.class_traits()
-    return {name: traits[name].default_value for name in _STYLE_FIELDS}
+
+def _style(**values: Any) -> dict[str, Any]:
+    """A complete style: ``values`` over the declared defaults (a sampler not named stays off)."""
+    return {**_defaults(), **values}
 
 
 # The "how to pick the next token" fields. Built-in presets set all of them, so switching presets
 # fully decides the sampling style; they leave max_tokens and stop alone, which belong to the task
 # (how long a reply, where it ends), not to the style.
-_STYLE_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
+_STYLE_FIELDS = style_names()
 
 BUILTIN: dict[str, dict[str, Any]] = {
     # Facts, code, extraction: a low temperature sharpens the distribution towards the best token,
     # and top_k 20 / top_p 0.9 / min_p 0.1 cut the unlikely tail that a low temperature alone still
     # samples now and then. The repeat penalty is lighter than the default: code and data repeat
     # names on purpose, but small models at low temperature also fall into loops.
-    "Precise": {
-        "temperature": 0.2,
-        "top_p": 0.9,
-        "top_k": 20,
-        "min_p": 0.1,
-        "repeat_penalty": 1.05,
-        "presence_penalty": 0.0,
-        "frequency_penalty": 0.0,
-    },
+    "Precise": _style(temperature=0.2, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.05),
     # llama.cpp's usual defaults, which are also the LM config's (read from it, so they never drift).
     "Balanced": _defaults(),
     # Stories, brainstorming: a temperature above 1 flattens the distribution; top_k off and top_p
     # 0.98 keep nearly every candidate, and a low min_p (2% of the best token) is what still drops
     # the gibberish tail, which matters most at high temperature. A small presence penalty nudges
     # the text towards words it has not used yet.
-    "Creative": {
-        "temperature": 1.1,
-        "top_p": 0.98,
-        "top_k": 0,
-        "min_p": 0.02,
-        "repeat_penalty": 1.1,
-        "presence_penalty": 0.2,
-        "frequency_penalty": 0.0,
-    },
+    "Creative": _style(temperature=1.1, top_p=0.98, top_k=0, min_p=0.02, repeat_penalty=1.1, presence_penalty=0.2),
 }
 
 
@@ -204,6 +191,11 @@ def check_values(values: Any) -> dict[str, Any]:
                 raise ValueError(f"stop={v!r}: expected a string or a list of strings")
             out[name] = list(v)
             continue
+        if name == "logit_bias":  # stored with string keys, as JSON has them
+            from .params import check_logit_bias
+
+            out[name] = {str(k): b for k, b in check_logit_bias(v).items()}
+            continue
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"{name}={v!r}: expected a number")
         if name in _INT_FIELDS:
@@ -241,6 +233,7 @@ def current_values() -> dict[str, Any]:
     cfg = get_config()
     values = {name: getattr(cfg, name) for name in FIELDS}
     values["stop"] = list(cfg.stop)
+    values["logit_bias"] = {str(k): b for k, b in cfg.logit_bias.items()}
     return values
 
 

@@ -12,11 +12,27 @@ import time
 from typing import Any, Callable, Optional
 
 from .errors import LmnbError
+from .params import SAMPLING
 from .types import Completion, SamplingParams, Status, Timings, Usage
 
-# Sent only when the caller set them explicitly: OpenAI itself rejects unknown fields, while
-# llama-server, LM Studio and lmnb understand them.
-_EXTRA_FIELDS = ("top_k", "min_p", "repeat_penalty")
+_OPENAI_NAMES = {p.openai for p in SAMPLING if p.openai}
+
+
+def request_fields(p: SamplingParams, explicit: SamplingParams) -> dict[str, Any]:
+    """The OpenAI-style request fields for ``p`` (from the parameter table). OpenAI's own fields
+    are always sent; llama.cpp extensions (top_k, min_p, DRY...) only when the caller set them:
+    OpenAI itself rejects unknown fields, while llama-server, LM Studio and lmnb understand them."""
+    out: dict[str, Any] = {}
+    for param in SAMPLING:
+        value = getattr(p, param.name)
+        if param.openai is None and getattr(explicit, param.name) is None:
+            continue
+        if value is None or (param.name == "max_tokens" and value < 0) or (param.type in (list, dict) and not value):
+            continue
+        if param.name == "logit_bias":
+            value = {str(k): v for k, v in value.items()}
+        out[param.openai or param.name] = value
+    return out
 
 
 class RemoteBackend:
@@ -85,16 +101,9 @@ class RemoteBackend:
         import openai
 
         spec, p = req.spec, req.spec.params
-        kw: dict[str, Any] = dict(
-            model=self.model, temperature=p.temperature, top_p=p.top_p, presence_penalty=p.presence_penalty,
-            frequency_penalty=p.frequency_penalty, seed=p.seed, stream=True,
-            stream_options={"include_usage": True},
-        )
-        if p.max_tokens and p.max_tokens > 0:
-            kw["max_tokens"] = p.max_tokens
-        if p.stop:
-            kw["stop"] = p.stop
-        extra = {f: getattr(p, f) for f in _EXTRA_FIELDS if getattr(explicit, f) is not None}
+        kw: dict[str, Any] = dict(model=self.model, stream=True, stream_options={"include_usage": True})
+        kw.update(request_fields(p, explicit))
+        extra = {k: kw.pop(k) for k in list(kw) if k not in _OPENAI_NAMES}
         if extra:
             kw["extra_body"] = extra
         text, finish, usage = [], "stop", None

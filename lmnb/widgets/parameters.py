@@ -27,6 +27,7 @@ import ipywidgets as widgets
 
 from .. import presets as _presets
 from ..markup import Markup, html
+from ..params import BY_NAME, LOAD, SAMPLING
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
 from ._pane import UI_INTERVAL, StatusPane, describe
@@ -35,18 +36,11 @@ from ._pane import UI_INTERVAL, StatusPane, describe
 _DESCRIPTION_WIDTH = "10.5em"  # fits "frequency_penalty", so every control lines up
 _CONTROL_WIDTH = "34em"
 
-SAMPLING_CONTROLS: tuple[str, ...] = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "max_tokens",
-    "seed",
-)
-LOAD_CONTROLS: tuple[str, ...] = ("n_ctx", "n_gpu_layers", "n_threads", "flash_attn")
+# Every declared parameter the pane draws (lmnb.params: the table says how), in the table's order.
+SAMPLING_CONTROLS: tuple[str, ...] = tuple(p.name for p in SAMPLING if p.widget)
+ADVANCED_CONTROLS: tuple[str, ...] = tuple(p.name for p in SAMPLING if p.widget and p.group == "advanced")
+LOAD_CONTROLS: tuple[str, ...] = tuple(p.name for p in LOAD if p.widget)
+_JS_INT_MAX = 2**53 - 1  # larger integers lose precision in the browser
 
 
 def explanation(name: str) -> str:
@@ -57,40 +51,39 @@ def explanation(name: str) -> str:
 
 
 def _make_control(name: str) -> widgets.ValueWidget:
-    """The input for one ``LM`` setting (its value is set from the config afterwards)."""
+    """The input for one declared parameter, as its ``widget`` entry says (the value is set later)."""
+    spec = BY_NAME[name].widget
+    if spec is None:
+        raise KeyError(name)
     common: dict[str, Any] = dict(
         description=name,
         style={"description_width": _DESCRIPTION_WIDTH},
         layout=widgets.Layout(width=_CONTROL_WIDTH),
     )
+    kind, *args = spec
     # Sliders update the config when released, not on every pixel of a drag: each change notifies
     # every observer of the config (other panels, the studio), and half-dragged values mean nothing.
-    slider = dict(continuous_update=False, readout_format=".2f", **common)
-    if name == "temperature":
-        return widgets.FloatSlider(min=0.0, max=2.0, step=0.05, **slider)
-    if name == "top_p":
-        return widgets.FloatSlider(min=0.01, max=1.0, step=0.01, **slider)
-    if name == "top_k":
-        return widgets.IntSlider(min=0, max=200, step=1, continuous_update=False, **common)
-    if name == "min_p":
-        return widgets.FloatSlider(min=0.0, max=1.0, step=0.01, **slider)
-    if name == "repeat_penalty":
-        return widgets.FloatSlider(min=0.5, max=2.0, step=0.05, **slider)
-    if name in ("presence_penalty", "frequency_penalty"):
-        return widgets.FloatSlider(min=-2.0, max=2.0, step=0.05, **slider)
-    if name == "max_tokens":
-        return widgets.BoundedIntText(min=-1, max=10_000_000, **common)
-    if name == "seed":
-        return widgets.IntText(**common)
-    if name == "n_ctx":
-        return widgets.BoundedIntText(min=0, max=10_000_000, step=256, **common)
-    if name == "n_gpu_layers":
+    if kind == "slider":
+        lo, hi, step = args
+        return widgets.FloatSlider(min=lo, max=hi, step=step, continuous_update=False, readout_format=".2f", **common)
+    if kind == "islider":
+        lo, hi, step = args
+        return widgets.IntSlider(min=lo, max=hi, step=step, continuous_update=False, **common)
+    if kind == "int":
+        lo, hi, *step = args
+        if hi > _JS_INT_MAX:
+            return widgets.IntText(**common)
+        return widgets.BoundedIntText(min=lo, max=hi, step=step[0] if step else 1, **common)
+    if kind == "float":
+        lo, hi, step = args
+        return widgets.BoundedFloatText(min=lo, max=hi, step=step, **common)
+    if kind == "choice":
+        return widgets.Dropdown(options=list(args[0]), **common)
+    if kind == "text":
         return widgets.Text(continuous_update=False, placeholder="an integer, auto or max", **common)
-    if name == "n_threads":
-        return widgets.BoundedIntText(min=0, max=1024, **common)
-    if name == "flash_attn":
+    if kind == "check":
         return widgets.Checkbox(indent=True, **common)
-    raise KeyError(name)
+    raise ValueError(f"{name}: unknown widget kind {kind!r}")
 
 
 def _to_widget(name: str, value: Any) -> Any:
@@ -110,8 +103,6 @@ def check_sampling(name: str, value: Any) -> None:
     """Raise ``ValueError`` (the engine's own message) when a request could not use ``name=value``."""
     from ..types import SamplingParams
 
-    if name == "seed" and value == -1:
-        return  # -1 means "a new random seed per request", resolved before validation
     SamplingParams(**{name: value}).validate()
 
 
@@ -217,6 +208,11 @@ class Parameters(StatusPane, widgets.VBox):
             note.add_class("lmnb-param-help")
             self.explanations[name] = note
             rows[name] = widgets.VBox([control, note])
+        # the samplers most people leave off, folded away
+        self.advanced = widgets.Accordion(children=[widgets.VBox([rows[n] for n in ADVANCED_CONTROLS])],
+                                          titles=("More samplers: typical, top-n σ, XTC, DRY, Mirostat",))  # fmt: skip
+        self.advanced.selected_index = None
+        self.advanced.add_class("lmnb-param-advanced")
         self.sampling_status = SafeHTML()
 
         # --- presets
@@ -252,7 +248,8 @@ class Parameters(StatusPane, widgets.VBox):
             widgets.HBox([self.preset, self.delete_button]),
             widgets.HBox([self.preset_name, self.save_button]),
             self.preset_status,
-            *(rows[n] for n in SAMPLING_CONTROLS),
+            *(rows[n] for n in SAMPLING_CONTROLS if n not in ADVANCED_CONTROLS),
+            self.advanced,
             self.sampling_status,
             SafeHTML(Markup("<b>Load options</b> &middot; used when a model is loaded")),
             *(rows[n] for n in LOAD_CONTROLS),
