@@ -97,7 +97,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_files(args: argparse.Namespace) -> int:
     from .hub import files
 
-    print(files(args.repo, revision=args.revision, n_ctx=args.ctx))
+    print(files(args.repo, revision=args.revision, n_ctx=args.n_ctx))
     return 0
 
 
@@ -147,7 +147,8 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import add_load_arguments, add_sampling_arguments
+    from .options import (add_download_arguments, add_files_arguments, add_load_arguments, add_sampling_arguments,
+                          add_search_arguments, add_serve_arguments)
 
     p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,12 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible API (foreground)")
     v.add_argument("model", nargs="?", help="a .gguf path, smollm2/gemma3, or a cached HF repo id")
-    v.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    v.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
-    v.add_argument("--api-key", dest="api_key")
-    v.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable)")
-    v.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
-                   help="also answer requests addressed to NAME (Host header), besides localhost (repeatable)")
+    add_serve_arguments(v)
     add_load_arguments(v)
     v.add_argument("--idle-unload", type=float, metavar="SECONDS",
                    help="unload models that requests loaded on demand after this long idle (0 = never)")
@@ -180,21 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
 
     s = sub.add_parser("search", help="search Hugging Face for GGUF repositories")
-    s.add_argument("query", nargs="*")
-    s.add_argument("--limit", type=int, default=20)
-    s.add_argument("--sort", default="downloads", help="downloads, likes, modified, created or trending")
+    add_search_arguments(s)
     s.set_defaults(func=_cmd_search)
 
     f = sub.add_parser("files", help="a repository's quantizations, sizes and whether they fit here")
-    f.add_argument("repo")
-    f.add_argument("--ctx", type=int, help="context length for the memory estimate")
-    f.add_argument("--revision")
+    add_files_arguments(f)
     f.set_defaults(func=_cmd_files)
 
     d = sub.add_parser("pull", help="download a model into the HF cache (resumes; prints its path)")
-    d.add_argument("model", help="owner/repo (Q4_K_M by default), owner/repo:QUANT or owner/repo/file.gguf")
-    d.add_argument("--quant")
-    d.add_argument("--revision")
+    add_download_arguments(d)
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_pull)
 

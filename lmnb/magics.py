@@ -17,129 +17,8 @@ from .tables import human_bytes
 from .config import LM, configure, get_config
 from .errors import LmnbError
 from .interpolate import interpolate
-from .options import add_load_arguments, add_sampling_arguments, load_from_args, sampling_from_args
-
-USAGE = """\
-%lm — run local GGUF models (llama.cpp) in this kernel.
-
-Line magic:
-  %lm load [MODEL] [--ctx N] [--gpu-layers N|auto|max] [--threads N] [--batch N] [--parallel N]
-           [--no-flash-attn] [--no-mmap] [--seed N] [--chat-template JINJA_OR_FILE]
-        MODEL: a .gguf path, smollm2 / gemma3 (bundled), a name from %lm models, or a
-        Hugging Face repo (owner/repo, owner/repo:Q4_K_M), downloaded first when needed.
-        No MODEL: the default model. --as NAME: load it beside the others, under NAME
-        (cells choose it with --model NAME); without --as it replaces the default model.
-  %lm unload [NAME | --all]       free a model (default: the default model) and its memory
-  %lm status                      every loaded model: load options, memory, last tokens/s
-  %lm info [MODEL]                GGUF metadata without loading the weights
-  %lm models                      local models (bundled, HF cache, models dir, LM Studio,
-                                  Ollama) with size, quantization, last use, disk used
-  %lm search QUERY [--limit N] [--sort downloads|likes|modified|trending]
-                                  GGUF repositories on Hugging Face
-  %lm files REPO [--ctx N]        its quantizations: size, memory needed, fits this machine?
-  %lm download REPO[:QUANT]       download into the HF cache (Q4_K_M by default); an
-                                  interrupted download resumes; --revision R
-  %lm rm MODEL                    delete a model lmnb manages, showing the space freed
-  %lm set [NAME=VALUE ...]        session defaults, e.g. %lm set temperature=0.2 top_p=0.9
-                                  (any LM setting; no arguments lists them)
-  %lm ui [PANE]                   the studio: Chat, Models, Parameters, System, Server and
-                                  Logs in tabs (or one PANE alone, e.g. %lm ui chat)
-  %lm preset [NAME] [--save NAME] [--delete NAME]
-                                  sampling presets: list them, apply one (Precise,
-                                  Balanced, Creative or your own), save or delete yours
-  %lm log [-n N] [--level L]      llama.cpp's log lines (debug, info, warn, error)
-  %lm reset [--name CHAT]         forget a conversation
-  %lm history [-n N]              the last N recorded generations
-  %lm serve [--host H] [--port N] [--api-key KEY] [--cors ORIGIN] [--allow-host NAME]
-                                  serve the loaded model over an OpenAI-compatible API
-                                  (a thread in this kernel; default http://127.0.0.1:1234/v1)
-  %lm serve                       start with the defaults, or show the running server's status
-  %lm serve --stop                stop it and free the port
-  %lm connect URL [--api-key KEY] [--model NAME]
-                                  run %%lm / %%lm chat on another OpenAI-compatible server
-                                  (LM Studio, Ollama, llama-server, vLLM, another lmnb)
-  %lm disconnect                  back to the in-kernel engine
-
-Cell magic:
-  %%lm [options]                  a one-shot answer to the cell text
-  %%lm chat [options]             continue a conversation (--name, default 'default')
-  %%lm map --over EXPR [-o VAR] [--parallel N] [--schema NAME | --json] [options]
-                                  the cell is a template run over every row of EXPR (a list,
-                                  df.column or a DataFrame: {item}, {column}), rows decoded in
-                                  parallel; results in order (a Series for pandas input)
-      -s/--system TEXT  -t/--temperature T  --top-p P  --top-k K  --min-p P
-      --repeat-penalty R  --presence-penalty P  --frequency-penalty P
-      -n/--max-tokens N  --seed S  --stop STR (repeatable)  -o/--output VAR
-      -m/--model NAME   ask this loaded model (see %lm load --as) instead of the default
-      --raw (no chat template: continue the text)  --no-stream
-      --show-probs      colour each reply token by its probability (alternatives on hover)
-      --json            the reply is a JSON object (a grammar makes it so)
-      --schema NAME     the reply is JSON matching NAME, a variable holding a pydantic
-                        model, dataclass, TypedDict or JSON Schema dict; with --json or
-                        --schema, -o stores the parsed object instead of the text
-      --grammar NAME    the reply follows the GBNF grammar in the variable NAME
-  {name} in the cell is replaced by the variable's value; {{ and }} give literal braces;
-  other braces (dicts, JSON, code) are left as typed.
-
-Defaults live in one config object: %config LM  (e.g. %config LM.n_ctx = 8192).
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports problems as IPython UsageErrors instead of exiting the kernel."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
-
-    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
-        if message:
-            raise UsageError(message)
-        raise _HelpShown()
-
-
-class _HelpShown(Exception):
-    pass
-
-
-def _generation_args(p: argparse.ArgumentParser) -> None:
-    add_sampling_arguments(p)
-    p.add_argument("-o", "--output", metavar="VAR", help="store the reply text in this variable")
-    p.add_argument("--no-stream", action="store_true", help="show the reply only when complete")
-
-
-def _cell_parser(mode: str) -> _Parser:
-    p = _Parser(prog=f"%%lm {mode}".strip(), add_help=True)
-    _generation_args(p)
-    p.add_argument("-s", "--system", help="system prompt")
-    p.add_argument("-m", "--model", metavar="NAME", help="the loaded model to ask (default: the default model)")
-    if mode != "map":
-        p.add_argument("--show-probs", action="store_true",
-                       help="colour each reply token by its probability, alternatives on hover")
-    shape = p.add_mutually_exclusive_group()
-    shape.add_argument("--json", action="store_true", help="reply with a JSON object; -o stores the parsed dict")
-    shape.add_argument("--schema", metavar="NAME", help="reply with JSON matching NAME (pydantic model, dataclass, "
-                       "TypedDict or JSON Schema dict in the notebook); -o stores the parsed object")
-    shape.add_argument("--grammar", metavar="NAME", help="the reply follows the GBNF grammar (llama.cpp's format) "
-                       "held in the notebook variable NAME")
-    if mode == "chat":
-        p.add_argument("--name", default=api.DEFAULT_CONVERSATION, help="conversation name")
-    else:
-        p.add_argument("--raw", action="store_true", help="no chat template: continue the text as is")
-    if mode == "map":
-        p.add_argument("--over", required=True, metavar="EXPR",
-                       help="the items: a list, a pandas Series (df.column) or a DataFrame in the notebook")
-        p.add_argument("--parallel", type=int, default=8, help="rows decoded together (default 8)")
-    return p
-
-
-def _load_parser() -> _Parser:
-    p = _Parser(prog="%lm load")
-    p.add_argument("model", nargs="?", help="a .gguf path, smollm2 / gemma3, a name from %%lm models, or owner/repo")
-    p.add_argument("--as", dest="name", metavar="NAME", help="load beside the other models, under NAME")
-    add_load_arguments(p)
-    p.add_argument("--seed", type=int, help="the seed stored with the model (-1 = random per request)")
-    return p
-
+from .magic_parsers import HelpShown, cell_parser, parser, usage
+from .options import load_from_args, sampling_from_args
 
 def _parse_value(text: str) -> Any:
     try:
@@ -182,14 +61,14 @@ class LMMagics(Magics):
             if cell is None:
                 return self._line(line)
             return self._cell(line, cell)
-        except _HelpShown:
+        except HelpShown:
             return None
         except LmnbError as e:
             raise UsageError(str(e)) from None
         except ValueError as e:
             raise UsageError(str(e)) from None
 
-    lm.__doc__ = USAGE
+    lm.__doc__ = usage()
 
     # ------------------------------------------------------------------------------------------
     def _line(self, line: str) -> None:
@@ -197,15 +76,12 @@ class LMMagics(Magics):
         if not argv:
             return self._status()
         cmd, rest = argv[0], argv[1:]
-        handler = getattr(self, f"_cmd_{cmd}", None)
-        if handler is None:
-            raise UsageError(f"unknown %lm command {cmd!r}.\n\n{USAGE}")
-        return handler(rest)
+        args = parser(cmd).parse_args(rest)  # unknown commands and bad flags: a UsageError saying why
+        return getattr(self, f"_cmd_{cmd}")(args)
 
-    def _cmd_load(self, argv: list[str]) -> None:
+    def _cmd_load(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        args = _load_parser().parse_args(argv)
         opts = load_from_args(args)
         if args.seed is not None:
             opts["seed"] = args.seed
@@ -245,11 +121,7 @@ class LMMagics(Magics):
             )
         )
 
-    def _cmd_unload(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm unload")
-        p.add_argument("name", nargs="?", help="the model to unload (default: the default model)")
-        p.add_argument("--all", action="store_true", help="unload every model")
-        args = p.parse_args(argv)
+    def _cmd_unload(self, args: argparse.Namespace) -> None:
         before = api.status().rss_bytes
         had = api.unload(args.name, all=args.all)
         after = api.status().rss_bytes
@@ -259,7 +131,7 @@ class LMMagics(Magics):
         else:
             print("No model was loaded." if args.all or not args.name else f"No loaded model is called {args.name!r}.")
 
-    def _cmd_status(self, argv: list[str]) -> None:
+    def _cmd_status(self, args: Optional[argparse.Namespace] = None) -> None:
         self._status()
 
     def _status(self) -> None:
@@ -291,19 +163,9 @@ class LMMagics(Magics):
         blocks.append(f"Process memory {human_bytes(st.rss_bytes)} for {len(st.models)} model(s).")
         print("\n\n".join(blocks))
 
-    def _cmd_serve(self, argv: list[str]) -> None:
+    def _cmd_serve(self, args: argparse.Namespace) -> None:
         from .server import current, serve
 
-        p = _Parser(prog="%lm serve")
-        p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
-        p.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
-        p.add_argument("--api-key", dest="api_key", help="require 'Authorization: Bearer KEY'")
-        p.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
-        p.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
-                       help="also answer requests addressed to NAME (Host header), besides localhost")
-        p.add_argument("--stop", action="store_true", help="stop the server")
-        p.add_argument("--status", action="store_true", help="show the server's state")
-        args = p.parse_args(argv)
         srv = current()
         if args.stop:
             if srv is None:
@@ -325,81 +187,54 @@ class LMMagics(Magics):
             print("No model is loaded yet: requests get 503 until `%lm load`.")
         print(f"Try: openai.OpenAI(base_url={srv.url!r}, api_key={srv.api_key or 'any'!r})")
 
-    def _cmd_connect(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm connect")
-        p.add_argument("url", help="an OpenAI-compatible base URL, e.g. http://localhost:1234/v1")
-        p.add_argument("--api-key", dest="api_key")
-        p.add_argument("--model")
-        args = p.parse_args(argv)
+    def _cmd_connect(self, args: argparse.Namespace) -> None:
         backend = api.connect(args.url, api_key=args.api_key, model=args.model)
         others = [m for m in backend.available if m != backend.model]
         more = f" (also available: {', '.join(others[:8])})" if others else ""
         print(f"Connected to {backend.url}, model {backend.model!r}{more}.\n"
               "%%lm and %%lm chat now run there; `%lm disconnect` returns to the local engine.")
 
-    def _cmd_disconnect(self, argv: list[str]) -> None:
+    def _cmd_disconnect(self, args: argparse.Namespace) -> None:
         print("Back to the local engine." if api.disconnect() else "Not connected to a remote server.")
 
-    def _cmd_info(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm info")
-        p.add_argument("model", nargs="?")
-        args = p.parse_args(argv)
+    def _cmd_info(self, args: argparse.Namespace) -> None:
         print(api.info(args.model).describe())
 
-    def _cmd_models(self, argv: list[str]) -> None:
+    def _cmd_models(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        _Parser(prog="%lm models").parse_args(argv)
         display(api.models())
 
-    def _cmd_search(self, argv: list[str]) -> None:
+    def _cmd_search(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        p = _Parser(prog="%lm search")
-        p.add_argument("query", nargs="*")
-        p.add_argument("--limit", type=int, default=20)
-        p.add_argument("--sort", default="downloads")
-        args = p.parse_args(argv)
         display(api.search(" ".join(args.query), limit=args.limit, sort=args.sort))
 
-    def _cmd_files(self, argv: list[str]) -> None:
+    def _cmd_files(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
         from .hub import files
 
-        p = _Parser(prog="%lm files")
-        p.add_argument("repo")
-        p.add_argument("--ctx", type=int, dest="n_ctx", help="context length for the memory estimate")
-        p.add_argument("--revision")
-        args = p.parse_args(argv)
         display(files(args.repo, revision=args.revision, n_ctx=args.n_ctx))
 
-    def _cmd_download(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm download")
-        p.add_argument("model", help="owner/repo, owner/repo:QUANT or owner/repo/file.gguf")
-        p.add_argument("--quant")
-        p.add_argument("--revision")
-        args = p.parse_args(argv)
+    def _cmd_download(self, args: argparse.Namespace) -> None:
         done = api.download(args.model, quant=args.quant, revision=args.revision)
         print(f"{done}\nLoad it with: %lm load {done.ref}")
 
-    def _cmd_rm(self, argv: list[str]) -> None:
+    def _cmd_rm(self, args: argparse.Namespace) -> None:
         from .tables import human_bytes
 
-        p = _Parser(prog="%lm rm")
-        p.add_argument("model")
-        args = p.parse_args(argv)
         freed = api.rm(args.model)
         print(f"Deleted {args.model}: {human_bytes(freed)} freed. {api.models().summary()}")
 
-    def _cmd_set(self, argv: list[str]) -> None:
+    def _cmd_set(self, args: argparse.Namespace) -> None:
         cfg = get_config()
-        if not argv:
+        if not args.assignments:
             for name in sorted(LM.class_own_traits(config=True)):
                 print(f"{name} = {getattr(cfg, name)!r}")
             return
         values = {}
-        for item in argv:
+        for item in args.assignments:
             if "=" not in item:
                 raise UsageError(f"%lm set: expected NAME=VALUE, got {item!r}")
             name, value = item.split("=", 1)
@@ -410,25 +245,17 @@ class LMMagics(Magics):
             raise UsageError(f"%lm set: {e}") from None
         print(", ".join(f"{k} = {getattr(cfg, k)!r}" for k in values))
 
-    def _cmd_ui(self, argv: list[str]) -> None:
+    def _cmd_ui(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
         from . import widgets
         from .widgets.studio import TABS, studio
 
-        p = _Parser(prog="%lm ui")
-        p.add_argument("pane", nargs="?", type=str.lower, choices=[t.lower() for t in TABS])
-        args = p.parse_args(argv)
         display(studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
 
-    def _cmd_preset(self, argv: list[str]) -> None:
+    def _cmd_preset(self, args: argparse.Namespace) -> None:
         from . import presets
 
-        p = _Parser(prog="%lm preset")
-        p.add_argument("name", nargs="?", help="apply this preset")
-        p.add_argument("--save", metavar="NAME", help="save the current sampling settings as NAME")
-        p.add_argument("--delete", metavar="NAME", help="delete your preset NAME")
-        args = p.parse_args(argv)
         if args.save:
             values = presets.save(args.save)
             print(f"Saved preset {args.save!r}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
@@ -443,28 +270,17 @@ class LMMagics(Magics):
                 tag = "built-in" if name in presets.BUILTIN else "yours"
                 print(f"{name} ({tag}): " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
 
-    def _cmd_log(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm log")
-        p.add_argument("-n", type=int, default=50)
-        p.add_argument("--level", choices=["debug", "info", "warn", "error"])
-        args = p.parse_args(argv)
+    def _cmd_log(self, args: argparse.Namespace) -> None:
         recs = api.logs(level=args.level, last=args.n)
         print("\n".join(str(r) for r in recs) if recs else "(no llama.cpp log lines yet)")
 
-    def _cmd_reset(self, argv: list[str]) -> None:
-        p = _Parser(prog="%lm reset")
-        p.add_argument("--name", default=api.DEFAULT_CONVERSATION)
-        p.add_argument("--all", action="store_true")
-        args = p.parse_args(argv)
+    def _cmd_reset(self, args: argparse.Namespace) -> None:
         api.reset(None if args.all else args.name)
         print("All conversations cleared." if args.all else f"Conversation {args.name!r} cleared.")
 
-    def _cmd_history(self, argv: list[str]) -> None:
+    def _cmd_history(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        p = _Parser(prog="%lm history")
-        p.add_argument("-n", type=int, default=10)
-        args = p.parse_args(argv)
         rows = api.history(last=args.n)
         if hasattr(rows, "empty"):
             if rows.empty:
@@ -484,7 +300,7 @@ class LMMagics(Magics):
         mode = ""
         if argv and argv[0] in ("chat", "map"):
             mode, argv = argv[0], argv[1:]
-        args = _cell_parser(mode).parse_args(argv)
+        args = cell_parser(mode).parse_args(argv)
         if mode == "map":
             return self._cell_map(args, cell)
         text = interpolate(cell, self.shell.user_ns).strip()

@@ -90,3 +90,32 @@ def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def load_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The load parameters given on the command line (keyword arguments of ``lmnb.load``)."""
     return {p.name: getattr(args, p.name) for p in LOAD if getattr(args, p.name, None) is not None}
+
+
+# --- flags shared by the magics and the CLI (hub and server) ----------------------------------------
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", nargs="*", help="words to look for (none: the most downloaded)")
+    p.add_argument("--limit", type=int, default=20, help="how many repositories (default 20)")
+    p.add_argument("--sort", default="downloads", choices=["downloads", "likes", "modified", "created", "trending"],
+                   help="order (default downloads)")  # fmt: skip
+
+
+def add_files_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repo", help="owner/repo on Hugging Face")
+    p.add_argument("--ctx", type=int, dest="n_ctx", help="context length for the memory estimate")
+    p.add_argument("--revision", help="a branch, tag or commit")
+
+
+def add_download_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="owner/repo (Q4_K_M by default), owner/repo:QUANT or owner/repo/file.gguf")
+    p.add_argument("--quant", help="the quantization, e.g. Q8_0")
+    p.add_argument("--revision", help="a branch, tag or commit")
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default 1234; 0 = any free port)")
+    p.add_argument("--api-key", dest="api_key", help="require 'Authorization: Bearer KEY'")
+    p.add_argument("--cors", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable)")
+    p.add_argument("--allow-host", dest="allowed_hosts", action="append", metavar="NAME",
+                   help="also answer requests addressed to NAME (Host header), besides localhost (repeatable)")

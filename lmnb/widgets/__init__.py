@@ -25,6 +25,9 @@ _PANES = {
     "NextTokenExplorer": "explorer",  # also `lmnb.explore(prompt)`
 }
 
+# the studio's tabs, in order (here, so that `%lm ui`'s parser needs no ipywidgets)
+TABS = ("Chat", "Models", "Parameters", "System", "Server", "Logs")
+
 __all__ = sorted(_PANES)
 
 

@@ -13,7 +13,7 @@ from .parameters import Parameters
 from .server import Server
 from .system import System
 
-TABS = ("Chat", "Models", "Parameters", "System", "Server", "Logs")
+from . import TABS
 
 
 class Studio(widgets.VBox):
