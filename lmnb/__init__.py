@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -55,7 +55,7 @@ _EXPORTS = {
     "ItemError": "batch",
     "serve": "server",
     "Server": "server",
-    "Conversation": "api",
+    "Conversation": "conversations",
     "configure": "config",
     "get_config": "config",
     "LM": "config",

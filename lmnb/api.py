@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from .config import get_config
 from .errors import LmnbError, NoModelLoaded
+from .conversations import DEFAULT_CONVERSATION, Conversation
+from .conversations import named as named_conversation
+from .conversations import reset as reset_conversations
+from .replies import append_to, history_recorder, schema_stage
 from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
 
 _registry: Optional["Registry"] = None
@@ -355,103 +359,14 @@ def _safe(fn, *a):
 # ----------------------------------------------------------------------------------------------
 # Generation
 # ----------------------------------------------------------------------------------------------
-class Conversation:
-    """A named chat, shared by ``%%lm chat --name N``, ``lmnb.chat(..., conversation=N)`` and the
-    Chat widget. Assistant messages also carry ``"stats"`` (tokens, tokens/s, time to first token).
-
-    Safe to change from several threads: replies are appended on the replies thread while a
-    widget or a cell edits the list. Read ``messages`` for a look; change it only through the
-    methods (or inside ``with conv.lock:`` followed by ``changed()``).
-    """
-
-    def __init__(self, name: str, system: Optional[str] = None) -> None:
-        self.name = name
-        self.system = system
-        self.messages: list[Message] = []
-        self.lock = threading.RLock()
-        # called with the conversation after every change (a widget showing it redraws)
-        self.listeners: list = []
-
-    def all_messages(self) -> list[Message]:
-        """What the chat template sees: the system prompt, then role and content of each message."""
-        with self.lock:
-            sys = [{"role": "system", "content": self.system}] if self.system else []
-            return sys + [{"role": m["role"], "content": m["content"]} for m in self.messages]
-
-    def snapshot(self) -> list[Message]:
-        """A copy of the messages (each message copied too)."""
-        with self.lock:
-            return [dict(m) for m in self.messages]
-
-    def append_turn(self, user: Message, reply: Message) -> None:
-        """Add a question and its reply together, so no reader sees one without the other."""
-        with self.lock:
-            self.messages.extend((user, reply))
-        self.changed()
-
-    def replace(self, messages: list[Message]) -> None:
-        """Set the whole list of messages (a widget's edit)."""
-        with self.lock:
-            self.messages[:] = [dict(m) for m in messages]
-        self.changed()
-
-    def pop_last_turn(self) -> list[Message]:
-        """Remove the last user message and everything after it; returns what was removed."""
-        with self.lock:
-            last = max((i for i, m in enumerate(self.messages) if m.get("role") == "user"), default=None)
-            if last is None:
-                return []
-            removed = self.messages[last:]
-            del self.messages[last:]
-        self.changed()
-        return removed
-
-    def clear(self) -> None:
-        """Forget the messages (the system prompt stays)."""
-        with self.lock:
-            self.messages.clear()
-        self.changed()
-
-    def changed(self) -> None:
-        """Tell the listeners the messages changed."""
-        for fn in list(self.listeners):
-            try:
-                fn(self)
-            except Exception:  # a closed widget must not break the conversation
-                _log.debug("conversation listener failed", exc_info=True)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __repr__(self) -> str:
-        return f"Conversation({self.name!r}, {len(self.messages)} messages)"
-
-
-_conversations: dict[str, Conversation] = {}
-_conversations_lock = threading.Lock()
-DEFAULT_CONVERSATION = "default"
-
-
-def _named_conversation(name: str) -> Conversation:
-    # separate from `conversation()` because chat()'s `conversation` argument shadows that name
-    with _conversations_lock:
-        conv = _conversations.get(name)
-        if conv is None:
-            conv = _conversations[name] = Conversation(name)
-        return conv
-
-
 def conversation(name: str = DEFAULT_CONVERSATION) -> Conversation:
     """The named conversation (created empty on first use)."""
-    return _named_conversation(name)
+    return named_conversation(name)
 
 
 def reset(name: Optional[str] = None) -> None:
     """Forget a conversation's messages (all conversations when ``name`` is None)."""
-    # cleared in place, so that widgets showing a conversation see it empty
-    for conv in list(_conversations.values()) if name is None else [_conversations.get(name)]:
-        if conv is not None:
-            conv.clear()
+    reset_conversations(name)
 
 
 def sampling_params(kw: dict[str, Any]) -> SamplingParams:
@@ -515,11 +430,11 @@ def chat(
     else:
         user = {"role": "user", "content": message}
         if conversation is not None:
-            conv = _named_conversation(conversation)
+            conv = named_conversation(conversation)
             if system is not None:
                 conv.system = system or None
             messages = conv.all_messages() + [user]
-            on_done.append(_append_to(conv, user))
+            on_done.append(append_to(conv, user))
         else:
             sys_prompt = system if system is not None else (get_config().system_prompt or None)
             messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
@@ -564,7 +479,7 @@ def submit(spec: "GenerationSpec", *, kind: str, model: Optional[str] = None, co
     if not target.loaded:
         raise NoModelLoaded()
     path = info.path if info else None
-    record = _history_recorder(spec, kind, conversation, path)
+    record = history_recorder(spec, kind, conversation, path)
     req = target.submit(spec, stages=stages, on_done=[*on_done, record])
     req.model_path = path
     return req
@@ -582,97 +497,11 @@ def _wait(req: "Request") -> Completion:
     return result
 
 
-def _append_to(conv: Conversation, user: Message) -> Callable[[Completion], None]:
-    def append(result: Completion) -> None:
-        if result.error is None:
-            conv.append_turn(user, {"role": "assistant", "content": result.text, "stats": reply_stats(result)})
-
-    return append
-
-
-class _SchemaStage:
-    """Parses the final reply into the schema's object once, for every caller (``.parsed``).
-
-    A reply that does not parse keeps ``parsed = None`` and carries the ``StructuredOutputError``
-    in ``.parse_error``: a streaming caller has already shown the text, and decides what to raise.
-    """
-
-    def __init__(self, schema: Any) -> None:
-        self.schema = schema
-
-    def on_event(self, event):
-        return (event,)
-
-    def on_result(self, result: Completion) -> Completion:
-        from .errors import StructuredOutputError
-        from .structured import parse
-
-        max_tokens = result.params.max_tokens if result.params else None
-        try:
-            result.parsed = parse(result.text, self.schema, result.finish_reason, max_tokens=max_tokens)
-        except StructuredOutputError as e:
-            e.completion = result
-            result.parse_error = e
-        except ValueError as e:  # a validator of the user's schema class said no
-            result.parse_error = StructuredOutputError(str(e), result.text, result.finish_reason, result)
-        return result
-
-
-def schema_stage(schema: Any, grammar: Optional[str]) -> tuple[list, Optional[str]]:
-    """The output stages and grammar for ``schema`` (none when there is no schema)."""
-    if schema is None:
-        return [], grammar
-    if grammar is not None:
-        raise ValueError("pass either grammar= or schema=, not both (a schema is turned into a grammar)")
-    from .structured import grammar as schema_to_grammar
-
-    return [_SchemaStage(schema)], schema_to_grammar(schema)
-
-
 # ----------------------------------------------------------------------------------------------
 # History and logs
 # ----------------------------------------------------------------------------------------------
 def _history_db() -> str:
     return get_config().resolved_history_path()
-
-
-def _history_recorder(spec: Any, kind: str, conversation: Optional[str],
-                      model_path: Optional[str]) -> Callable[[Completion], None]:  # fmt: skip
-    """An ``on_done`` callback that queues the history row; the model is the one chosen at submit."""
-
-    def record(result: Completion) -> None:
-        if not get_config().history:
-            return
-        from .history_db import WRITER, make_row
-
-        WRITER.record(
-            _history_db(),
-            make_row(
-                request_id=result.request_id,
-                kind=kind,
-                conversation=conversation,
-                model=result.model,
-                model_path=model_path,
-                model_sha256=None,  # the writer thread adds it (hashing a large file takes a while)
-                params=result.params.to_dict() if result.params else {},
-                messages=spec.messages if spec.messages is not None else spec.prompt,
-                completion=result,
-            ),
-        )
-
-    return record
-
-
-def reply_stats(result: Completion) -> dict[str, Any]:
-    """The figures shown under a reply: tokens, tokens/s, time to first token, why it ended."""
-    return {
-        "tokens": result.usage.completion_tokens,
-        "tokens_per_s": round(result.timings.generation_tokens_per_s, 2),
-        "ttft_s": round(result.timings.ttft_s, 4),
-        "finish_reason": result.finish_reason,
-        "model": result.model,
-        "seed": result.params.seed if result.params else None,
-    }
 
 
 def history(last: Optional[int] = None):
