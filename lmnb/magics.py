@@ -249,7 +249,7 @@ class LMMagics(Magics):
         from IPython.display import display
 
         from . import widgets
-        from .widgets.studio import TABS, studio
+        from .widgets.studio import studio
 
         display(studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
 
