@@ -9,8 +9,15 @@ side panel and commands:
     {"type": "hello"}                       -> status + models
     {"type": "models"}                      -> models
     {"type": "load", "model": NAME}         loads on a thread (status shows "loading" and progress)
-    {"type": "unload"}
+    {"type": "unload"}                      unloads the default model
+    {"type": "unload_model", "name": NAME}  unloads the model loaded under NAME (``lmnb.unload(NAME)``)
     {"type": "serve", "port": N?}           {"type": "stop_server"}
+
+A status describes the default model in its top-level fields (what an older extension reads) and
+every loaded model, the default first, in ``models``: ``[{"name": NAME (the name it is loaded
+under; "default" for the default model), "model": ModelInfo.name, "model_bytes", "on_demand",
+"state": "idle" | "generating" | "loading"}]``. A ``models`` *message* is something else: the local
+model files (``lmnb.models()``), each marked ``loaded`` when one of the loaded models is that file.
 
 Failures come back as ``{"type": "error", "message": ...}``; nothing is raised into the kernel.
 No extra server process: the messages travel on the kernel's own channels.
@@ -23,6 +30,8 @@ import threading
 from typing import Any, Callable, Optional
 
 TARGET = "lmnb"
+
+
 def shown_parameters(cfg: Any) -> dict[str, float]:
     """The numeric parameters the side panel lists: the brief ones, and any other set away from
     its declared default (a sampler turned on shows up)."""
@@ -98,6 +107,7 @@ class Link:
         from . import api
 
         models = api.models()
+        loaded = set(getattr(models, "loaded_paths", None) or ([models.loaded_path] if models.loaded_path else []))
         out = [
             {
                 "name": m.name,
@@ -105,7 +115,7 @@ class Link:
                 "size_bytes": int(m.size or 0),
                 "quant": m.quantization or None,
                 "source": m.source,
-                "loaded": os.path.abspath(m.path) == models.loaded_path,
+                "loaded": os.path.abspath(m.path) in loaded,
             }
             for m in models
         ]
@@ -131,6 +141,8 @@ class Link:
                 api.unload()
                 self.push()
                 self.send_models()
+            elif kind == "unload_model":
+                self._unload_model(data.get("name"))
             elif kind == "serve":
                 self._serve(data.get("port"))
             elif kind == "stop_server":
@@ -171,6 +183,17 @@ class Link:
                 self.send_models()
 
         threading.Thread(target=run, name="lmnb-lab-load", daemon=True).start()
+
+    def _unload_model(self, name: Any) -> None:
+        from . import api
+
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"unload_model: name must be the name a model is loaded under, not {name!r}")
+        if name not in api.registry().names():  # by its registry name only: never a near match
+            raise ValueError(f"unload_model: no model is loaded as {name!r}")
+        api.unload(name)
+        self.push()
+        self.send_models()
 
     def _serve(self, port: Any) -> None:
         from . import server
@@ -220,4 +243,31 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
         "queue_depth": int(st.queue_depth),
         "parameters": params,
         "version": __version__,
+        "models": loaded_models(),
     }
+
+
+def loaded_models() -> list[dict]:
+    """Every loaded model, the default first, as the status's ``models`` lists them."""
+    from . import api
+
+    out = []
+    for m in api.registry().loaded():
+        try:
+            eng = api.get_engine(m.name)
+        except Exception:  # unloaded since the list was read
+            continue
+        if eng.loading is not None:
+            state = "loading"  # a model being replaced under the same name
+        elif eng.generating or eng.queue_depth:
+            state = "generating"
+        else:
+            state = "idle"
+        out.append({
+            "name": m.name,
+            "model": m.model.name,
+            "model_bytes": int(m.model_bytes),
+            "on_demand": bool(m.on_demand),
+            "state": state,
+        })
+    return out

@@ -41,10 +41,11 @@ class Comm:
     def close(self) -> None:
         self._send("comm_close", {"comm_id": self.id, "data": {}})
 
-    def wait(self, pred, timeout: float = 60) -> dict:
-        """The first message (seen from now on, or already) for which ``pred(data)`` holds."""
+    def wait(self, pred, timeout: float = 60, after: int = 0) -> dict:
+        """The first message (seen from now on, or already: from the ``after``-th one) for which
+        ``pred(data)`` holds."""
         deadline = time.time() + timeout
-        seen = 0
+        seen = after
         while True:
             for data in self.messages[seen:]:
                 if pred(data):
@@ -90,7 +91,7 @@ def test_status_models_load_generate_serve(kc, smollm2_path):
 
     # a chat cell: the status says generating, then gives the speed. The status is sampled on the
     # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed
-    execute(kc, "import lmnb.widgets._ticker as _ticker; _ticker.INTERVAL = 0.05")
+    execute(kc, "import lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05")
     kc.execute("%%lm -n 200 -t 0\nCount from 1 to 100.")
     comm.wait(lambda d: d["type"] == "status" and d["state"] == "generating")
     st = comm.wait(lambda d: d["type"] == "status" and d["state"] == "idle" and d["tokens_per_s"])
@@ -121,3 +122,58 @@ def test_status_models_load_generate_serve(kc, smollm2_path):
     comm.send({"type": "unload"})
     comm.wait(lambda d: d["type"] == "status" and d["state"] == "no model")
     comm.close()
+
+
+def is_status(d: dict) -> bool:
+    return d["type"] == "status"
+
+
+def test_status_lists_every_loaded_model_and_unloads_by_name(kc, smollm2_path):
+    reply, _ = execute(kc, "%load_ext lmnb\n%config LM.history = False\nimport lmnb\n"
+                           "from lmnb.library import bundled_model\n"
+                           "import lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05")  # fmt: skip
+    assert reply["status"] == "ok"
+    try:
+        reply, _ = execute(kc, f"lmnb.load({smollm2_path!r}, n_ctx=1024)\n"
+                               "lmnb.load(bundled_model('gemma3'), name='g', n_ctx=1024)", timeout=300)  # fmt: skip
+        assert reply["status"] == "ok", reply
+        comm = Comm(kc)
+        st = comm.wait(lambda d: is_status(d) and len(d["models"]) == 2)
+        # the top-level fields still describe the default model, for an older extension
+        assert st["model"] == "SmolLM2-135M-Instruct.Q4_1" and st["state"] == "idle"
+        default, g = st["models"]
+        assert default == {"name": "default", "model": st["model"], "model_bytes": st["model_bytes"],
+                           "on_demand": False, "state": "idle"}  # fmt: skip
+        assert g["name"] == "g" and g["model"].lower().startswith("gemma") and g["state"] == "idle"
+        assert g["model_bytes"] > default["model_bytes"] > 50e6 and g["on_demand"] is False
+        # the local model list marks both files loaded
+        models = comm.wait(lambda d: d["type"] == "models")["models"]
+        assert sum(m["loaded"] for m in models) == 2, models
+
+        # a request to g: g generates, the default model stays idle
+        mark = len(comm.messages)
+        kc.execute("_ = lmnb.chat('Count from 1 to 50.', model='g', max_tokens=48, temperature=0)")
+        st = comm.wait(lambda d: is_status(d) and len(d["models"]) == 2 and d["models"][1]["state"] == "generating",
+                       after=mark)  # fmt: skip
+        assert st["state"] == "idle" and st["models"][0]["state"] == "idle"
+        mark = len(comm.messages)
+        comm.wait(lambda d: is_status(d) and [m["state"] for m in d["models"]] == ["idle", "idle"], after=mark)
+
+        # unload by name: only that model goes; a name nothing is loaded under is an error
+        mark = len(comm.messages)
+        comm.send({"type": "unload_model", "name": "nope"})
+        assert "'nope'" in comm.wait(lambda d: d["type"] == "error", after=mark)["message"]
+        comm.send({"type": "unload_model", "name": "g"})
+        st = comm.wait(lambda d: is_status(d) and [m["name"] for m in d["models"]] == ["default"], after=mark)
+        assert st["model"] == "SmolLM2-135M-Instruct.Q4_1" and st["state"] == "idle"
+        models = comm.wait(lambda d: d["type"] == "models", after=mark)["models"]
+        assert [m["path"] for m in models if m["loaded"]] == [smollm2_path]
+
+        # the plain "unload" still means the default model
+        mark = len(comm.messages)
+        comm.send({"type": "unload"})
+        st = comm.wait(lambda d: is_status(d) and d["state"] == "no model", after=mark)
+        assert st["models"] == [] and st["model"] is None
+        comm.close()
+    finally:
+        execute(kc, "lmnb.unload(all=True)")

@@ -6,6 +6,7 @@ import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 import {
   COMM_TARGET,
+  DEFAULT_MODEL,
   type LmnbStatus,
   type ModelInfo,
   type OutgoingMessage,
@@ -31,6 +32,11 @@ const GONE: ReadonlySet<string> = new Set(['restarting', 'autorestarting', 'star
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** What the models list's "loaded" marks depend on: the default model and every loaded one. */
+function loadedKey(status: LmnbStatus): string {
+  return JSON.stringify([status.model, status.models.map(m => [m.name, m.model])]);
 }
 
 export class LmnbConnection {
@@ -89,8 +95,9 @@ export class LmnbConnection {
     return this._request({ type: 'load', model });
   }
 
-  unload(): Promise<boolean> {
-    return this._request({ type: 'unload' });
+  /** Unload the model loaded under `name` (default: the default model, with the plain "unload"). */
+  unload(name: string = DEFAULT_MODEL): Promise<boolean> {
+    return this._request(name === DEFAULT_MODEL ? { type: 'unload' } : { type: 'unload_model', name });
   }
 
   serve(port?: number): Promise<boolean> {
@@ -270,8 +277,8 @@ export class LmnbConnection {
         } else {
           this._changed.emit();
         }
-        // Which model is loaded is part of the models list: ask for it again when it changes.
-        if (previous !== null && previous.model !== message.status.model) {
+        // Which models are loaded is part of the models list: ask for it again when that changes.
+        if (previous !== null && loadedKey(previous) !== loadedKey(message.status)) {
           this._send({ type: 'models' });
         }
         break;

@@ -1,7 +1,7 @@
 // Pure text formatting for the status bar item and the panel (no DOM, no JupyterLab: unit-tested).
 
 import type { ConnectionState } from './connection';
-import type { LmnbStatus } from './protocol';
+import { DEFAULT_MODEL, type LmnbStatus, type LoadedModel } from './protocol';
 
 /** What the status item shows; also its data-state attribute (a stable hook for browser tests). */
 export type StatusKind =
@@ -60,6 +60,27 @@ export function formatNumber(value: number): string {
   return Number.isInteger(value) ? value.toString() : Number(value.toFixed(4)).toString();
 }
 
+/** "default" is the default model; any other model is shown with the name it is loaded under. */
+export function loadedLabel(model: LoadedModel): string {
+  return model.name === DEFAULT_MODEL ? 'default' : `as ${model.name}`;
+}
+
+/** One loaded model for the tooltip: "gemma-3-270m (as g): 250 MB · generating". */
+export function formatLoaded(model: LoadedModel): string {
+  const parts = [`${model.model} (${loadedLabel(model)}): ${formatBytes(model.model_bytes)}`];
+  if (model.state !== 'idle') {
+    parts.push(model.state);
+  }
+  if (model.on_demand) {
+    parts.push('loaded on demand');
+  }
+  return parts.join(SEP);
+}
+
+/**
+ * The default model's state, except that a model generating anywhere in the kernel shows
+ * "generating", and models loaded under a name keep it from reading "no model".
+ */
 export function statusKind(connection: ConnectionState, status: LmnbStatus | null): StatusKind {
   if (connection === 'not-loaded') {
     return 'not-loaded';
@@ -70,10 +91,10 @@ export function statusKind(connection: ConnectionState, status: LmnbStatus | nul
   if (status.state === 'loading') {
     return 'loading';
   }
-  if (status.state === 'generating') {
+  if (status.state === 'generating' || status.models.some(m => m.state === 'generating')) {
     return 'generating';
   }
-  if (status.model === null || status.state === 'no model') {
+  if ((status.model === null || status.state === 'no model') && status.models.length === 0) {
     return 'no-model';
   }
   return status.server_url !== null ? 'serving' : 'idle';
@@ -91,17 +112,25 @@ export function formatStatus(connection: ConnectionState, status: LmnbStatus | n
   if (kind === 'no-model') {
     return 'lmnb: no model';
   }
-  const name = status.model !== null ? displayName(status.model) : 'model';
   if (kind === 'loading') {
+    const name = status.model !== null ? displayName(status.model) : 'model';
     const progress = status.load_progress !== null ? ` ${formatPercent(status.load_progress)}` : '';
     return `Loading ${name}…${progress}`;
   }
+  // The default model (else the first loaded), and how many more are loaded beside it.
+  const first = status.model ?? status.models[0]?.model ?? null;
+  const others = Math.max(0, status.models.length - 1);
+  const name = (first !== null ? displayName(first) : 'model') + (others > 0 ? ` +${others}` : '');
   const activity =
     kind === 'serving'
       ? `serving at ${status.server_url}`
       : kind === 'generating' && status.queue_depth > 0
         ? `generating (+${status.queue_depth} queued)`
-        : status.state;
+        : kind === 'generating'
+          ? 'generating'
+          : status.state === 'no model'
+            ? 'idle' // no default model, others loaded
+            : status.state;
   return [name, activity, formatRate(status.tokens_per_s), formatBytes(status.memory_bytes)]
     .filter((part): part is string => part !== null)
     .join(SEP);
@@ -116,8 +145,18 @@ export function formatTooltip(connection: ConnectionState, status: LmnbStatus | 
     return 'Connecting to lmnb in this kernel…';
   }
   const lines = [`lmnb ${status.version}`.trim()];
-  if (status.model !== null) {
+  if (status.models.length > 1) {
+    lines.push(`Models (${status.models.length} loaded):`);
+    for (const model of status.models) {
+      lines.push(`  ${formatLoaded(model)}`);
+    }
+    if (status.state === 'loading' && status.model !== null) {
+      lines.push(`  loading ${status.model}`);
+    }
+  } else if (status.model !== null) {
     lines.push(`Model: ${status.model} (${formatBytes(status.model_bytes)} of weights)`);
+  } else if (status.models.length === 1) {
+    lines.push(`Model: ${formatLoaded(status.models[0])}`);
   }
   lines.push(`State: ${status.state}`);
   if (status.server_url !== null) {

@@ -1,12 +1,13 @@
-// The "Local LLM" side panel: models with Load/Unload, the server, the current parameters.
+// The "Local LLM" side panel: the loaded models (each with its memory and Unload), the local models
+// with Load, the server, the current parameters.
 // Plain DOM in a Lumino widget. Kernel data only ever goes through textContent / value / title,
 // never innerHTML. Sections update in place so typing in an input survives status updates.
 
 import { Widget } from '@lumino/widgets';
 import type { LmnbConnection } from './connection';
 import type { IConnectionSource } from './current';
-import { formatBytes, formatNumber, formatPercent, formatStatus, statusKind } from './format';
-import type { ModelInfo } from './protocol';
+import { formatBytes, formatNumber, formatPercent, formatStatus, loadedLabel, statusKind } from './format';
+import type { LoadedModel, ModelInfo } from './protocol';
 
 export const PANEL_ID = 'lmnb-panel';
 export const PANEL_TITLE = 'Local LLM';
@@ -139,6 +140,9 @@ export class LocalLLMPanel extends Widget {
           button('Refresh', () => this._run(c => c.refreshModels()), 'lmnb-Panel-refresh')
         ),
         this._progress,
+        h('div', { className: 'lmnb-ModelList-details lmnb-Panel-subheader', text: 'Loaded in the kernel' }),
+        this._loadedList,
+        h('div', { className: 'lmnb-ModelList-details lmnb-Panel-subheader', text: 'On this machine' }),
         this._modelList,
         loadOther
       ),
@@ -217,6 +221,7 @@ export class LocalLLMPanel extends Widget {
       }
       this._progress.title = status.load_progress !== null ? formatPercent(status.load_progress) : '';
     }
+    this._renderLoaded(status.models, loading);
     this._renderModels(connection.models, status.model, loading);
 
     const url = status.server_url;
@@ -226,13 +231,54 @@ export class LocalLLMPanel extends Widget {
       this._urlInput.value = url;
     }
     for (const b of this._serverStopped.querySelectorAll('button')) {
-      b.disabled = status.model === null;
-      b.title = status.model === null ? 'Load a model first' : '';
+      const none = status.model === null && status.models.length === 0;
+      b.disabled = none;
+      b.title = none ? 'Load a model first' : '';
     }
 
     this._renderParameters(status.parameters);
   }
 
+  /** Every model the kernel has loaded, with its memory and an Unload button of its own. */
+  private _renderLoaded(models: readonly LoadedModel[], loading: boolean): void {
+    const key = JSON.stringify([models, loading]);
+    if (key === this._loadedKey) {
+      return; // unchanged: keep the buttons (and their focus) as they are
+    }
+    this._loadedKey = key;
+    const rows = models.map(model => {
+      const details = [loadedLabel(model), formatBytes(model.model_bytes)];
+      if (model.state !== 'idle') {
+        details.push(model.state);
+      }
+      if (model.on_demand) {
+        details.push('loaded on demand');
+      }
+      const unload = button('Unload', () => this._run(c => c.unload(model.name)));
+      unload.disabled = loading || model.state === 'loading';
+      unload.title = `Unload ${model.model} (${loadedLabel(model)})`;
+      const row = h(
+        'li',
+        { className: 'lmnb-ModelList-item lmnb-LoadedList-item' },
+        h(
+          'div',
+          { className: 'lmnb-ModelList-info' },
+          h('div', { className: 'lmnb-ModelList-name', text: model.model, title: model.model }),
+          h('div', { className: 'lmnb-ModelList-details', text: details.join(' · ') })
+        ),
+        unload
+      );
+      row.dataset.loaded = 'true';
+      row.dataset.name = model.name;
+      return row;
+    });
+    if (rows.length === 0) {
+      rows.push(h('li', { className: 'lmnb-ModelList-empty', text: 'No model loaded.' }));
+    }
+    this._loadedList.replaceChildren(...rows);
+  }
+
+  /** The local model files: Load for each; the loaded ones are marked (unloaded from the list above). */
   private _renderModels(models: readonly ModelInfo[], current: string | null, loading: boolean): void {
     const key = JSON.stringify([models, current, loading]);
     if (key === this._modelsKey) {
@@ -241,13 +287,16 @@ export class LocalLLMPanel extends Widget {
     this._modelsKey = key;
     const rows = models.map(model => {
       const loaded = model.loaded || model.name === current;
-      const details = [formatBytes(model.size_bytes), model.quant, model.source]
+      const details = [formatBytes(model.size_bytes), model.quant, model.source, loaded ? 'loaded' : null]
         .filter(part => part !== null && part !== '')
         .join(' · ');
-      const action = loaded
-        ? button('Unload', () => this._run(c => c.unload()))
-        : button('Load', () => this._run(c => c.load(model.name)), 'jp-mod-accept');
-      action.disabled = loading;
+      // Load makes it the default model, replacing the default one; loaded ones are unloaded above.
+      let action: HTMLButtonElement | null = null;
+      if (!loaded) {
+        action = button('Load', () => this._run(c => c.load(model.name)), 'jp-mod-accept');
+        action.disabled = loading;
+        action.title = `Load ${model.name} as the default model`;
+      }
       const row = h(
         'li',
         { className: 'lmnb-ModelList-item' },
@@ -294,6 +343,7 @@ export class LocalLLMPanel extends Widget {
   private readonly _notLoaded = h('section', { className: 'lmnb-Panel-section lmnb-Panel-notLoaded' });
   private readonly _ready = h('div', { className: 'lmnb-Panel-ready' });
   private readonly _progress = h('progress');
+  private readonly _loadedList = h('ul', { className: 'lmnb-ModelList lmnb-LoadedList' });
   private readonly _modelList = h('ul', { className: 'lmnb-ModelList' });
   private readonly _otherInput = h('input');
   private readonly _serverRunning = h('div', { className: 'lmnb-Panel-row lmnb-Panel-serverRunning' });
@@ -301,6 +351,7 @@ export class LocalLLMPanel extends Widget {
   private readonly _urlInput = h('input');
   private readonly _portInput = h('input');
   private readonly _parameters = h('table', { className: 'lmnb-Panel-parameterTable' });
+  private _loadedKey = '';
   private _modelsKey = '';
   private _parametersKey = '';
 }

@@ -4,7 +4,25 @@
 
 export const COMM_TARGET = 'lmnb';
 
+/** One model loaded in the kernel (a status lists them all, the default first). */
+export interface LoadedModel {
+  /** The name it is loaded under: "default" for the default model, else what `lmnb.load(..., name=)` got. */
+  name: string;
+  /** The model's own name (from its file: untrusted text). */
+  model: string;
+  /** Weights and context, as llama.cpp reports them. */
+  model_bytes: number;
+  /** Loaded by a request naming it; unloaded again after LM.idle_unload idle seconds. */
+  on_demand: boolean;
+  /** "idle" | "generating" | "loading"; any string, so a newer kernel's states still show. */
+  state: string;
+}
+
+/** The registry name of the default model (what a plain "unload" unloads). */
+export const DEFAULT_MODEL = 'default';
+
 export interface LmnbStatus {
+  /** The default model (while loading: the model being loaded); the other fields describe it too. */
   model: string | null;
   /** "no model" | "idle" | "loading" | "generating"; any string, so a newer kernel's states still show. */
   state: string;
@@ -22,6 +40,11 @@ export interface LmnbStatus {
   /** temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, n_ctx, n_parallel; shown as sent. */
   parameters: Record<string, number>;
   version: string;
+  /**
+   * Every loaded model, the default first. A kernel that predates it sends none: the default model
+   * (when loaded) is then listed alone, from the fields above.
+   */
+  models: LoadedModel[];
 }
 
 export interface ModelInfo {
@@ -37,7 +60,10 @@ export interface ModelInfo {
 export type OutgoingMessage =
   | { type: 'hello' }
   | { type: 'load'; model: string }
+  /** Unloads the default model. */
   | { type: 'unload' }
+  /** Unloads the model loaded under `name` (a kernel that predates it answers with an error). */
+  | { type: 'unload_model'; name: string }
   | { type: 'serve'; port?: number }
   | { type: 'stop_server' }
   | { type: 'models' };
@@ -66,6 +92,20 @@ function strOrNull(value: unknown): string | null {
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
+function parseLoaded(data: Dict): LoadedModel | null {
+  const name = strOrNull(data.name);
+  if (name === null) {
+    return null; // nothing to unload it by
+  }
+  return {
+    name,
+    model: strOrNull(data.model) ?? name,
+    model_bytes: num(data.model_bytes, 0),
+    on_demand: data.on_demand === true,
+    state: typeof data.state === 'string' ? data.state : 'idle'
+  };
+}
+
 export function parseStatus(data: Dict): LmnbStatus {
   const parameters: Record<string, number> = {};
   if (isDict(data.parameters)) {
@@ -76,17 +116,34 @@ export function parseStatus(data: Dict): LmnbStatus {
     }
   }
   const progress = numOrNull(data.load_progress);
+  const model = strOrNull(data.model);
+  const state = typeof data.state === 'string' ? data.state : 'no model';
+  const modelBytes = num(data.model_bytes, 0);
+  let models: LoadedModel[];
+  if (Array.isArray(data.models)) {
+    models = data.models
+      .filter(isDict)
+      .map(parseLoaded)
+      .filter((m): m is LoadedModel => m !== null);
+  } else {
+    // An older kernel: only the default model, and only once it is loaded.
+    models =
+      model !== null && state !== 'loading' && state !== 'no model'
+        ? [{ name: DEFAULT_MODEL, model, model_bytes: modelBytes, on_demand: false, state }]
+        : [];
+  }
   return {
-    model: strOrNull(data.model),
-    state: typeof data.state === 'string' ? data.state : 'no model',
+    model,
+    state,
     load_progress: progress === null ? null : Math.min(1, Math.max(0, progress)),
     server_url: strOrNull(data.server_url),
     tokens_per_s: numOrNull(data.tokens_per_s),
     memory_bytes: num(data.memory_bytes, 0),
-    model_bytes: num(data.model_bytes, 0),
+    model_bytes: modelBytes,
     queue_depth: num(data.queue_depth, 0),
     parameters,
-    version: typeof data.version === 'string' ? data.version : ''
+    version: typeof data.version === 'string' ? data.version : '',
+    models
   };
 }
 

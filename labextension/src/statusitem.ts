@@ -1,5 +1,6 @@
 // The status bar item: one compact line about the current notebook kernel's model.
-// DOM hooks for browser tests: id "lmnb-status", class "lmnb-StatusItem", data-state (a StatusKind).
+// DOM hooks for browser tests: id "lmnb-status", class "lmnb-StatusItem", data-state (a StatusKind),
+// data-models (how many models the kernel has loaded).
 
 import { Widget } from '@lumino/widgets';
 import type { IConnectionSource } from './current';
@@ -42,10 +43,12 @@ export class StatusItem extends Widget {
       // The status bar hides the item (isActive); keep a defined state meanwhile.
       this._kind = 'not-loaded';
       this.node.dataset.state = 'not-loaded';
+      this.node.dataset.models = '0';
       return;
     }
     this._kind = statusKind(connection.state, connection.status);
     this.node.dataset.state = this._kind;
+    this.node.dataset.models = String(connection.status?.models.length ?? 0);
     this._text.textContent = formatStatus(connection.state, connection.status);
     this.node.title = formatTooltip(connection.state, connection.status);
   }

@@ -108,12 +108,16 @@ describe('LmnbConnection', () => {
     const connection = connect(kernel);
     kernel.lastComm.receive(statusMessage());
     await connection.unload();
+    await connection.unload('default');
+    await connection.unload('g');
     await connection.serve();
     await connection.serve(8123);
     await connection.stopServer();
     await connection.refreshModels();
     expect(kernel.lastComm.sent).toEqual([
       { type: 'unload' },
+      { type: 'unload' },
+      { type: 'unload_model', name: 'g' },
       { type: 'serve' },
       { type: 'serve', port: 8123 },
       { type: 'stop_server' },
@@ -163,6 +167,44 @@ describe('LmnbConnection', () => {
     expect(kernel.lastComm.sent).toEqual([]);
     kernel.lastComm.receive(statusMessage({ model: 'gemma-3-270m' }));
     expect(kernel.lastComm.sent).toEqual([{ type: 'models' }]);
+  });
+
+  it('asks for the models again when a model is loaded or unloaded beside the default', () => {
+    connect(kernel);
+    const smol = { name: 'default', model: 'SmolLM2', model_bytes: 1, on_demand: false, state: 'idle' };
+    kernel.lastComm.receive(statusMessage({ model: 'SmolLM2', models: [smol] }));
+    kernel.lastComm.receive(statusMessage({ model: 'SmolLM2', models: [{ ...smol, state: 'generating' }] }));
+    expect(kernel.lastComm.sent).toEqual([]);
+    const g = { name: 'g', model: 'gemma', model_bytes: 2, on_demand: false, state: 'idle' };
+    kernel.lastComm.receive(statusMessage({ model: 'SmolLM2', models: [smol, g] }));
+    expect(kernel.lastComm.sent).toEqual([{ type: 'models' }]);
+    kernel.lastComm.receive(statusMessage({ model: 'SmolLM2', models: [smol] }));
+    expect(kernel.lastComm.sent).toEqual([{ type: 'models' }, { type: 'models' }]);
+  });
+
+  it('parses the loaded models; an older kernel gets its default model listed', () => {
+    const connection = connect(kernel);
+    kernel.lastComm.receive({
+      ...statusMessage(),
+      models: [
+        { name: 'default', model: 'SmolLM2', model_bytes: 98e6, on_demand: false, state: 'idle' },
+        { name: 'g', model_bytes: 'big', state: 3, on_demand: 'yes' },
+        { model: 'nameless' },
+        'junk'
+      ]
+    });
+    expect(connection.status?.models).toEqual([
+      { name: 'default', model: 'SmolLM2', model_bytes: 98e6, on_demand: false, state: 'idle' },
+      { name: 'g', model: 'g', model_bytes: 0, on_demand: false, state: 'idle' }
+    ]);
+    const { models: _models, ...old } = statusMessage({ model: 'SmolLM2', model_bytes: 98e6 });
+    kernel.lastComm.receive(old);
+    expect(connection.status?.models).toEqual([
+      { name: 'default', model: 'SmolLM2', model_bytes: 98e6, on_demand: false, state: 'idle' }
+    ]);
+    const { models: _none, ...empty } = statusMessage({ model: null, state: 'no model' });
+    kernel.lastComm.receive(empty);
+    expect(connection.status?.models).toEqual([]);
   });
 
   it('reconnects after a kernel restart', () => {

@@ -99,8 +99,9 @@ export function connect(kernel: FakeKernel): LmnbConnection {
   return new LmnbConnection(kernel.asKernel());
 }
 
+/** A status message; unless `overrides.models` says otherwise, the default model alone is loaded (if any). */
 export function statusMessage(overrides: Partial<LmnbStatus> = {}): { type: 'status' } & LmnbStatus {
-  return {
+  const message: { type: 'status' } & LmnbStatus = {
     type: 'status',
     model: 'SmolLM2-135M-Instruct',
     state: 'idle',
@@ -121,8 +122,15 @@ export function statusMessage(overrides: Partial<LmnbStatus> = {}): { type: 'sta
       n_parallel: 1
     },
     version: '0.1.0',
+    models: [],
     ...overrides
   };
+  if (overrides.models === undefined && message.model !== null && !['loading', 'no model'].includes(message.state)) {
+    message.models = [
+      { name: 'default', model: message.model, model_bytes: message.model_bytes, on_demand: false, state: message.state }
+    ];
+  }
+  return message;
 }
 
 export function status(overrides: Partial<LmnbStatus> = {}): LmnbStatus {

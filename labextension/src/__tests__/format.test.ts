@@ -11,6 +11,11 @@ import {
 } from '../format';
 import { status } from './fakes';
 
+const TWO = [
+  { name: 'default', model: 'SmolLM2-135M-Instruct', model_bytes: 98e6, on_demand: false, state: 'idle' },
+  { name: 'g', model: 'gemma-3-270m-it', model_bytes: 250e6, on_demand: true, state: 'idle' }
+];
+
 describe('formatBytes', () => {
   it.each([
     [0, '0 B'],
@@ -130,6 +135,36 @@ describe('formatStatus', () => {
     expect(formatStatus('ready', status({ state: 'compacting' }))).toBe(
       'SmolLM2-135M-Instruct · compacting · 97.3 tok/s · 412 MB'
     );
+  });
+});
+
+describe('several models', () => {
+  it('the line names the default model and counts the others', () => {
+    const s = status({ models: TWO });
+    expect(formatStatus('ready', s)).toBe('SmolLM2-135M-Instruct +1 · idle · 97.3 tok/s · 412 MB');
+    expect(statusKind('ready', s)).toBe('idle');
+  });
+
+  it('a model generating anywhere shows as generating', () => {
+    const s = status({ models: [TWO[0], { ...TWO[1], state: 'generating' }] });
+    expect(statusKind('ready', s)).toBe('generating');
+    expect(formatStatus('ready', s)).toBe('SmolLM2-135M-Instruct +1 · generating · 97.3 tok/s · 412 MB');
+    // serving, the default idle and another model generating: generating wins, as for one model
+    expect(statusKind('ready', { ...s, server_url: 'http://127.0.0.1:8000/v1' })).toBe('generating');
+  });
+
+  it('models loaded under a name, with no default model, are not "no model"', () => {
+    const s = status({ model: null, state: 'no model', models: [TWO[1]] });
+    expect(statusKind('ready', s)).toBe('idle');
+    expect(formatStatus('ready', s)).toBe('gemma-3-270m-it · idle · 97.3 tok/s · 412 MB');
+    expect(formatTooltip('ready', s)).toContain('Model: gemma-3-270m-it (as g): 250 MB · loaded on demand');
+  });
+
+  it('the tooltip lists every model with its memory', () => {
+    const text = formatTooltip('ready', status({ models: [TWO[0], { ...TWO[1], state: 'generating' }] }));
+    expect(text).toContain('Models (2 loaded):');
+    expect(text).toContain('  SmolLM2-135M-Instruct (default): 98 MB');
+    expect(text).toContain('  gemma-3-270m-it (as g): 250 MB · generating · loaded on demand');
   });
 });
 

@@ -33,7 +33,8 @@ function buttons(root: HTMLElement, text: string): HTMLButtonElement[] {
 describe('LocalLLMPanel', () => {
   it('shows kernel data as text only', () => {
     const { kernel, panel } = setup();
-    kernel.lastComm.receive(statusMessage({ model: EVIL, parameters: { [EVIL]: 1 } }));
+    const loaded = { name: EVIL, model: EVIL, model_bytes: 1, on_demand: false, state: EVIL };
+    kernel.lastComm.receive(statusMessage({ model: EVIL, parameters: { [EVIL]: 1 }, models: [loaded] }));
     kernel.lastComm.receive({
       type: 'models',
       models: [{ name: EVIL, path: EVIL, size_bytes: 1, quant: EVIL, source: EVIL, loaded: false }]
@@ -65,6 +66,12 @@ describe('LocalLLMPanel', () => {
         { name: 'b', path: '/b.gguf', size_bytes: 1, quant: null, source: 'local', loaded: false }
       ]
     });
+    // the loaded model is unloaded from the list of loaded models; the file list offers only Load
+    const files = panel.node.querySelectorAll<HTMLElement>('.lmnb-ModelList:not(.lmnb-LoadedList) li');
+    expect([...files].map(li => [li.dataset.loaded, li.querySelector('button')?.textContent ?? null])).toEqual([
+      ['true', null],
+      ['false', 'Load']
+    ]);
     buttons(panel.node, 'Load')[0].click();
     buttons(panel.node, 'Unload')[0].click();
     buttons(panel.node, 'Start')[0].click();
@@ -80,6 +87,43 @@ describe('LocalLLMPanel', () => {
     buttons(panel.node, 'Stop')[0].click();
     await flush();
     expect(kernel.lastComm.sent[kernel.lastComm.sent.length - 1]).toEqual({ type: 'stop_server' });
+  });
+
+  it('lists every loaded model with its memory and an Unload of its own', async () => {
+    const { kernel, panel } = setup();
+    kernel.lastComm.receive(
+      statusMessage({
+        model: 'SmolLM2',
+        models: [
+          { name: 'default', model: 'SmolLM2', model_bytes: 98e6, on_demand: false, state: 'idle' },
+          { name: 'g', model: 'gemma-3-270m', model_bytes: 250e6, on_demand: true, state: 'generating' }
+        ]
+      })
+    );
+    const rows = [...panel.node.querySelectorAll<HTMLElement>('.lmnb-LoadedList-item')];
+    expect(rows.map(r => r.dataset.name)).toEqual(['default', 'g']);
+    expect(rows[0].textContent).toContain('SmolLM2');
+    expect(rows[0].textContent).toContain('default · 98 MB');
+    expect(rows[1].textContent).toContain('as g · 250 MB · generating · loaded on demand');
+    const unloads = buttons(panel.node, 'Unload');
+    expect(unloads).toHaveLength(2);
+    unloads[1].click();
+    unloads[0].click();
+    await flush();
+    expect(kernel.lastComm.sent).toEqual([{ type: 'unload_model', name: 'g' }, { type: 'unload' }]);
+    // the server can start with only a named model loaded
+    kernel.lastComm.receive(
+      statusMessage({
+        model: null,
+        state: 'no model',
+        models: [{ name: 'g', model: 'gemma-3-270m', model_bytes: 250e6, on_demand: false, state: 'idle' }]
+      })
+    );
+    expect(buttons(panel.node, 'Start')[0].disabled).toBe(false);
+    expect(panel.node.querySelectorAll('.lmnb-LoadedList-item')).toHaveLength(1);
+    kernel.lastComm.receive(statusMessage({ model: null, state: 'no model' }));
+    expect(panel.node.querySelector('.lmnb-LoadedList')?.textContent).toBe('No model loaded.');
+    expect(buttons(panel.node, 'Start')[0].disabled).toBe(true);
   });
 });
 
@@ -100,5 +144,25 @@ describe('StatusItem', () => {
     expect(item.node.dataset.state).toBe('serving');
     item.node.click();
     expect(clicks).toEqual(['not-loaded', 'serving']);
+  });
+
+  it('shows every loaded model, untrusted names as text', () => {
+    const kernel = new FakeKernel();
+    const source = new Source(connect(kernel));
+    const item = new StatusItem(source, () => undefined);
+    kernel.lastComm.receive(
+      statusMessage({
+        model: 'SmolLM2-135M-Instruct',
+        models: [
+          { name: 'default', model: 'SmolLM2-135M-Instruct', model_bytes: 98e6, on_demand: false, state: 'idle' },
+          { name: 'g', model: EVIL, model_bytes: 250e6, on_demand: false, state: 'generating' }
+        ]
+      })
+    );
+    expect(item.node.dataset.models).toBe('2');
+    expect(item.node.dataset.state).toBe('generating');
+    expect(item.node.textContent).toBe('SmolLM2-135M-Instruct +1 · generating · 97.3 tok/s · 412 MB');
+    expect(item.node.title).toContain(`${EVIL} (as g): 250 MB · generating`);
+    expect(item.node.querySelector('img')).toBeNull();
   });
 });
