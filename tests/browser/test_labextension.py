@@ -64,9 +64,14 @@ def venv_lab(venv_python, tmp_path_factory):
 def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts, hostile_gguf):
     from playwright.sync_api import expect  # here: without playwright the module still imports, and skips
 
+    from lmnb.library import bundled_model
+
     page, log = chromium.new_page()
+    # the second model: the Gemma 3 file of the environment running the tests, loaded by path
+    gemma = bundled_model("gemma3")
     cells = ["%load_ext lmnb", "%lm load --ctx 2048", "%%lm -n 24 --temperature 0\nSay hello in five words.",
-             f"import lmnb\nlmnb.load({str(hostile_gguf)!r}, n_ctx=1024)"]
+             f"import lmnb\nlmnb.load({gemma!r}, name='g', n_ctx=1024)",
+             f"lmnb.load({str(hostile_gguf)!r}, n_ctx=1024)"]
     nb = _lab.Notebook.create(venv_lab, page, cells, name="extension.ipynb", log=log)
     try:
         item = page.locator("#lmnb-status")
@@ -92,17 +97,36 @@ def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts, hostile_g
         nb.run_cell(2, timeout=120)
         expect(item).to_contain_text(re.compile(r"\d+(\.\d+)? tok/s"), timeout=wait, use_inner_text=True)
         expect(item).to_contain_text(re.compile(r"\d+ MB"), timeout=wait, use_inner_text=True)
+        expect(item).to_have_attribute("data-models", "1", timeout=wait)
+
+        # a second model, loaded beside the default one under a name: the item counts it, and its
+        # tooltip lists both with their memory
+        nb.run_cell(3, timeout=180)
+        expect(item).to_have_attribute("data-models", "2", timeout=wait)
+        expect(item).to_contain_text(re.compile(r"SmolLM2\S* \+1 · "), timeout=wait, use_inner_text=True)
+        expect(item).to_have_attribute("title", re.compile(r"Models \(2 loaded\)"), timeout=wait)
+        expect(item).to_have_attribute("title", re.compile(r"SmolLM2\S* \(default\): \d+ MB"), timeout=wait)
+        expect(item).to_have_attribute("title", re.compile(r"gemma\S* \(as g\): \d+ MB", re.I), timeout=wait)
         nb.screenshot("extension-status-bar", page.locator(".jp-StatusBar-Widget, #jp-main-statusbar").first)
 
-        # clicking it opens the side panel: the models, the server, the parameters
+        # clicking it opens the side panel: the loaded models, the local ones, the server, the parameters
         item.click()
         expect(panel).to_be_visible(timeout=wait)
         expect(panel).to_contain_text("smollm2", ignore_case=True, timeout=wait, use_inner_text=True)
         expect(panel).to_contain_text("temperature", ignore_case=True, timeout=wait, use_inner_text=True)
+        loaded = panel.locator(".lmnb-LoadedList-item")
+        expect(loaded).to_have_count(2, timeout=wait)
+        expect(loaded.nth(1)).to_contain_text("as g", timeout=wait, use_inner_text=True)
         nb.screenshot("extension-panel")
 
+        # Unload on g's row unloads g only
+        loaded.nth(1).get_by_role("button", name="Unload").click()
+        expect(item).to_have_attribute("data-models", "1", timeout=wait)
+        expect(loaded).to_have_count(1, timeout=wait)
+        expect(item).not_to_contain_text("+1", use_inner_text=True)
+
         # a model file named with a payload: the status item and the panel show it as text
-        nb.run_cell(3, timeout=120)
+        nb.run_cell(4, timeout=120)
         expect(item).to_contain_text(NAME_PAYLOAD, timeout=wait, use_inner_text=True)
         expect(panel).to_contain_text(NAME_PAYLOAD, timeout=wait, use_inner_text=True)
         assert page.locator("#lmnb-status img, #lmnb-panel img, #lmnb-status svg image").count() == 0
