@@ -1,5 +1,8 @@
-"""The Models widget: LM Studio's Discover and My Models tabs, in a notebook output.
+"""The Models widget: LM Studio's loaded-models bar, Discover and My Models tabs, in a notebook output.
 
+Loaded: every model loaded in the kernel (the name it is loaded under, the model's name, its
+memory), each with its own Unload; a "load as" name makes the pane's Load buttons load beside the
+others (empty: the loaded model replaces the default one, as ``%lm load`` does).
 Discover: search Hugging Face for GGUF repositories, pick a quantization (with a "will it fit"
 estimate for this machine), download it in the background with progress and cancel, load it.
 My Models: every local model (``lmnb.models()``) with its disk use; load or delete (after a
@@ -24,7 +27,7 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
-from ..markup import Markup
+from ..markup import Markup, html
 from ..tables import human_bytes, human_count
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
@@ -72,9 +75,19 @@ def local_label(m: Any, loaded: bool = False) -> str:
     return " · ".join(parts)
 
 
-def why_not_deletable(m: Any, loaded_path: Optional[str] = None) -> Optional[str]:
-    """Why the Delete button is off for this model (``None`` when lmnb may delete it)."""
-    if loaded_path and os.path.abspath(m.path) == loaded_path:
+def loaded_label(m: Any) -> Markup:
+    """One loaded model (a ``lmnb.registry.Loaded``): ``default · SmolLM2-135M-Instruct · 97 MB``."""
+    how = " · loaded on demand" if m.on_demand else ""
+    return html("<b>{}</b> · {} · {}{}", m.name, m.model.name, human_bytes(m.model_bytes), how)
+
+
+def why_not_deletable(m: Any, loaded_path: Any = None) -> Optional[str]:
+    """Why the Delete button is off for this model (``None`` when lmnb may delete it).
+
+    ``loaded_path``: the path of the loaded model, or a collection of the loaded models' paths.
+    """
+    loaded = {loaded_path} if isinstance(loaded_path, str) else set(loaded_path or ())
+    if loaded and os.path.abspath(m.path) in loaded:
         return f"{m.name} is loaded: unload it first (%lm unload)."
     if m.deletable:
         return None
@@ -96,6 +109,7 @@ class _Job:
 
     option: Any  # QuantOption
     then_load: bool = False
+    load_as: Optional[str] = None  # the name to load it under once downloaded (None: the default model)
     handle: Any = None  # lmnb.hub.Download
     finished: bool = False
     last_ui: float = 0.0
@@ -109,6 +123,9 @@ class Models(StatusPane, widgets.VBox):
 
     Parts, for scripts, tests and dashboards that drive it:
 
+    - Loaded: ``loaded_box`` (one row per loaded model, the default first), ``unload_buttons``
+      (registry name -> its Unload button), ``load_as`` (Text: the name the Load buttons load
+      under; empty: replace the default model), ``loaded_status`` (HTML line).
     - Discover: ``query`` (Text; Enter searches), ``search_button``, ``results`` (Select of repo
       ids), ``quant`` (Dropdown of ``QuantOption``), ``download_button``, ``load_button``,
       ``cancel_button`` (shown while downloading), ``progress`` (FloatProgress, 0..1), ``status``
@@ -135,13 +152,23 @@ class Models(StatusPane, widgets.VBox):
         self._job: Optional[_Job] = None
         self._loading = False
         self._local_models: dict[str, Any] = {}  # local.value -> LocalModel
-        self._loaded_path: Optional[str] = None
+        self._loaded_paths: set[str] = set()
+        self.unload_buttons: dict[str, widgets.Button] = {}
         self._pending_delete: Optional[str] = None
         self._searched: tuple[str, float] = ("", 0.0)
 
         def button(description: str, icon: str = "", style: str = "", tip: str = "", **kw: Any) -> widgets.Button:
             return widgets.Button(description=description, icon=icon, button_style=style, tooltip=tip,
                                   layout=widgets.Layout(width="auto"), **kw)  # fmt: skip
+
+        # --- Loaded
+        self.loaded_box = widgets.VBox()
+        self.load_as = widgets.Text(
+            placeholder="optional: a name to load beside the others",
+            description="Load as",
+            layout=widgets.Layout(width="30em"),
+        )
+        self.loaded_status = SafeHTML()
 
         # --- Discover
         self.query = widgets.Text(
@@ -175,6 +202,11 @@ class Models(StatusPane, widgets.VBox):
         self.local_status = SafeHTML()
 
         self.children = [
+            SafeHTML(Markup("<b>Loaded</b> &middot; models in this kernel")),
+            self.loaded_box,
+            widgets.HBox([self.load_as, SafeHTML(Markup(
+                "<span style='opacity:.7'>empty: Load replaces the default model</span>"))]),
+            self.loaded_status,
             SafeHTML(Markup("<b>Discover</b> &middot; GGUF models on Hugging Face")),
             widgets.HBox([self.query, self.search_button]),
             self.results,
@@ -204,6 +236,11 @@ class Models(StatusPane, widgets.VBox):
         self.refresh_button.on_click(self._guard(lambda _b: self.refresh(), self.local_status))
 
         self.refresh()  # local only: no network at construction
+        from .. import api
+
+        self._registry = api.registry()
+        self._registry.listeners.append(self._on_registry)
+        self.refresh_loaded()
 
     # --------------------------------------------------------------------------------------------
     # Plumbing
@@ -224,6 +261,58 @@ class Models(StatusPane, widgets.VBox):
         self.load_button.disabled = busy or loading or not chosen
         self.cancel_button.layout.display = "" if busy else "none"
         self.local_load_button.disabled = loading or self.local.value is None
+
+    # --------------------------------------------------------------------------------------------
+    # Loaded
+    # --------------------------------------------------------------------------------------------
+    def refresh_loaded(self) -> list:
+        """List the loaded models again, each with its Unload; returns ``lmnb.loaded()``."""
+        loaded = self._registry.loaded()
+        with self._lock:
+            old = list(self.loaded_box.children)
+            buttons: dict[str, widgets.Button] = {}
+            rows = []
+            for m in loaded:
+                unload = widgets.Button(description="Unload", icon="eject", tooltip=f"Unload {m.model.name} ({m.name})",
+                                        layout=widgets.Layout(width="auto"))  # fmt: skip
+                unload.on_click(self._guard(lambda _b, n=m.name: self.unload(n), self.loaded_status))
+                buttons[m.name] = unload
+                rows.append(widgets.HBox([unload, SafeHTML(loaded_label(m))]))
+            if not rows:
+                rows.append(SafeHTML("No model is loaded: load one below (Discover or My Models)."))
+            self.unload_buttons = buttons
+            self.loaded_box.children = rows
+        for row in old:  # their comms go with them
+            for child in getattr(row, "children", ()):
+                child.close()
+            row.close()
+        return loaded
+
+    def unload(self, name: str = "default") -> bool:
+        """Unload the model loaded under ``name`` (what its Unload button does); returns whether one was."""
+        from .. import api
+
+        if name not in self._registry.names():
+            self._say(f"No model is loaded as {name!r}.", "warn", self.loaded_status)
+            self.refresh_loaded()
+            return False
+        model = next((m.model.name for m in self._registry.loaded() if m.name == name), name)
+        had = api.unload(name)
+        self._say(f"Unloaded {model} ({name}).", "ok", self.loaded_status)
+        self.refresh()  # My Models: it is no longer marked loaded (and may be deleted)
+        return had
+
+    def _on_registry(self, _name: str, _info: Any) -> None:
+        """A model was loaded or unloaded anywhere in the kernel (a cell, another pane, the lab panel):
+        list the loaded models again, and mark in My Models which files are loaded."""
+        self.refresh_loaded()
+        self.refresh()
+
+    def close(self) -> None:
+        reg = getattr(self, "_registry", None)
+        if reg is not None and self._on_registry in reg.listeners:
+            reg.listeners.remove(self._on_registry)
+        super().close()
 
     # --------------------------------------------------------------------------------------------
     # Discover: search, quantizations
@@ -329,7 +418,7 @@ class Models(StatusPane, widgets.VBox):
             if self._job is not None:
                 self._say(f"{self._job.option.ref} is still downloading: cancel it or wait.", "warn")
                 return None
-            job = self._job = _Job(option, then_load)
+            job = self._job = _Job(option, then_load, self._load_as() if then_load else None)
         self.progress.value = 0.0
         self.progress.bar_style = ""
         self.progress.layout.visibility = "visible"
@@ -393,7 +482,7 @@ class Models(StatusPane, widgets.VBox):
             self.refresh(select_path=result.path)
             self._relabel_quants()
             if claimed:
-                self._load(result.path, result.ref, self.status, claimed=True)
+                self._load(result.path, result.ref, self.status, claimed=True, name=job.load_as)
             elif job.then_load:
                 self._say(f"{result.ref} is downloaded; another model is loading: press Load when it is done.", "warn")
 
@@ -422,16 +511,23 @@ class Models(StatusPane, widgets.VBox):
         else:
             self.download(option, then_load=True)
 
+    def _load_as(self) -> Optional[str]:
+        """The "load as" name (``None`` when empty: the default model)."""
+        return self.load_as.value.strip() or None
+
     def _start_load(self, path: str, label: str, target: SafeHTML) -> None:
+        name = self._load_as()  # read at the click: typing on while it loads changes nothing
         with self._lock:
             if self._loading:
                 self._say("A model is loading already: wait for it.", "warn", target)
                 return
             self._loading = True
         self._update_buttons()
-        self._spawn(self._load, path, label, target, True, local=target is self.local_status)
+        self._spawn(self._load, path, label, target, True, name, local=target is self.local_status)
 
-    def _load(self, path: str, label: str, target: SafeHTML, claimed: bool = False) -> None:
+    def _load(self, path: str, label: str, target: SafeHTML, claimed: bool = False,
+              name: Optional[str] = None) -> None:  # fmt: skip
+        """Load ``path`` under ``name`` (``None``: as the default model, replacing it)."""
         from .. import api
 
         if not claimed:
@@ -449,13 +545,17 @@ class Models(StatusPane, widgets.VBox):
                 self._say(f"Loading {label}… {fraction:.0%}", target=target)
 
         try:
-            self._say(f"Loading {label}…", target=target)
+            self._say(f"Loading {label}…" if name is None else f"Loading {label} as {name!r}…", target=target)
             self._update_buttons()
-            info = api.load(path, progress=progress)
+            info = api.load(path, name=name, progress=progress)
         except Exception as e:  # LoadError with a readable reason, mostly
             self._say(f"Could not load {label}: {describe(e)}", "error", target)
         else:
-            self._say(f"Loaded {info.describe()}. %%lm chat and lmnb.chat() use it now.", "ok", target)
+            if name is None:
+                self._say(f"Loaded {info.describe()}. %%lm chat and lmnb.chat() use it now.", "ok", target)
+            else:
+                self._say(f"Loaded as {name!r}, beside the others (lmnb.chat(..., model={name!r}) uses it): "
+                          f"{info.describe()}.", "ok", target)  # fmt: skip
         finally:
             with self._lock:
                 self._loading = False
@@ -484,17 +584,15 @@ class Models(StatusPane, widgets.VBox):
             counts[m.name] = counts.get(m.name, 0) + 1
         # A name shown twice (two files with one base name) is told apart by its path.
         by_value = {(m.name if counts[m.name] == 1 else m.path): m for m in found}
-        loaded = found.loaded_path
+        loaded = set(getattr(found, "loaded_paths", None) or ([found.loaded_path] if found.loaded_path else []))
         keep = self.local.value
         if select_path is not None:
             want = os.path.abspath(select_path)
             keep = next((v for v, m in by_value.items() if os.path.abspath(m.path) == want), keep)
         with self._lock:
-            self._local_models, self._loaded_path = by_value, loaded
+            self._local_models, self._loaded_paths = by_value, loaded
         with self._quiet():
-            self.local.options = [
-                (local_label(m, bool(loaded) and os.path.abspath(m.path) == loaded), v) for v, m in by_value.items()
-            ]
+            self.local.options = [(local_label(m, os.path.abspath(m.path) in loaded), v) for v, m in by_value.items()]
             self.local.value = keep if keep in by_value else None
         # text (model names are in it): SafeHTML escapes it
         self.summary.value = (
@@ -515,7 +613,7 @@ class Models(StatusPane, widgets.VBox):
             self.delete_button.disabled = True
             self.delete_button.tooltip = "Select a model to delete"
         else:
-            why = why_not_deletable(m, self._loaded_path)
+            why = why_not_deletable(m, self._loaded_paths)
             self.delete_button.disabled = why is not None
             self.delete_button.tooltip = why or f"Delete {m.name} ({human_bytes(m.size)}) from disk"
             self.local_load_button.tooltip = f"Load {m.path}"
@@ -535,7 +633,7 @@ class Models(StatusPane, widgets.VBox):
         if m is None:
             self._say("Select a model first.", "warn", self.local_status)
             return
-        why = why_not_deletable(m, self._loaded_path)
+        why = why_not_deletable(m, self._loaded_paths)
         if why:
             self._say(why, "warn", self.local_status)
             return
