@@ -255,7 +255,7 @@ def _post(server, path: str, body, headers=None):
         ("/chat/completions", {"messages": ASK, "max_tokens": -5}, 400, "max_tokens", None),
         ("/chat/completions", {"messages": ASK, "temperature": 7}, 400, "temperature", None),
         ("/chat/completions", {"messages": ASK, "temperature": "hot"}, 400, "temperature", None),
-        ("/chat/completions", {"messages": ASK, "top_p": 0}, 400, "top_p", None),
+        ("/chat/completions", {"messages": ASK, "top_p": -0.1}, 400, "top_p", None),
         ("/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role", None),
         ("/chat/completions", {"messages": ASK, "n": 2, "stream": True}, 400, "n", None),
         ("/chat/completions", {"messages": ASK, "tools": [{"type": "function"}]}, 400, "tools", None),

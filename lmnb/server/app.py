@@ -6,7 +6,8 @@ await ``Request.aiter()``, which the engine's worker wakes. A client that discon
 request, so the engine moves on to the next one at once.
 
 Endpoints (``routes.py``): ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions``,
-``/v1/completions``, ``/v1/embeddings``, ``/health`` and ``/metrics``. Errors always have OpenAI's shape
+``/v1/completions``, ``/v1/embeddings`` (also without ``/v1``), ``/health``, ``/metrics``,
+``/tokenize`` and ``/detokenize``. Errors always have OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}`` (``errors.py``).
 """
 
@@ -76,6 +77,9 @@ def create_app(
     app.add_middleware(_StatsMiddleware, stats=stats)
     install_handlers(app)
     app.include_router(openai_routes, prefix="/v1")
+    # the same routes without /v1, for clients configured with the bare server URL (llama-server
+    # and LM Studio answer there too); kept out of the schema, which documents each route once
+    app.include_router(openai_routes, include_in_schema=False)
     app.include_router(extra)
     return app
 

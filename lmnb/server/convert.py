@@ -30,11 +30,10 @@ def message(m: S.ChatMessage, i: int) -> dict[str, str]:
 def sampling(body: S._Sampling, max_tokens: Optional[int]) -> SamplingParams:
     """The request's sampling fields; unset ones stay ``None`` (the session's defaults)."""
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    top_p, top_k = body.top_p, body.top_k
     return SamplingParams(
         temperature=body.temperature,
-        top_p=top_p,
-        top_k=top_k,
+        top_p=body.top_p,  # 0: llama.cpp's top-p keeps only the most likely token (greedy), as OpenAI's
+        top_k=body.top_k,
         min_p=body.min_p,
         repeat_penalty=body.repeat_penalty,
         presence_penalty=body.presence_penalty,
@@ -73,8 +72,9 @@ def finish(res: Completion) -> str:
 
 
 def usage(results: list[Completion], n: int = 1) -> dict:
-    """OpenAI's usage of ``results``."""
-    firsts = results
+    """OpenAI's usage of ``results``, ``n`` choices per prompt: each prompt is counted once (the
+    n choices read the same prompt), every choice's completion tokens are counted."""
+    firsts = results[::n]
     prompt = sum(r.usage.prompt_tokens for r in firsts)
     cached = sum(r.usage.cached_tokens for r in firsts)
     completion = sum(r.usage.completion_tokens for r in results)

@@ -109,7 +109,10 @@ def _is_type_tag(part: Any) -> bool:
 
 def validation_error(request: Request, e: RequestValidationError) -> APIError:
     """One readable 400 for a request pydantic refused: the first problem, by its field path."""
-    errs = e.errors()
+    errs = list(e.errors())
+    # A value that fits no branch of a union gets one error per branch; the type mismatches
+    # ("Input should be a valid string" for a list) say less than the others (a list too long).
+    errs.sort(key=lambda err: str(err.get("type", "")).endswith("_type"))
     first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
     content_type = request.headers.get("content-type", "")
     if tuple(first.get("loc", ())) == ("body",) and not is_json_type(content_type):
@@ -119,6 +122,10 @@ def validation_error(request: Request, e: RequestValidationError) -> APIError:
     # drop "body" and pydantic's union-branch tags ("str", "list[str]", "TextPart") from the path
     loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
     param = ".".join(loc) or None
+    ctx = first.get("ctx") or {}
+    if first.get("type") == "too_long" and "max_length" in ctx:
+        got = f" (this request has {ctx['actual_length']})" if ctx.get("actual_length") is not None else ""
+        return APIError(400, f"{param or 'body'}: at most {ctx['max_length']} items are allowed{got}.", param=param)
     more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
     return APIError(400, f"{param or 'body'}: {first['msg']}{more}", param=param)
 

@@ -1,5 +1,5 @@
-"""The routes: ``openai_routes`` (mounted at ``/v1``) and ``extra``
-(``/health``, ``/metrics``).
+"""The routes: ``openai_routes`` (mounted at ``/v1`` and at the root, as clients use either) and ``extra``
+(``/health``, ``/metrics``, and llama-server's ``/tokenize`` and ``/detokenize``).
 
 What a route needs from its app comes through dependencies: ``get_engine`` (the engine in
 ``app.state.engine``), ``authenticate`` (the key in ``app.state.api_key``) and ``get_stats``.
@@ -190,7 +190,7 @@ async def completions(body: S.CompletionRequest, request: Request, engine: Engin
             "logprobs": convert.legacy_logprobs(res.logprobs, len(prefix)) if res.logprobs is not None else None,
         })
     return JSONResponse({"id": fmt.id, "object": "text_completion", "created": fmt.created, "model": info.name,
-                         "choices": choices, "usage": convert.usage(out, n)})
+                         "choices": choices, "usage": convert.usage(out, n), "system_fingerprint": fmt.fingerprint})
 
 
 @openai_routes.post("/embeddings", response_model=S.EmbeddingList)
@@ -261,3 +261,53 @@ async def metrics(engine: Engine = Depends(get_engine), stats: ServerStats = Dep
 
     body, content_type = render(engine, stats)
     return Response(body, media_type=content_type)
+
+
+@extra.post("/tokenize", response_model=S.TokenizeResponse, dependencies=[Depends(authenticate)],
+            responses=ERROR_DOCS)
+async def tokenize(body: S.TokenizeRequest, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    """llama-server's ``/tokenize``: the loaded model's token ids of ``content``."""
+    loaded_model(engine)
+    try:
+        triples = await asyncio.to_thread(engine.tokenize, body.content, special=body.add_special)
+    except BaseException as e:
+        raise as_api_error(e, "content") from None
+    if not body.with_pieces:
+        return JSONResponse({"tokens": [t for t, _, _ in triples]})
+    return JSONResponse({"tokens": [{"id": t, "piece": _piece(b)} for t, b, _ in triples]})
+
+
+def _piece(b: bytes) -> Union[str, list[int]]:
+    """A token's text, or its bytes when they are not whole UTF-8 (as llama-server sends them)."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(b)
+
+
+@extra.post("/detokenize", response_model=S.DetokenizeResponse, dependencies=[Depends(authenticate)],
+            responses=ERROR_DOCS)
+async def detokenize(body: S.DetokenizeRequest, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    """llama-server's ``/detokenize``: the text of token ids (special tokens as their text)."""
+    loaded_model(engine)
+    try:
+        data = await asyncio.to_thread(_token_bytes, engine, body.tokens)
+    except BaseException as e:
+        raise as_api_error(e, "tokens") from None
+    return JSONResponse({"content": data.decode("utf-8", errors="replace")})
+
+
+def _token_bytes(engine: Engine, ids: list[int]) -> bytes:
+    """The bytes of ``ids``, checked against the vocabulary first: llama.cpp aborts the whole
+    process on an id outside it. The check and the lookup are one call on the engine's worker,
+    so a model loaded in between cannot slip in."""
+
+    def run() -> bytes:
+        model = engine._require_model()
+        bad = [t for t in ids if not 0 <= t < model.n_vocab]
+        if bad:
+            raise APIError(400, f"tokens: {bad[0]} is not a token id of this model (0 to {model.n_vocab - 1}).",
+                           param="tokens")
+        return b"".join(model.token_bytes(t) for t in ids)
+
+    return engine._call(run)

@@ -21,7 +21,7 @@ class _Request(BaseModel):
 class _Sampling(_Request):
     model: Optional[str] = Field(None, description="The loaded model's id (see /v1/models); empty means the loaded one.")
     temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
+    top_p: Optional[float] = Field(None, ge=0, le=1, description="0 keeps only the most likely token (greedy).")
     top_k: Optional[int] = Field(None, ge=0, description="llama.cpp extension: keep the k most likely tokens.")
     min_p: Optional[float] = Field(None, ge=0, le=1, description="llama.cpp extension.")
     repeat_penalty: Optional[float] = Field(None, gt=0, le=10, description="llama.cpp extension.")
@@ -97,11 +97,30 @@ class CompletionRequest(_Sampling):
     max_tokens: Optional[int] = Field(16, ge=1)  # OpenAI's default for this endpoint
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit (LangChain sends 1000 texts per request)
+
+
 class EmbeddingRequest(_Request):
-    input: Union[str, Annotated[list[str], Field(min_length=1, max_length=256)]]
+    input: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]]
     model: Optional[str] = None
     encoding_format: Optional[Literal["float", "base64"]] = "float"
     dimensions: Optional[int] = Field(None, ge=1)
+
+
+class TokenizeRequest(_Request):
+    """llama-server's ``/tokenize``."""
+
+    content: str
+    add_special: bool = Field(False, description="Add the model's special tokens (BOS) and read special-token "
+                                                 "text such as <|im_start|> as the one token it names.")
+    with_pieces: bool = Field(False, description="Give each token as {id, piece} (piece: its text, or its bytes "
+                                                 "when they are not whole UTF-8).")
+
+
+class DetokenizeRequest(_Request):
+    """llama-server's ``/detokenize``."""
+
+    tokens: list[int]
 
 
 # ---- responses (documentation for /openapi.json; checked by the schemathesis test) ------------
@@ -203,3 +222,16 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "no model loaded"]
     model: Optional[str] = None
+
+
+class TokenPiece(BaseModel):
+    id: int
+    piece: Union[str, list[int]]
+
+
+class TokenizeResponse(BaseModel):
+    tokens: Union[list[int], list[TokenPiece]]
+
+
+class DetokenizeResponse(BaseModel):
+    content: str

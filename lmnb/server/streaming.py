@@ -72,7 +72,7 @@ class Chunks:
     def envelope(self, choices: list[dict], **extra: object) -> str:
         return json.dumps({
             "id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion",
-            "created": self.created, "model": self.model,
+            "created": self.created, "model": self.model, "system_fingerprint": self.fingerprint,
             "choices": choices, **extra,
         })
 
