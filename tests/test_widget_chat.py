@@ -15,6 +15,7 @@ from IPython.utils.capture import capture_output
 
 import lmnb
 from lmnb.errors import LmnbError
+from lmnb.library import bundled_model
 from lmnb.widgets.chat import Chat
 
 
@@ -188,9 +189,10 @@ def test_closed_chat_stops_following_the_conversation(loaded):
     c = Chat()
     conv = lmnb.conversation()
     assert c._on_conversation in conv.listeners
+    assert c._on_model in lmnb.api.registry().listeners
     c.close()
     assert c._on_conversation not in conv.listeners
-    assert c._on_model not in lmnb.get_engine().model_listeners
+    assert c._on_model not in lmnb.api.registry().listeners
 
 
 def test_javascript_is_bundled_not_fetched(loaded):
@@ -200,5 +202,63 @@ def test_javascript_is_bundled_not_fetched(loaded):
         assert "lmnb-chat" in esm and len(esm) > 50_000
         # no module is loaded from a URL at run time (users may be offline)
         assert not re.search(r"""(?:from|import)\s*\(?\s*["']https?://""", esm)
+    finally:
+        c.close()
+
+
+def test_model_picker_sends_to_the_chosen_model(chat):
+    smol = lmnb.status().model.name
+    assert chat.model == "default" and chat.model_name == smol
+    assert chat.models == [{"name": "default", "label": smol, "model": smol}]
+    lmnb.load(bundled_model("gemma3"), name="g", n_ctx=1024)
+    try:
+        # loaded elsewhere: the picker lists it (the registry's listeners), under its name
+        assert [m["name"] for m in chat.models] == ["default", "g"]
+        gemma = chat.models[1]["model"]
+        assert gemma.startswith("gemma-3-270m") and chat.models[1]["label"] == "g"
+        assert chat.model_name == smol  # still the default model's
+
+        chat.model = "g"  # what the picker sets
+        assert chat.model_name == gemma  # the header names the chosen model
+        chat._on_front_end(chat, {"type": "send", "text": "Say yes."}, None)
+        result = chat.wait(120)
+        assert result.model == gemma
+        assert lmnb.history(last=1)["model"].iloc[-1] == gemma
+        assert chat.messages[-1]["role"] == "assistant" and chat.messages[-1]["content"] == result.text
+
+        # the same conversation goes on with the default model
+        chat.model = "default"
+        assert chat.model_name == smol
+        chat.ask("And now?")
+        assert chat.wait(60).model == smol
+        assert lmnb.history(last=1)["model"].iloc[-1] == smol
+
+        # the chosen model unloaded: the default model answers, and the widget says so
+        chat.model = "g"
+        lmnb.unload("g")
+        assert chat.model == "default" and chat.model_name == smol
+        assert "No model is loaded as 'g'" in chat.status
+        assert [m["name"] for m in chat.models] == ["default"]
+    finally:
+        lmnb.unload("g")
+
+
+def test_chat_with_a_named_model_from_python(loaded):
+    lmnb.reset("picker")
+    lmnb.load(bundled_model("gemma3"), name="g", n_ctx=1024)
+    c = Chat("picker", model="g", temperature=0, max_tokens=8)
+    try:
+        assert c.model == "g" and c.model_name.startswith("gemma-3-270m")
+        c.ask("Hi")
+        assert c.wait(120).model == c.model_name
+    finally:
+        c.close()
+        lmnb.unload("g")
+        lmnb.reset("picker")
+    # a name nothing is loaded under: the default model, with a notice
+    c = Chat(model="nope")
+    try:
+        assert c.model == "default" and "No model is loaded as 'nope'" in c.status
+        assert c.model_name == lmnb.status().model.name
     finally:
         c.close()

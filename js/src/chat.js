@@ -1,5 +1,7 @@
 // The Chat pane (anywidget front end). State comes from the Python `Chat` widget: `messages`,
-// `busy`, `system_prompt`, `model_name`, `status`. A reply being generated arrives as small
+// `busy`, `system_prompt`, `model_name`, `status`, and for the model picker `models` (the loaded
+// models: {name, label, model}) and `model` (the chosen one's name, which the picker sets).
+// Model names come from model files: they are shown as text (textContent), never as markup. A reply being generated arrives as small
 // custom messages ({type: "token", text}) and is redrawn at most once per animation frame.
 import { renderMarkdown } from "./render.js";
 
@@ -78,8 +80,9 @@ function messageView(m) {
 
 function render({ model, el }) {
   const title = h("span", { class: "lmnb-chat-model" });
+  const picker = h("select", { class: "lmnb-chat-picker", title: "The model that answers", "aria-label": "Model" });
   const clear = h("button", { class: "lmnb-clear", type: "button", title: "Forget this conversation" }, "Clear");
-  const header = h("div", { class: "lmnb-chat-header" }, title, clear);
+  const header = h("div", { class: "lmnb-chat-header" }, title, h("span", { class: "lmnb-chat-tools" }, picker, clear));
 
   const system = h("textarea", { class: "lmnb-chat-system", rows: "2", placeholder: "e.g. You are a concise tutor." });
   const systemBox = h("details", { class: "lmnb-chat-system-box" }, h("summary", {}, "System prompt"), system);
@@ -144,11 +147,31 @@ function render({ model, el }) {
     regenerate.disabled = model.get("busy") || !hasReply;
   }
 
+  function drawModels() {
+    const entries = (model.get("models") || []).filter((m) => m && typeof m.name === "string");
+    const chosen = model.get("model") || "default";
+    const key = JSON.stringify([entries, chosen]);
+    if (picker.dataset.key === key) return; // unchanged: keep the open list as it is
+    picker.dataset.key = key;
+    picker.replaceChildren(
+      ...entries.map((m) => {
+        const option = document.createElement("option");
+        option.value = m.name;
+        option.textContent = m.label || m.name;
+        option.title = m.model || "";
+        return option;
+      }),
+    );
+    picker.value = entries.some((m) => m.name === chosen) ? chosen : entries.length ? entries[0].name : "";
+    picker.hidden = entries.length < 2; // one model (or none): nothing to choose
+  }
+
   function drawState() {
     const busy = model.get("busy");
     root.dataset.busy = busy ? "true" : "false";
     send.hidden = busy;
     stop.hidden = !busy;
+    picker.disabled = busy; // the reply being generated keeps its model
     const name = model.get("model_name");
     title.textContent = name || "No model loaded";
     title.classList.toggle("lmnb-chat-nomodel", !name);
@@ -204,6 +227,10 @@ function render({ model, el }) {
   stop.addEventListener("click", () => model.send({ type: "stop" }));
   regenerate.addEventListener("click", () => model.send({ type: "regenerate" }));
   clear.addEventListener("click", () => model.send({ type: "clear" }));
+  picker.addEventListener("change", () => {
+    model.set("model", picker.value);
+    model.save_changes();
+  });
   system.addEventListener("change", () => {
     model.set("system_prompt", system.value);
     model.save_changes();
@@ -212,8 +239,10 @@ function render({ model, el }) {
   const onMessages = () => drawMessages();
   model.on("change:messages", onMessages);
   model.on("change:busy change:model_name change:status change:system_prompt", drawState);
+  model.on("change:models change:model", drawModels);
   model.on("msg:custom", onCustom);
   drawMessages();
+  drawModels();
   drawState();
   if (model.get("busy")) model.send({ type: "hello" }); // opened mid-reply: ask for the text so far
 
@@ -221,6 +250,7 @@ function render({ model, el }) {
     if (frame) cancelAnimationFrame(frame);
     model.off("change:messages", onMessages);
     model.off("change:busy change:model_name change:status change:system_prompt", drawState);
+    model.off("change:models change:model", drawModels);
     model.off("msg:custom", onCustom);
   };
 }

@@ -6,6 +6,10 @@ runs on a background thread, so the kernel stays free to handle Stop while a rep
 comm message waits while a cell runs). The conversation is ``lmnb.conversation(name)``, the same
 one ``%%lm chat`` continues: a turn taken in a cell shows up here, and the reverse.
 
+With several models loaded (``lmnb.load(..., name=...)``), a picker in the header chooses which one
+answers: its entries are the names the models are loaded under (the default model shown by its own
+name), kept current by the registry's listeners; the choice is passed to ``lmnb.chat(model=...)``.
+
 The front end (``static/chat.js``, built from ``js/src/chat.js``) renders Markdown with code
 highlighting and sanitizes the HTML: model output is untrusted.
 """
@@ -22,6 +26,7 @@ from traitlets import Bool, Dict, List, Unicode, observe
 
 from .. import api
 from ..errors import LmnbError, NoModelLoaded
+from ..registry import DEFAULT
 from ..types import Completion
 
 _STATIC = pathlib.Path(__file__).parent / "static"
@@ -39,6 +44,8 @@ class Chat(anywidget.AnyWidget):
 
     Args:
         conversation: the conversation's name (default: the one ``%%lm chat`` uses).
+        model: the name of the loaded model to chat with (``lmnb.load(..., name=...)``); default:
+            the default model (else the first loaded). The header's picker changes it.
         system_prompt: the system prompt for this conversation ('' = the template's own).
         **params: sampling parameters for this chat's replies (temperature, max_tokens, ...);
             the rest come from the session defaults (the Parameters pane, ``%lm set``).
@@ -50,14 +57,18 @@ class Chat(anywidget.AnyWidget):
     messages = List(Dict(), help="The conversation: role, content, and stats for replies.").tag(sync=True)
     system_prompt = Unicode("", help="System prompt ('' = the chat template's own).").tag(sync=True)
     busy = Bool(False, help="A reply is being generated.").tag(sync=True)
-    model_name = Unicode("", help="The loaded model, shown in the header.").tag(sync=True)
+    model_name = Unicode("", help="The chosen model's own name, shown in the header.").tag(sync=True)
+    model = Unicode("default", help="The name the chosen model is loaded under ('default': the default model).").tag(
+        sync=True
+    )
+    models = List(Dict(), help="The loaded models, the default first: {name, label, model}.").tag(sync=True)
     status = Unicode("", help="The last error or notice, shown under the input.").tag(sync=True)
     conversation = Unicode(api.DEFAULT_CONVERSATION, help="Name of the shared conversation.").tag(sync=True)
 
-    def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, system_prompt: Optional[str] = None,
-                 **params: Any) -> None:
+    def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, model: Optional[str] = None,
+                 system_prompt: Optional[str] = None, **params: Any) -> None:
         api.sampling_params(dict(params))  # unknown sampling names fail here, not at the first message
-        super().__init__(conversation=conversation)
+        super().__init__(conversation=conversation, model=model or DEFAULT)
         self.params: dict[str, Any] = params
         self.grammar: Optional[str] = None  # GBNF the replies must follow (None: free text)
         self.last_result: Optional[Completion] = None
@@ -73,9 +84,9 @@ class Chat(anywidget.AnyWidget):
             self.system_prompt = self._conv.system
         self._conv.listeners.append(self._on_conversation)
         self._on_conversation(self._conv)
-        engine = api.get_engine()
-        engine.model_listeners.append(self._on_model)
-        self._on_model(engine.info)
+        self._registry = api.registry()
+        self._registry.listeners.append(self._on_model)
+        self._on_model()
         self.on_msg(self._on_front_end)
 
     # --- Python API -------------------------------------------------------------------------
@@ -93,7 +104,7 @@ class Chat(anywidget.AnyWidget):
                 raise LmnbError("A reply is still being generated; press Stop first.")
             try:
                 req = api.chat(text, system=self.system_prompt, conversation=self.conversation, stream=True,
-                               grammar=self.grammar, **self.params)
+                               grammar=self.grammar, model=self._target(), **self.params)
             except (LmnbError, ValueError) as e:
                 self.status = _message_for(e)
                 raise
@@ -147,9 +158,9 @@ class Chat(anywidget.AnyWidget):
             self.stop()
             if self._on_conversation in conv.listeners:
                 conv.listeners.remove(self._on_conversation)
-            engine = api.get_engine()
-            if self._on_model in engine.model_listeners:
-                engine.model_listeners.remove(self._on_model)
+            reg = getattr(self, "_registry", None)
+            if reg is not None and self._on_model in reg.listeners:
+                reg.listeners.remove(self._on_model)
         super().close()
 
     # --- background generation --------------------------------------------------------------
@@ -233,8 +244,37 @@ class Chat(anywidget.AnyWidget):
     def _system_set(self, change: dict) -> None:
         self._conv.system = change["new"] or None
 
-    def _on_model(self, info: Any) -> None:
-        self.model_name = info.name if info is not None else ""
+    # --- the model picker ---------------------------------------------------------------------
+    def _target(self) -> Optional[str]:
+        """What ``api.chat(model=...)`` gets: ``None`` for the default model (as before pickers)."""
+        return None if self.model in ("", DEFAULT) else self.model
+
+    def _on_model(self, _name: Optional[str] = None, _info: Any = None) -> None:
+        """A model was loaded or unloaded (anywhere in the kernel): list them again."""
+        entries = []
+        for m in self._registry.loaded():
+            label = m.model.name if m.name == DEFAULT else m.name
+            entries.append({"name": m.name, "label": label, "model": m.model.name})
+        self.models = entries
+        self._show_model()
+
+    @observe("model")
+    def _model_chosen(self, change: dict) -> None:
+        self._show_model()
+
+    def _show_model(self) -> None:
+        """The header names the chosen model: the default one (else the first loaded) for "default"."""
+        if not hasattr(self, "_registry"):
+            return  # still in __init__: the list comes first
+        entries = self.models
+        chosen = next((e for e in entries if e["name"] == self.model), None)
+        if chosen is None and self.model not in ("", DEFAULT):
+            self.status = f"No model is loaded as {self.model!r}: the default model answers."
+            self.model = DEFAULT  # observed: comes back here
+            return
+        if chosen is None and entries:
+            chosen = entries[0]  # no default model: lmnb.chat() goes to the first loaded
+        self.model_name = chosen["model"] if chosen is not None else ""
 
 
 def _message_for(error: BaseException) -> str:
