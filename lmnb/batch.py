@@ -115,9 +115,9 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     if isinstance(backend, Engine):  # a local model: grow its context for the parallel rows
         restore = _make_room(backend, specs, parallel, p)
 
-    side_by_side = getattr(backend, "n_parallel", parallel)  # what the context made room for
+    side_by_side = backend.n_parallel  # what the context made room for
     bar = _progress_bar(len(specs)) if progress else None
-    t0, tokens0 = time.perf_counter(), getattr(backend, "tokens_generated", 0)
+    t0, tokens0 = time.perf_counter(), backend.tokens_generated
     reqs: list[Any] = [None] * len(specs)
     interrupted = False
     try:
@@ -248,7 +248,7 @@ def _progress_bar(total: int) -> Any:
 def _tick(bar: Any, backend: Any, t0: float, tokens0: int) -> None:
     bar.update(1)
     elapsed = time.perf_counter() - t0
-    tokens = getattr(backend, "tokens_generated", tokens0) - tokens0
+    tokens = backend.tokens_generated - tokens0
     if elapsed > 0 and tokens:
         bar.set_postfix_str(f"{tokens / elapsed:.0f} tok/s", refresh=False)
 

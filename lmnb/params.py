@@ -138,10 +138,10 @@ SAMPLING: tuple[Param, ...] = (
     Param("dry_allowed_length", int, 2, lo=0, hi=100, style=True, widget=("int", 0, 100), group="advanced",
           help="DRY: repeated sequences up to this many tokens are not penalized."),
     Param("dry_penalty_last_n", int, -1, lo=0, special=(-1,), style=True, widget=("int", -1, 1_000_000),
-          group="advanced", help="DRY: how many recent tokens are searched for repetitions (-1 = the context)."),
+          group="advanced", help="DRY: how many recent tokens are searched for repetitions (-1 = this request's context length)."),
     Param("mirostat", int, 0, lo=0, hi=2, style=True, widget=("choice", (0, 1, 2)), group="advanced",
           help="Mirostat: steer the sampling to keep the text's surprise near mirostat_tau (1 or 2 = the "
-               "algorithm's version; 0 = off). It replaces top-k, top-p, min-p, typical and XTC."),
+               "algorithm's version; 0 = off). It replaces top-n σ, top-k, top-p, min-p, typical and XTC."),
     Param("mirostat_tau", float, 5.0, lo=0, hi=20, style=True, widget=("slider", 0.0, 20.0, 0.1), group="advanced",
           help="Mirostat: the target surprise (cross-entropy) of the text; lower is more focused."),
     Param("mirostat_eta", float, 0.1, lo=0, hi=1, style=True, widget=("slider", 0.0, 1.0, 0.01), group="advanced",

@@ -47,6 +47,8 @@ class RemoteBackend:
                                     max_retries=1)
         self.requests_served = 0
         self.last_tokens_per_s: Optional[float] = None
+        self.n_parallel = 8  # requests sent at once by lmnb.map; the server decides how it batches them
+        self.tokens_generated = 0  # streamed chunks, about one token each (monitors take its rate)
         try:
             listed = list(self.client.models.list())
         except openai.AuthenticationError:
@@ -129,6 +131,7 @@ class RemoteBackend:
                             n_chunks += 1
                             text.append(piece)
                             req.emit(piece)
+                            self.tokens_generated += 1
                         if choice.finish_reason:
                             finish = "length" if choice.finish_reason == "length" else "stop"
         except openai.APIStatusError as e:

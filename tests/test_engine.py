@@ -218,7 +218,7 @@ def test_prompt_too_long_for_context_is_a_clear_error(smollm2_path):
 def test_bad_sampling_parameters_are_rejected(loaded):
     for bad, match in [
         (dict(temperature=-1), "temperature"),
-        (dict(top_p=0), "top_p"),
+        (dict(top_p=-0.1), "top_p"),
         (dict(max_tokens=-5), "max_tokens"),
         (dict(temperature="hot"), "temperature"),
     ]:

@@ -192,3 +192,13 @@ def fill_batch(b: Any, tokens: list[int], seq_ids: list[int], positions: list[in
         b.seq_id[i][0] = seq_ids[i]
         b.logits[i] = logits[i]
     b.n_tokens = len(tokens)
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS so that unloading shows up in RSS (glibc only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except Exception:
+        pass

@@ -13,65 +13,35 @@ waits for the active requests to finish, and requests that arrive after it wait 
 
 from __future__ import annotations
 
-import codecs
 import concurrent.futures
 import dataclasses
 import os
 import queue
-import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from ..errors import ContextOverflow, GenerationError, LoadError, NoModelLoaded
+from ..errors import GenerationError, LoadError, NoModelLoaded
 from ..types import (
     Completion,
     LoadOptions,
     ModelInfo,
-    SamplingParams,
     Status,
     Timings,
     Usage,
 )
+from .inspection import Inspection
+from .prompt import common_prefix, prompt_tokens
 from .request import GenerationSpec, Request, Stage
-
-if TYPE_CHECKING:
-    import numpy as np
+from .sequence import Seq
+from .settings import resolve_load_options, resolve_sampling
 
 # Prompt chunks at least this long are decoded with llama.cpp's abort callback armed, so that a
 # cancel stops prompt evaluation mid-chunk instead of after it.
 _ABORTABLE_CHUNK = 32
 
 
-@dataclass
-class _Seq:
-    """Worker-side state of one active request."""
-
-    req: Request
-    slot: int
-    sampler: Any
-    params: SamplingParams
-    prompt: list[int]
-    pending: list[int]  # prompt tokens not yet in the KV cache
-    n_cached: int
-    t_admit: float
-    stops: list[str]
-    max_tokens: int
-    generated: list[int] = field(default_factory=list)
-    last_token: int = -1
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
-    held: str = ""  # decoded text not yet emitted (it could be the start of a stop string)
-    text: str = ""  # emitted text
-    t_prompt_done: float = 0.0
-    t_first: float = 0.0
-
-    @property
-    def prefilling(self) -> bool:
-        return bool(self.pending)
-
-
-class Engine:
+class Engine(Inspection):
     """Owns the model; serves requests from any thread. Use ``lmnb.get_engine()`` for the shared one."""
 
     def __init__(self, n_parallel: int = 1, name: str = "default") -> None:
@@ -81,7 +51,7 @@ class Engine:
         self._model = None  # LoadedModel, touched only by the worker
         self._info: Optional[ModelInfo] = None
         self._options: Optional[LoadOptions] = None
-        self._active: list[_Seq] = []
+        self._active: list[Seq] = []
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._held_call: Optional[tuple] = None
         self._embedder = None  # EmbeddingModel, touched only by the worker
@@ -125,7 +95,7 @@ class Engine:
         progress: Optional[Callable[[float], None]] = None,
     ) -> ModelInfo:
         """Load a GGUF file, replacing the current model. Blocks until loaded; Ctrl-C cancels."""
-        opts = _resolve_load_options(options or LoadOptions())
+        opts = resolve_load_options(options or LoadOptions())
         cancel = threading.Event()
         name = os.path.splitext(os.path.basename(path))[0]
 
@@ -208,77 +178,6 @@ class Engine:
 
         self._call(do_resize)
 
-    def count_prompt_tokens(self, specs: list[GenerationSpec]) -> list[int]:
-        """How many tokens each prompt is once rendered through the chat template (``-1``: it cannot be)."""
-
-        def count() -> list[int]:
-            model = self._require_model()
-            out = []
-            for spec in specs:
-                try:
-                    out.append(len(self._prompt_tokens(model, spec)))
-                except Exception:  # the request itself will report why
-                    out.append(-1)
-            return out
-
-        return self._call(count)
-
-    def tokenize(self, text: str, *, special: bool = True) -> list[tuple[int, bytes, bool]]:
-        """``text`` as (token id, its bytes, is a special/control token) triples.
-
-        ``special``: read special-token text such as ``<|im_start|>`` as the one token it names
-        (as the chat template does), and let the tokenizer add BOS where the model wants it.
-        """
-
-        def run() -> list[tuple[int, bytes, bool]]:
-            model = self._require_model()
-            ids = model.tokenize(text, add_special=special, parse_special=special)
-            return [(t, model.token_bytes(t), model.is_control(t)) for t in ids]
-
-        return self._call(run)
-
-    def token_bytes(self, ids: list[int]) -> list[bytes]:
-        """The bytes of each token id (special tokens by their text, e.g. ``<|im_end|>``)."""
-        return self._call(lambda: [self._require_model().token_bytes(int(t)) for t in ids])
-
-    def render_chat(self, messages: list[dict]) -> str:
-        """The prompt text the chat template makes of ``messages`` (ready for the reply)."""
-        return self._call(lambda: self._require_model().render_chat(messages))
-
-    def next_token_logits(self, tokens: list[int]) -> "np.ndarray":
-        """The model's scores for the token after ``tokens``: one float32 per vocabulary entry.
-
-        Only this position's logits are copied out. Runs on the worker between generations, in
-        sequence 0's KV stream, reusing its cached prefix (stepping a prompt forward one token
-        evaluates one token).
-        """
-
-        def run() -> "np.ndarray":
-            model = self._require_model()
-            if not tokens:
-                raise ValueError("the prompt is empty: the model needs at least one token to predict the next")
-            if len(tokens) >= model.n_ctx_seq:
-                raise ContextOverflow(f"The text is {len(tokens)} tokens but the context holds {model.n_ctx_seq}. "
-                                      f"Shorten it, or reload with a larger context (`%lm load --ctx N`).")  # fmt: skip
-            common = self._reuse_prefix(model, 0, tokens)  # slot 0 now holds tokens[:common]
-            chunk: list[int] = []
-            for start in range(common, len(tokens), model.n_batch):
-                chunk = tokens[start : start + model.n_batch]
-                want = [start + i == len(tokens) - 1 for i in range(len(chunk))]
-                rc = model.decode(chunk, [0] * len(chunk), list(range(start, start + len(chunk))), want)
-                if rc != 0:
-                    model.seq_rm(0, 0, -1)
-                    self._slot_tokens[0] = []
-                    raise GenerationError(f"llama_decode returned {rc}")
-                self._slot_tokens[0].extend(chunk)
-            return model.logits(len(chunk) - 1)
-
-        return self._call(run)
-
-    def slot_positions(self) -> list[int]:
-        """For each sequence slot, the highest KV-cache position it holds (-1 = none)."""
-        return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(self.n_parallel)])
-
     def submit(self, spec: GenerationSpec, *, stages: Sequence[Stage] = (),
                on_done: Sequence[Callable[[Completion], None]] = ()) -> Request:  # fmt: skip
         """Queue a generation and return its handle at once. Parameters are validated here.
@@ -316,55 +215,6 @@ class Engine:
                 item[1].cancel()
                 return True
         return False
-
-    def embed(self, texts: list[str], source: str = "auto") -> tuple["np.ndarray", int]:
-        """Unit-length embeddings of ``texts`` (a float32 array, one row each) and the tokens read.
-
-        ``source``: ``"embedder"`` the separately loaded embedding model (``load_embedder``),
-        ``"chat"`` the loaded chat model (mean of its hidden states, from a second small context
-        on the same weights), ``"auto"`` the embedding model when one is loaded, else the chat
-        model. Runs on the worker, queued like a generation; up to 16 texts per decode call.
-        """
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError("embed() takes a list of strings")
-        if source not in ("auto", "chat", "embedder"):
-            raise ValueError(f"source={source!r}: must be 'auto', 'chat' or 'embedder'")
-
-        def run() -> tuple[Any, int]:
-            if source == "embedder" or (source == "auto" and self._embedder is not None):
-                if self._embedder is None:
-                    raise NoModelLoaded("No embedding model is loaded: lmnb.load_embedder(MODEL) first.")
-                return self._embedder.embed(texts)
-            return self._require_model().embed(texts)
-
-        return self._call(run)
-
-    def load_embedder(self, path: str, options: Optional[LoadOptions] = None) -> ModelInfo:
-        """Load a model used only for embeddings, next to the chat model (replacing the previous one)."""
-        opts = _resolve_load_options(options or LoadOptions())
-
-        def do_load() -> ModelInfo:
-            from .embedding import EmbeddingModel
-            from .model import check_gguf_file, default_threads
-
-            check_gguf_file(path)
-            self._drop_embedder()
-            self._embedder = EmbeddingModel(path, opts, opts.n_threads or default_threads())
-            self.embedder_info = self._embedder.info
-            return self.embedder_info
-
-        return self._call(do_load)
-
-    def unload_embedder(self) -> bool:
-        """Free the embedding model. Returns whether one was loaded."""
-        return self._call(self._drop_embedder)
-
-    def _drop_embedder(self) -> bool:
-        had, self._embedder, self.embedder_info = self._embedder, None, None
-        if had is not None:
-            had.close()
-            _trim_heap()  # give its buffers back to the OS, as an unload does
-        return had is not None
 
     def active(self) -> list[Request]:
         """The requests being generated now (queued ones not included)."""
@@ -447,8 +297,10 @@ class Engine:
         self._slot_tokens = []
         import gc
 
+        from ._llama import trim_heap  # llama_cpp is imported by then: a model was loaded
+
         gc.collect()
-        _trim_heap()
+        trim_heap()
         return had
 
     def _run(self) -> None:
@@ -516,18 +368,17 @@ class Engine:
             return
         model = self._require_model()
         spec = req.spec
-        tokens = self._prompt_tokens(model, spec)
+        tokens = prompt_tokens(model, spec)
         params = spec.params
 
         from .sampler import Sampler
 
         slot = self._pick_slot()
         common = self._reuse_prefix(model, slot, tokens)
-        sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar)
-        for t in tokens[-64:]:
-            sampler.accept_prompt(t)
+        sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar, n_ctx=model.n_ctx_seq)
+        sampler.accept_prompt_tokens(tokens)  # penalties see the prompt's last 64, DRY its whole window
         max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx_seq
-        seq = _Seq(
+        seq = Seq(
             req=req,
             slot=slot,
             sampler=sampler,
@@ -542,33 +393,6 @@ class Engine:
         with self._lock:
             self._active.append(seq)
 
-    def _prompt_tokens(self, model, spec: GenerationSpec) -> list[int]:
-        if spec.messages is not None:
-            prompt_text = model.render_chat(spec.messages)
-            tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
-            if not tokens or tokens[0] != _bos(model):
-                # templates normally write BOS themselves; add it if the model wants one and it didn't
-                tokens = _maybe_bos(model, tokens)
-        elif isinstance(spec.prompt, list):
-            tokens = list(spec.prompt)
-        else:
-            tokens = model.tokenize(spec.prompt or "", add_special=True, parse_special=True)
-        if not tokens:
-            raise ValueError("the prompt is empty")
-        if len(tokens) >= model.n_ctx_seq:
-            if model.n_seq_max > 1:
-                held = (f"each of the {model.n_seq_max} parallel sequences holds {model.n_ctx_seq} "
-                        f"({model.n_ctx} / {model.n_seq_max})")
-                want = _next_pow2((len(tokens) + 512) * model.n_seq_max)
-            else:
-                held, want = f"the context holds {model.n_ctx}", _next_pow2(len(tokens) + 512)
-            raise ContextOverflow(
-                f"The prompt is {len(tokens)} tokens but {held}. "
-                f"Shorten it, or reload with a larger context (e.g. `%lm load --ctx {want}`)."
-            )
-
-        return tokens
-
     def _reuse_prefix(self, model, slot: int, tokens: list[int]) -> int:
         """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
 
@@ -577,11 +401,11 @@ class Engine:
         evaluates only the rest.
         """
         cached = self._slot_tokens[slot]
-        common = _common_prefix(cached, tokens)
+        common = common_prefix(cached, tokens)
         donor, best = slot, common
         for i, other in enumerate(self._slot_tokens):
             if i != slot:
-                n = _common_prefix(other, tokens)
+                n = common_prefix(other, tokens)
                 if n > best:
                     donor, best = i, n
         best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
@@ -616,8 +440,8 @@ class Engine:
         seqs: list[int] = []
         pos: list[int] = []
         want: list[bool] = []
-        owners: list[tuple[_Seq, int]] = []
-        generating: list[_Seq] = []
+        owners: list[tuple[Seq, int]] = []
+        generating: list[Seq] = []
         budget = model.n_batch
         # Generating sequences first (one token each), so a long prompt never stalls their stream.
         for s in sorted(self._active, key=lambda s: s.slot):
@@ -629,7 +453,7 @@ class Engine:
                 pos.append(len(self._slot_tokens[s.slot]))
                 want.append(True)
                 budget -= 1
-        prefill: list[tuple[_Seq, int]] = []
+        prefill: list[tuple[Seq, int]] = []
         for s in self._active:
             if s.prefilling and budget > 0:
                 # The last prompt token is always decoded on its own: its logits then come from the
@@ -689,7 +513,7 @@ class Engine:
                 s.req.logprobs.append(model.logprob_entry(idx, tok, s.req.spec.logprobs))
             self._on_token(s, tok)
 
-    def _on_token(self, s: _Seq, tok: int) -> None:
+    def _on_token(self, s: Seq, tok: int) -> None:
         model = self._model
         if not s.generated:
             s.t_first = time.perf_counter()
@@ -699,45 +523,14 @@ class Engine:
         s.generated.append(tok)
         self.tokens_generated += 1
         s.last_token = tok
-        s.held += s.decoder.decode(model.piece(tok))
-        if s.stops:
-            if self._check_stops(s):
-                return
-        elif s.held:
-            s.text += s.held
-            s.req.emit(s.held)
-            s.held = ""
+        if s.add_piece(model.piece(tok)):
+            self._finish(s, "stop")
+            return
         if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx_seq:
             self._finish(s, "length")
 
-    def _check_stops(self, s: _Seq) -> bool:
-        """Emit what can no longer become a stop string; finish at a stop string."""
-        held = s.held
-        hit = min(((held.find(x), x) for x in s.stops if x in held), default=None)
-        if hit is not None:
-            s.held = held[: hit[0]]
-            self._finish(s, "stop", at_stop_string=True)
-            return True
-        keep = 0
-        for x in s.stops:
-            for k in range(min(len(x) - 1, len(held)), keep, -1):
-                if held.endswith(x[:k]):
-                    keep = k
-                    break
-        if len(held) > keep:
-            out = held[: len(held) - keep]
-            s.held = held[len(held) - keep :]
-            s.text += out
-            s.req.emit(out)
-        return False
-
-    def _finish(self, s: _Seq, reason: str, at_stop_string: bool = False) -> None:
-        if not at_stop_string:  # text after a stop string is dropped, anything else is kept
-            s.held += s.decoder.decode(b"", final=True)
-        if s.held:
-            s.text += s.held
-            s.req.emit(s.held)
-            s.held = ""
+    def _finish(self, s: Seq, reason: str) -> None:
+        s.flush()
         now = time.perf_counter()
         n_prompt_eval = len(s.prompt) - s.n_cached
         t_prompt_done = s.t_prompt_done or now
@@ -768,12 +561,12 @@ class Engine:
         self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
         s.req.deliver(result)
 
-    def _fail(self, s: _Seq, error: BaseException) -> None:
+    def _fail(self, s: Seq, error: BaseException) -> None:
         self._retire(s)
         self.stats["requests_error"] += 1
         s.req.fail(error)
 
-    def _retire(self, s: _Seq) -> None:
+    def _retire(self, s: Seq) -> None:
         with self._lock:
             if s in self._active:
                 self._active.remove(s)
@@ -796,87 +589,3 @@ class Engine:
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-def resolve_sampling(params: Optional[SamplingParams]) -> SamplingParams:
-    """Fill unset fields from the session defaults, validate, and pick a seed if none is fixed."""
-    from ..config import get_config
-    from ..types import SAMPLING_FIELDS
-
-    cfg = get_config()
-    defaults = SamplingParams(**{name: getattr(cfg, name) for name in SAMPLING_FIELDS})
-    defaults.stop = list(cfg.stop) or None
-    defaults.logit_bias = dict(cfg.logit_bias) or None
-    p = (params or SamplingParams()).merged(defaults).validate()
-    if p.seed is None or p.seed == -1:
-        p.seed = random.getrandbits(32)  # recorded in the result, so any reply can be reproduced
-    return p
-
-
-def _resolve_load_options(opts: LoadOptions) -> LoadOptions:
-    from ..config import get_config
-
-    cfg = get_config()
-    out = LoadOptions(
-        n_ctx=cfg.n_ctx if opts.n_ctx is None else opts.n_ctx,
-        n_gpu_layers=cfg.n_gpu_layers if opts.n_gpu_layers is None else opts.n_gpu_layers,
-        n_threads=cfg.n_threads if opts.n_threads is None else opts.n_threads,
-        n_batch=cfg.n_batch if opts.n_batch is None else opts.n_batch,
-        n_parallel=cfg.n_parallel if opts.n_parallel is None else opts.n_parallel,
-        flash_attn=cfg.flash_attn if opts.flash_attn is None else opts.flash_attn,
-        use_mmap=cfg.use_mmap if opts.use_mmap is None else opts.use_mmap,
-        seed=cfg.load_seed if opts.seed is None else opts.seed,
-        chat_template=(cfg.chat_template or None) if opts.chat_template is None else opts.chat_template,
-    )
-    if out.n_ctx is not None and out.n_ctx < 0:
-        raise ValueError(f"n_ctx={out.n_ctx}: must be >= 0 (0 = the model's trained context)")
-    if not 1 <= out.n_parallel <= 64:
-        raise ValueError(f"n_parallel={out.n_parallel}: must be between 1 and 64")
-    if out.n_batch is not None and out.n_batch < 1:
-        raise ValueError(f"n_batch={out.n_batch}: must be >= 1")
-    if out.n_threads is not None and out.n_threads < 0:
-        raise ValueError(f"n_threads={out.n_threads}: must be >= 0 (0 = physical cores)")
-    g = out.n_gpu_layers
-    if isinstance(g, str) and g not in ("auto", "max"):
-        try:
-            out.n_gpu_layers = int(g)
-        except ValueError:
-            raise ValueError(f"n_gpu_layers={g!r}: expected an integer, 'auto' or 'max'") from None
-    return out
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _bos(model) -> int:
-    import llama_cpp as C
-
-    return int(C.llama_vocab_bos(model.vocab))
-
-
-def _maybe_bos(model, tokens: list[int]) -> list[int]:
-    import llama_cpp as C
-
-    if C.llama_vocab_get_add_bos(model.vocab) and _bos(model) >= 0:
-        return [_bos(model)] + tokens
-    return tokens
-
-
-def _next_pow2(n: int) -> int:
-    p = 1
-    while p < n:
-        p *= 2
-    return p
-
-
-def _trim_heap() -> None:
-    """Hand freed heap pages back to the OS so that unloading shows up in RSS (glibc only)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except Exception:
-        pass

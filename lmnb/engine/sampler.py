@@ -1,15 +1,42 @@
-"""A llama.cpp sampler chain for one sequence, built from ``SamplingParams``."""
+"""A llama.cpp sampler chain for one sequence, built from ``SamplingParams``.
+
+The chain follows llama.cpp's own common sampler (``common/sampling.cpp``, ``common_sampler_init``)::
+
+    logit bias -> penalties -> DRY -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> XTC
+               -> temperature -> dist
+
+with ``mirostat`` 1 or 2 ``... DRY -> temperature -> mirostat`` instead of the truncation samplers,
+and ``temperature <= 0`` ``... DRY -> greedy`` (the truncation samplers are kept only where they can
+change the most likely token: typical and XTC). Logit bias, penalties and DRY apply in every mode.
+"""
 
 from __future__ import annotations
 
 import ctypes
-from typing import Optional
+from typing import Iterable, Optional
 
 import llama_cpp as C
 
+from ..params import check_logit_bias
 from ..types import SamplingParams
 
 PENALTY_LAST_N = 64  # tokens looked back at by repeat/presence/frequency penalties (llama.cpp's default)
+DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")  # llama.cpp's defaults: a repetition never spans these
+DRY_DEFAULT_WINDOW = 4096  # dry_penalty_last_n=-1 ("the context") when the caller gives no n_ctx
+MIROSTAT_M = 100  # tokens mirostat v1 estimates s_hat from (the paper's and llama.cpp's value)
+_RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp draws a fresh random seed for this value
+
+
+def seed32(seed: Optional[int]) -> int:
+    """The 32-bit seed llama.cpp gets for a request's ``seed`` (any int64): its low 32 bits.
+
+    ``0xFFFFFFFF`` means "a random seed" to llama.cpp, so a seed whose low bits are all ones is
+    moved next door, to stay reproducible. ``None``: a random seed.
+    """
+    if seed is None:
+        return _RANDOM_SEED
+    s = int(seed) & 0xFFFFFFFF
+    return s - 1 if s == _RANDOM_SEED else s
 
 
 class Sampler:
@@ -20,46 +47,132 @@ class Sampler:
     grammar, the grammar checks just that token, and only when it refuses is the step sampled
     again over the tokens the grammar allows (what llama.cpp's own common sampler does). The
     result is the same as grammar-first: the resample draws from the allowed set.
+
+    ``n_ctx``: the sequence's context length, the window of ``dry_penalty_last_n=-1``
+    (``DRY_DEFAULT_WINDOW`` when not given).
     """
 
-    def __init__(self, params: SamplingParams, n_vocab: int, vocab=None, grammar: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        params: SamplingParams,
+        n_vocab: int,
+        vocab=None,
+        grammar: Optional[str] = None,
+        n_ctx: Optional[int] = None,
+    ) -> None:
         p = params
-        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        self._chain = chain
-        self._penalties = None
+        self._chain = None
         self._grammar = None
+        self._penalties = None  # borrowed pointers into the chain (it owns and frees them)
+        self._dry = None
         self.n_vocab = n_vocab
         self.resampled = 0  # steps where the grammar refused the first pick (for tests and tuning)
-        add = lambda s: C.llama_sampler_chain_add(chain, s)  # noqa: E731
-        if grammar:
-            g = C.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-            if not g:
-                self.close()
-                raise ValueError("the grammar could not be parsed (see `%lm log` for llama.cpp's reason)")
-            self._grammar = g
-            self._init_candidates()
-        if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
-            self._penalties = C.llama_sampler_init_penalties(
-                n_vocab, PENALTY_LAST_N, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
-            )
-            add(self._penalties)
-        if p.temperature <= 0:
-            add(C.llama_sampler_init_greedy())
-        else:
-            if p.top_k and p.top_k > 0:
-                add(C.llama_sampler_init_top_k(p.top_k))
-            if p.top_p < 1.0:
-                add(C.llama_sampler_init_top_p(p.top_p, 1))
-            if p.min_p > 0.0:
-                add(C.llama_sampler_init_min_p(p.min_p, 1))
-            add(C.llama_sampler_init_temp(p.temperature))
-            add(C.llama_sampler_init_dist(p.seed))
+        self.dry_window = 0  # tokens DRY looks back at (0: DRY off)
+        bias = check_logit_bias(p.logit_bias, n_vocab)  # before any C allocation: may raise
+        seed = seed32(p.seed)
+
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        self._chain = chain
+        add = lambda s: C.llama_sampler_chain_add(chain, s)  # noqa: E731  (the chain takes ownership)
+        try:
+            if grammar:
+                g = C.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+                if not g:
+                    raise ValueError("the grammar could not be parsed (see `%lm log` for llama.cpp's reason)")
+                self._grammar = g
+                self._init_candidates()
+
+            # 1. logit bias: the user's, plus the tokens the model file says never to emit (as llama.cpp)
+            entries = list(bias.items()) + [(t, float("-inf")) for t in self._suppressed(vocab)]
+            if entries:
+                arr = (C.llama_logit_bias * len(entries))(*[C.llama_logit_bias(t, b) for t, b in entries])
+                add(C.llama_sampler_init_logit_bias(n_vocab, len(entries), arr))  # copies the array
+
+            # 2. repeat / frequency / presence penalties
+            if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+                self._penalties = C.llama_sampler_init_penalties(
+                    n_vocab, PENALTY_LAST_N, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+                )
+                add(self._penalties)
+
+            # 3. DRY
+            if p.dry_multiplier and p.dry_multiplier > 0 and p.dry_penalty_last_n != 0:
+                last_n = p.dry_penalty_last_n
+                if last_n is None or last_n < 0:  # -1: the context (llama.cpp itself reads -1 as "off")
+                    last_n = n_ctx if n_ctx and n_ctx > 0 else DRY_DEFAULT_WINDOW
+                breakers = DRY_SEQUENCE_BREAKERS if vocab is not None else ()  # tokenized with the vocab
+                c_breakers = (ctypes.c_char_p * max(len(breakers), 1))(*[b.encode("utf-8") for b in breakers])
+                self._dry = C.llama_sampler_init_dry(
+                    vocab, p.dry_multiplier, p.dry_base, p.dry_allowed_length, last_n, c_breakers, len(breakers)
+                )  # copies the strings
+                add(self._dry)
+                self.dry_window = last_n
+
+            # 4. pick a token
+            if p.temperature <= 0:
+                # greedy; typical and XTC may drop the most likely token, so they still apply (as in
+                # llama.cpp, whose temperature 0 keeps the best of what the filters left)
+                if not p.mirostat and (p.typical_p < 1.0 or _xtc_on(p)):
+                    self._add_truncation(add, p, seed)
+                add(C.llama_sampler_init_greedy())
+            elif p.mirostat == 1:
+                add(C.llama_sampler_init_temp(p.temperature))
+                add(C.llama_sampler_init_mirostat(n_vocab, seed, p.mirostat_tau, p.mirostat_eta, MIROSTAT_M))
+            elif p.mirostat == 2:
+                add(C.llama_sampler_init_temp(p.temperature))
+                add(C.llama_sampler_init_mirostat_v2(seed, p.mirostat_tau, p.mirostat_eta))
+            else:
+                self._add_truncation(add, p, seed)
+                add(C.llama_sampler_init_temp(p.temperature))
+                add(C.llama_sampler_init_dist(seed))
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _add_truncation(add, p: SamplingParams, seed: int) -> None:
+        """top-n-sigma, top-k, typical, top-p, min-p, XTC: llama.cpp's default order."""
+        if p.top_n_sigma is not None and p.top_n_sigma >= 0:
+            # n = 0 keeps only the best logit, as documented (llama.cpp would read 0 as "off")
+            add(C.llama_sampler_init_top_n_sigma(p.top_n_sigma) if p.top_n_sigma > 0 else C.llama_sampler_init_top_k(1))
+        if p.top_k and p.top_k > 0:
+            add(C.llama_sampler_init_top_k(p.top_k))
+        if p.typical_p is not None and p.typical_p < 1.0:
+            add(C.llama_sampler_init_typical(p.typical_p, 1))
+        if p.top_p < 1.0:
+            add(C.llama_sampler_init_top_p(p.top_p, 1))
+        if p.min_p > 0.0:
+            add(C.llama_sampler_init_min_p(p.min_p, 1))
+        if _xtc_on(p):
+            add(C.llama_sampler_init_xtc(p.xtc_probability, p.xtc_threshold, 1, seed))
+
+    @staticmethod
+    def _suppressed(vocab) -> list[int]:
+        """The model's suppress tokens (GGUF ``tokenizer.ggml.suppress_tokens``); usually none."""
+        if vocab is None or not hasattr(C, "llama_vocab_get_suppress_tokens"):
+            return []
+        n = ctypes.c_int32(0)
+        ptr = C.llama_vocab_get_suppress_tokens(vocab, ctypes.byref(n))
+        return [int(ptr[i]) for i in range(n.value)] if ptr and n.value > 0 else []
 
     def accept_prompt(self, token: int) -> None:
-        """Feed a prompt token to the penalties only (so they see the prompt, as llama.cpp's CLI
-        does); a grammar must not see it, since it constrains the reply alone."""
+        """Feed a prompt token to the penalties and DRY only (so they see the prompt, as llama.cpp's
+        server does); a grammar must not see it, since it constrains the reply alone."""
         if self._penalties is not None:
             C.llama_sampler_accept(self._penalties, token)
+        if self._dry is not None:
+            C.llama_sampler_accept(self._dry, token)
+
+    def accept_prompt_tokens(self, tokens: Iterable[int]) -> None:
+        """Feed a whole prompt: the penalties see its last ``PENALTY_LAST_N`` tokens, DRY the last
+        ``dry_window`` (the rest would fall out of their windows anyway)."""
+        tokens = list(tokens)
+        if self._penalties is not None:
+            for t in tokens[-PENALTY_LAST_N:]:
+                C.llama_sampler_accept(self._penalties, t)
+        if self._dry is not None and self.dry_window > 0:
+            for t in tokens[-self.dry_window :]:
+                C.llama_sampler_accept(self._dry, t)
 
     def sample(self, ctx: "C.llama_context_p", idx: int) -> int:
         """Sample from the logits of batch position ``idx`` (and accept the token)."""
@@ -94,9 +207,10 @@ class Sampler:
         if with_grammar:
             C.llama_sampler_apply(self._grammar, ctypes.byref(arr))
         C.llama_sampler_apply(self._chain, ctypes.byref(arr))
-        if arr.selected < 0:
+        if not 0 <= arr.selected < arr.size:
             raise RuntimeError("the sampler chain selected no token")
-        return int(buf["id"][arr.selected])
+        # read through arr.data, not buf: XTC drops the top choices by moving the data pointer on
+        return int(arr.data[arr.selected].id)
 
     def _allowed(self, tok: int) -> bool:
         one = self._one
@@ -106,6 +220,7 @@ class Sampler:
         return one[0].logit != float("-inf")
 
     def close(self) -> None:
+        self._penalties = self._dry = None  # owned by the chain
         if self._chain:
             C.llama_sampler_free(self._chain)
             self._chain = None
@@ -118,3 +233,8 @@ class Sampler:
             self.close()
         except Exception:
             pass
+
+
+def _xtc_on(p: SamplingParams) -> bool:
+    # llama.cpp's XTC does nothing above a threshold of 0.5 (two tokens cannot both be that likely)
+    return bool(p.xtc_probability and p.xtc_probability > 0 and p.xtc_threshold is not None and p.xtc_threshold <= 0.5)
