@@ -7,16 +7,16 @@ Magics, widgets, the server and the CLI are thin layers over these functions and
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
-import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from .config import get_config
-from .errors import LmnbError, NoModelLoaded
 from .conversations import DEFAULT_CONVERSATION, Conversation
 from .conversations import named as named_conversation
 from .conversations import reset as reset_conversations
+from .errors import LmnbError, NoModelLoaded
 from .replies import append_to, history_recorder, schema_stage
 from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
 
@@ -306,9 +306,8 @@ def rm(model: str) -> int:
 
     Models of LM Studio and Ollama, and the bundled ones, are refused with the way to remove them.
     """
-    from .library import rm as _rm
-
     from .library import resolve
+    from .library import rm as _rm
 
     try:
         target = os.path.realpath(resolve(model, download=False)) if model else None

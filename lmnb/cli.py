@@ -147,8 +147,14 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import (add_download_arguments, add_files_arguments, add_load_arguments, add_sampling_arguments,
-                          add_search_arguments, add_serve_arguments)
+    from .options import (
+        add_download_arguments,
+        add_files_arguments,
+        add_load_arguments,
+        add_sampling_arguments,
+        add_search_arguments,
+        add_serve_arguments,
+    )
 
     p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
     sub = p.add_subparsers(dest="command", required=True)

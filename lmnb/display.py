@@ -15,7 +15,8 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from .markup import html, markdown as render_markdown
+from .markup import html
+from .markup import markdown as render_markdown
 from .types import Completion
 
 # Updating the display on every token would send one growing message per token (quadratic

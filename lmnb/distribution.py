@@ -10,6 +10,7 @@ drops. Only the current position's logits are used (one vector of ``n_vocab`` fl
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 FILTERS = ("top_k", "top_p", "min_p")

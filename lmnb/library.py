@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .errors import LoadError, LmnbError
+from .errors import LmnbError, LoadError
 from .quant import quant_of
 from .tables import Table, TableList, human_bytes
 

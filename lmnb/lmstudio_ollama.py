@@ -270,9 +270,9 @@ def _ollama_model(root: str, name: str, manifest: str) -> ExternalModel | None:
         raise TypeError("manifest has no layers list")
     layer = next(
         (
-            l
-            for l in layers
-            if isinstance(l, dict) and l.get("mediaType") == _OLLAMA_MODEL_LAYER
+            layer
+            for layer in layers
+            if isinstance(layer, dict) and layer.get("mediaType") == _OLLAMA_MODEL_LAYER
         ),
         None,
     )

@@ -17,7 +17,9 @@ def _number(p: Param):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, not {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, not {text!r}"
+            ) from None
         try:
             return p.check(value)
         except ValueError as e:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .conversations import Conversation
 from .config import get_config
+from .conversations import Conversation
 from .engine.request import Stage
 from .types import Completion, Message
 

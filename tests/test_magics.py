@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 from IPython.utils.capture import capture_output
 
 import lmnb
 
-from .waiting import wait_for
 from .conftest import final_reply, run_cell
+from .waiting import wait_for
 
 
 def last_history_row():

@@ -23,6 +23,7 @@ from lmnb.widgets import ticker as _ticker  # noqa: E402
 from lmnb.widgets.logs import Logs  # noqa: E402
 from lmnb.widgets.server import Server, is_loopback  # noqa: E402
 from lmnb.widgets.system import System  # noqa: E402
+
 from .waiting import wait_for  # noqa: E402
 
 

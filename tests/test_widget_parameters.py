@@ -48,7 +48,6 @@ def restore_engine(smollm2_path: str) -> None:
 
 def text_of(html_widget) -> str:
     import html
-
     import re
 
     return html.unescape(re.sub(r"<[^>]+>", "", html_widget.value))

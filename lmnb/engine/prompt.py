@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..errors import ContextOverflow
 from .request import GenerationSpec
 

@@ -6,14 +6,13 @@ from typing import Any, Optional
 
 import ipywidgets as widgets
 
+from . import TABS
 from .chat import Chat
 from .logs import Logs
 from .models import Models
 from .parameters import Parameters
 from .server import Server
 from .system import System
-
-from . import TABS
 
 
 class Studio(widgets.VBox):
