@@ -254,45 +254,45 @@ def test_hub_errors_show_in_the_status_line(server, monkeypatch):
 
 def loaded_rows(w: Models) -> list[str]:
     """The Loaded section's rows, as text: ``registry name · model name · memory``."""
-    return [re.sub(r"</?b>", "", str(row.children[1].value)) for row in w.loaded_box.children]
+    return [re.sub(r"</?b>", "", str(row.children[1].value)) for row in w.loaded.rows.children]
 
 
 def test_loaded_models_each_with_its_unload_and_load_as(loaded, smollm2_path):
     reg = lmnb.api.registry()
     w = Models()
     try:
-        assert list(w.unload_buttons) == ["default"]
+        assert list(w.loaded.unload_buttons) == ["default"]
         assert re.fullmatch(r"default · SmolLM2-135M-Instruct\.Q4_1 · 9\d\.\d MB", loaded_rows(w)[0])
 
         # "load as" a name: loaded beside the default model, listed with its memory and its own Unload
         w.local.value = "gemma3"
-        w.load_as.value = " g "
+        w.loaded.load_as.value = " g "
         w.local_load_button.click()
         assert w.wait(180), w.local_status.value
         assert "Loaded as &#39;g&#39;, beside the others" in w.local_status.value, w.local_status.value
         assert reg.names() == ["default", "g"]
         assert lmnb.status().model.path == os.path.abspath(smollm2_path)  # the default model stays
-        assert list(w.unload_buttons) == ["default", "g"]
+        assert list(w.loaded.unload_buttons) == ["default", "g"]
         assert re.fullmatch(r"g · gemma-3-270m\S* · \d+(\.\d)? MB", loaded_rows(w)[1]), loaded_rows(w)
         # My Models marks both files loaded, and will delete neither
         labels = {v: lbl for lbl, v in w.local.options}
         assert labels["gemma3"].endswith("· loaded") and labels["smollm2"].endswith("· loaded")
 
         # g's Unload unloads g only
-        w.unload_buttons["g"].click()
-        assert reg.names() == ["default"] and list(w.unload_buttons) == ["default"]
-        assert "Unloaded gemma-3-270m" in w.loaded_status.value and "(g)" in w.loaded_status.value
+        w.loaded.unload_buttons["g"].click()
+        assert reg.names() == ["default"] and list(w.loaded.unload_buttons) == ["default"]
+        assert "Unloaded gemma-3-270m" in w.loaded.status.value and "(g)" in w.loaded.status.value
         assert not {v: lbl for lbl, v in w.local.options}["gemma3"].endswith("· loaded")
 
         # a model loaded or unloaded elsewhere (a cell, the lab panel) shows up, and goes
         lmnb.load(bundled_model("gemma3"), name="<b>g2</b>", n_ctx=1024)
-        assert list(w.unload_buttons) == ["default", "<b>g2</b>"]
-        assert "&lt;b&gt;g2&lt;/b&gt;" in str(w.loaded_box.children[1].children[1].value)  # a name is text
+        assert list(w.loaded.unload_buttons) == ["default", "<b>g2</b>"]
+        assert "&lt;b&gt;g2&lt;/b&gt;" in str(w.loaded.rows.children[1].children[1].value)  # a name is text
         lmnb.unload("<b>g2</b>")
-        assert list(w.unload_buttons) == ["default"]
+        assert list(w.loaded.unload_buttons) == ["default"]
 
         # no name: Load replaces the default model, as before
-        w.load_as.value = ""
+        w.loaded.load_as.value = ""
         w.local.value = "gemma3"
         w.local_load_button.click()
         assert w.wait(180), w.local_status.value
@@ -300,11 +300,11 @@ def test_loaded_models_each_with_its_unload_and_load_as(loaded, smollm2_path):
         assert lmnb.status().model.name.startswith("gemma-3-270m")
         assert loaded_rows(w)[0].startswith("default · gemma-3-270m")
 
-        w.unload_buttons["default"].click()
-        assert reg.names() == [] and w.unload_buttons == {}
-        assert "No model is loaded" in str(w.loaded_box.children[0].value)
+        w.loaded.unload_buttons["default"].click()
+        assert reg.names() == [] and w.loaded.unload_buttons == {}
+        assert "No model is loaded" in str(w.loaded.rows.children[0].value)
     finally:
         w.close()
         lmnb.unload(all=True)
-    assert w._on_registry not in reg.listeners
+    assert w.loaded._on_registry not in reg.listeners
     lmnb.load(smollm2_path, n_ctx=2048)  # as the session loaded it

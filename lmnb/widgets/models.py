@@ -1,8 +1,8 @@
 """The Models widget: LM Studio's loaded-models bar, Discover and My Models tabs, in a notebook output.
 
-Loaded: every model loaded in the kernel (the name it is loaded under, the model's name, its
-memory), each with its own Unload; a "load as" name makes the pane's Load buttons load beside the
-others (empty: the loaded model replaces the default one, as ``%lm load`` does).
+Loaded (``lmnb.widgets.loaded``): every model loaded in the kernel, each with its own Unload; a
+"load as" name makes the pane's Load buttons load beside the others (empty: the loaded model
+replaces the default one, as ``%lm load`` does).
 Discover: search Hugging Face for GGUF repositories, pick a quantization (with a "will it fit"
 estimate for this machine), download it in the background with progress and cancel, load it.
 My Models: every local model (``lmnb.models()``) with its disk use; load or delete (after a
@@ -27,10 +27,11 @@ from typing import Any, Callable, Optional
 import ipywidgets as widgets
 
 from ..errors import DownloadCancelled, HubError, LmnbError
-from ..markup import Markup, html
+from ..markup import Markup
 from ..tables import human_bytes, human_count
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
+from .loaded import LoadedModels
 from ._pane import UI_INTERVAL, StatusPane, describe
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
@@ -75,12 +76,6 @@ def local_label(m: Any, loaded: bool = False) -> str:
     return " · ".join(parts)
 
 
-def loaded_label(m: Any) -> Markup:
-    """One loaded model (a ``lmnb.registry.Loaded``): ``default · SmolLM2-135M-Instruct · 97 MB``."""
-    how = " · loaded on demand" if m.on_demand else ""
-    return html("<b>{}</b> · {} · {}{}", m.name, m.model.name, human_bytes(m.model_bytes), how)
-
-
 def why_not_deletable(m: Any, loaded_path: Any = None) -> Optional[str]:
     """Why the Delete button is off for this model (``None`` when lmnb may delete it).
 
@@ -123,9 +118,8 @@ class Models(StatusPane, widgets.VBox):
 
     Parts, for scripts, tests and dashboards that drive it:
 
-    - Loaded: ``loaded_box`` (one row per loaded model, the default first), ``unload_buttons``
-      (registry name -> its Unload button), ``load_as`` (Text: the name the Load buttons load
-      under; empty: replace the default model), ``loaded_status`` (HTML line).
+    - ``loaded``: a ``LoadedModels`` (every loaded model with its Unload, ``loaded.load_as``: the
+      name the Load buttons load under; empty: replace the default model).
     - Discover: ``query`` (Text; Enter searches), ``search_button``, ``results`` (Select of repo
       ids), ``quant`` (Dropdown of ``QuantOption``), ``download_button``, ``load_button``,
       ``cancel_button`` (shown while downloading), ``progress`` (FloatProgress, 0..1), ``status``
@@ -153,7 +147,6 @@ class Models(StatusPane, widgets.VBox):
         self._loading = False
         self._local_models: dict[str, Any] = {}  # local.value -> LocalModel
         self._loaded_paths: set[str] = set()
-        self.unload_buttons: dict[str, widgets.Button] = {}
         self._pending_delete: Optional[str] = None
         self._searched: tuple[str, float] = ("", 0.0)
 
@@ -161,14 +154,7 @@ class Models(StatusPane, widgets.VBox):
             return widgets.Button(description=description, icon=icon, button_style=style, tooltip=tip,
                                   layout=widgets.Layout(width="auto"), **kw)  # fmt: skip
 
-        # --- Loaded
-        self.loaded_box = widgets.VBox()
-        self.load_as = widgets.Text(
-            placeholder="optional: a name to load beside the others",
-            description="Load as",
-            layout=widgets.Layout(width="30em"),
-        )
-        self.loaded_status = SafeHTML()
+        self.loaded = LoadedModels()
 
         # --- Discover
         self.query = widgets.Text(
@@ -202,11 +188,7 @@ class Models(StatusPane, widgets.VBox):
         self.local_status = SafeHTML()
 
         self.children = [
-            SafeHTML(Markup("<b>Loaded</b> &middot; models in this kernel")),
-            self.loaded_box,
-            widgets.HBox([self.load_as, SafeHTML(Markup(
-                "<span style='opacity:.7'>empty: Load replaces the default model</span>"))]),
-            self.loaded_status,
+            self.loaded,
             SafeHTML(Markup("<b>Discover</b> &middot; GGUF models on Hugging Face")),
             widgets.HBox([self.query, self.search_button]),
             self.results,
@@ -236,11 +218,8 @@ class Models(StatusPane, widgets.VBox):
         self.refresh_button.on_click(self._guard(lambda _b: self.refresh(), self.local_status))
 
         self.refresh()  # local only: no network at construction
-        from .. import api
-
-        self._registry = api.registry()
-        self._registry.listeners.append(self._on_registry)
-        self.refresh_loaded()
+        # a model loaded or unloaded anywhere (a cell, the lab panel): mark My Models' loaded files
+        self.loaded.listeners.append(self._guard(lambda: self.refresh(), self.local_status))
 
     # --------------------------------------------------------------------------------------------
     # Plumbing
@@ -262,56 +241,8 @@ class Models(StatusPane, widgets.VBox):
         self.cancel_button.layout.display = "" if busy else "none"
         self.local_load_button.disabled = loading or self.local.value is None
 
-    # --------------------------------------------------------------------------------------------
-    # Loaded
-    # --------------------------------------------------------------------------------------------
-    def refresh_loaded(self) -> list:
-        """List the loaded models again, each with its Unload; returns ``lmnb.loaded()``."""
-        loaded = self._registry.loaded()
-        with self._lock:
-            old = list(self.loaded_box.children)
-            buttons: dict[str, widgets.Button] = {}
-            rows = []
-            for m in loaded:
-                unload = widgets.Button(description="Unload", icon="eject", tooltip=f"Unload {m.model.name} ({m.name})",
-                                        layout=widgets.Layout(width="auto"))  # fmt: skip
-                unload.on_click(self._guard(lambda _b, n=m.name: self.unload(n), self.loaded_status))
-                buttons[m.name] = unload
-                rows.append(widgets.HBox([unload, SafeHTML(loaded_label(m))]))
-            if not rows:
-                rows.append(SafeHTML("No model is loaded: load one below (Discover or My Models)."))
-            self.unload_buttons = buttons
-            self.loaded_box.children = rows
-        for row in old:  # their comms go with them
-            for child in getattr(row, "children", ()):
-                child.close()
-            row.close()
-        return loaded
-
-    def unload(self, name: str = "default") -> bool:
-        """Unload the model loaded under ``name`` (what its Unload button does); returns whether one was."""
-        from .. import api
-
-        if name not in self._registry.names():
-            self._say(f"No model is loaded as {name!r}.", "warn", self.loaded_status)
-            self.refresh_loaded()
-            return False
-        model = next((m.model.name for m in self._registry.loaded() if m.name == name), name)
-        had = api.unload(name)
-        self._say(f"Unloaded {model} ({name}).", "ok", self.loaded_status)
-        self.refresh()  # My Models: it is no longer marked loaded (and may be deleted)
-        return had
-
-    def _on_registry(self, _name: str, _info: Any) -> None:
-        """A model was loaded or unloaded anywhere in the kernel (a cell, another pane, the lab panel):
-        list the loaded models again, and mark in My Models which files are loaded."""
-        self.refresh_loaded()
-        self.refresh()
-
     def close(self) -> None:
-        reg = getattr(self, "_registry", None)
-        if reg is not None and self._on_registry in reg.listeners:
-            reg.listeners.remove(self._on_registry)
+        self.loaded.close()
         super().close()
 
     # --------------------------------------------------------------------------------------------
@@ -418,7 +349,7 @@ class Models(StatusPane, widgets.VBox):
             if self._job is not None:
                 self._say(f"{self._job.option.ref} is still downloading: cancel it or wait.", "warn")
                 return None
-            job = self._job = _Job(option, then_load, self._load_as() if then_load else None)
+            job = self._job = _Job(option, then_load, self.loaded.name if then_load else None)
         self.progress.value = 0.0
         self.progress.bar_style = ""
         self.progress.layout.visibility = "visible"
@@ -511,12 +442,8 @@ class Models(StatusPane, widgets.VBox):
         else:
             self.download(option, then_load=True)
 
-    def _load_as(self) -> Optional[str]:
-        """The "load as" name (``None`` when empty: the default model)."""
-        return self.load_as.value.strip() or None
-
     def _start_load(self, path: str, label: str, target: SafeHTML) -> None:
-        name = self._load_as()  # read at the click: typing on while it loads changes nothing
+        name = self.loaded.name  # read at the click: typing on while it loads changes nothing
         with self._lock:
             if self._loading:
                 self._say("A model is loading already: wait for it.", "warn", target)
