@@ -31,8 +31,8 @@ from ..markup import Markup
 from ..tables import human_bytes, human_count
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
-from .loaded import LoadedModels
 from ._pane import UI_INTERVAL, StatusPane, describe
+from .loaded import LoadedModels
 
 # Widget updates from background threads (download progress, load progress): at most ~10 a second.
 _APPS = {"lmstudio": "LM Studio", "ollama": "Ollama"}
