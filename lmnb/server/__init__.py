@@ -49,6 +49,7 @@ class Server:
         """
         import uvicorn
 
+        from . import thread
         from .app import create_app
 
         if engine is None:
@@ -63,6 +64,8 @@ class Server:
         self.stats = ServerStats()
         app = create_app(engine=engine, api_key=self.api_key, cors=self.cors, stats=self.stats,
                          allowed_hosts=self.allowed_hosts, host=host)
+        self._app = app
+        thread.route_logs()
         # Bind here, not in uvicorn: a busy port is then a clear error in the caller's thread
         # (uvicorn would log it and sys.exit inside the server thread).
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -79,7 +82,7 @@ class Server:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
-            log_config=None,  # uvicorn's handlers would print into whatever cell runs next
+            log_config=None,  # uvicorn's handlers would print into whatever cell runs next (see thread.py)
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=3,
@@ -87,7 +90,8 @@ class Server:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"lmnb-server-{self.port}", daemon=True
+            target=thread.run, args=(lambda: self._server.serve(sockets=[sock]),), name=f"lmnb-server-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 15
@@ -112,8 +116,14 @@ class Server:
         return self._thread.is_alive()
 
     def stop(self, timeout: float = 10) -> None:
-        """Stop serving and free the port. In-flight generations are cancelled."""
+        """Stop serving and free the port. In-flight generations are cancelled.
+
+        They are cancelled first, so that each client is answered (503 ``cancelled``: the server is
+        stopping) and uvicorn's graceful shutdown finds no request left to cut off.
+        """
         global _current
+        for req in list(self._app.state.requests):
+            req.cancel()
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -14,6 +14,7 @@ Endpoints (``routes.py``): ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/compl
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Optional, Sequence
 
 from fastapi import FastAPI
@@ -67,6 +68,7 @@ def create_app(
     app.state.engine = engine
     app.state.api_key = api_key or None
     app.state.stats = stats
+    app.state.requests = weakref.WeakSet()  # the engine requests of this app's clients (Server.stop cancels them)
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -220,6 +220,7 @@ async def _run(engine: Engine, specs: list[GenerationSpec], body: S._Sampling, r
     if body.stream and len(specs) > 1:
         raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
     reqs = _submit_all(engine, specs)
+    request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await stream(reqs[0], request, fmt, include_usage, prompt_field)

@@ -22,7 +22,7 @@ import ipywidgets as widgets
 
 from ..markup import Markup, html, join
 from ..server.guard import is_loopback
-from . import _ticker
+from . import ticker as _ticker
 from ._html import SafeHTML
 
 _COLORS = {"info": "", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
