@@ -271,7 +271,7 @@ async def tokenize(body: S.TokenizeRequest, engine: Engine = Depends(get_engine)
     loaded_model(engine)
     try:
         triples = await asyncio.to_thread(engine.tokenize, body.content, special=body.add_special)
-    except BaseException as e:
+    except Exception as e:
         raise as_api_error(e, "content") from None
     if not body.with_pieces:
         return JSONResponse({"tokens": [t for t, _, _ in triples]})
@@ -293,7 +293,7 @@ async def detokenize(body: S.DetokenizeRequest, engine: Engine = Depends(get_eng
     loaded_model(engine)
     try:
         data = await asyncio.to_thread(_token_bytes, engine, body.tokens)
-    except BaseException as e:
+    except Exception as e:
         raise as_api_error(e, "tokens") from None
     return JSONResponse({"content": data.decode("utf-8", errors="replace")})
 
