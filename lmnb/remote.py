@@ -16,6 +16,7 @@ from .params import SAMPLING
 from .types import Completion, SamplingParams, Status, Timings, Usage
 
 _OPENAI_NAMES = {p.openai for p in SAMPLING if p.openai}
+_REQUEST_KEYS = {"model", "stream", "stream_options"}  # the call's own arguments, never extra_body
 
 
 def request_fields(p: SamplingParams, explicit: SamplingParams) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class RemoteBackend:
         spec, p = req.spec, req.spec.params
         kw: dict[str, Any] = dict(model=self.model, stream=True, stream_options={"include_usage": True})
         kw.update(request_fields(p, explicit))
-        extra = {k: kw.pop(k) for k in list(kw) if k not in _OPENAI_NAMES}
+        extra = {k: kw.pop(k) for k in list(kw) if k not in _OPENAI_NAMES and k not in _REQUEST_KEYS}
         if extra:
             kw["extra_body"] = extra
         text, finish, usage = [], "stop", None

@@ -176,3 +176,96 @@ def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothin
     # every question is followed by its own reply
     assert all(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(0, len(msgs), 2))
     lmnb.reset(name)
+
+
+# ---- the server ----------------------------------------------------------------------------
+@pytest.fixture
+def server(loaded):
+    srv = lmnb.serve(port=0)
+    yield srv
+    srv.stop()
+
+
+def _client(srv):
+    import openai
+
+    return openai.OpenAI(base_url=srv.url, api_key="none", max_retries=0)
+
+
+def test_server_and_notebook_threads_interleave_requests_to_two_models(two_models, server):
+    client = _client(server)
+    question = "Name a colour."
+    alone = {m: lmnb.chat(question, model=m, **GREEDY).text for m in ("default", "g")}
+    listed = [m.id for m in client.models.list().data]
+    default_id = lmnb.get_engine().info.name
+    assert listed[:2] == [default_id, "g"]  # the loaded models first
+    got: list[tuple[str, str, str]] = []
+
+    def from_server(model_id: str, key: str) -> None:
+        r = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": question}],
+                                           temperature=0, max_tokens=12, seed=1)
+        got.append((key, r.choices[0].message.content, r.model))
+
+    def from_notebook(key: str) -> None:
+        got.append((key, lmnb.chat(question, model=key, **GREEDY).text, ""))
+
+    threads = [threading.Thread(target=from_server, args=(default_id, "default")),
+               threading.Thread(target=from_server, args=("g", "g")),
+               threading.Thread(target=from_notebook, args=("default",)),
+               threading.Thread(target=from_notebook, args=("g",))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(got) == 4
+    for key, text, model in got:
+        assert text == alone[key], key
+        if model:
+            assert model == lmnb.get_engine(key).info.name
+    rows = lmnb.history(last=8)
+    assert set(rows[rows["kind"] == "server"]["model_path"]) == {lmnb.get_engine("default").info.path,
+                                                               lmnb.get_engine("g").info.path}
+
+
+def test_a_request_naming_a_local_model_loads_it_on_demand(server, gemma_path):
+    import openai
+
+    cfg = lmnb.configure(jit_load=True)
+    try:
+        r = _client(server).chat.completions.create(
+            model=gemma_path, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        assert r.model == "gemma-3-270m-q4_k_m"
+        assert [m.on_demand for m in lmnb.loaded()] == [False, True]
+        cfg.jit_load = False
+        with pytest.raises(openai.NotFoundError):  # strict: an unknown name is a 404, not the default model
+            lmnb.configure(strict_model_names=True)
+            _client(server).chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "Hi"}],
+                                                    max_tokens=3)
+    finally:
+        cfg.jit_load = False
+        cfg.strict_model_names = False
+        lmnb.unload(gemma_path)
+    assert [m.name for m in lmnb.loaded()] == ["default"]
+
+
+def test_an_unknown_model_name_goes_to_the_default_model(server):
+    r = _client(server).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                                max_tokens=3)
+    assert r.model == lmnb.get_engine().info.name  # the reply says which model answered
+
+
+def test_a_model_that_does_not_fit_is_refused_by_the_server(server, gemma_path, monkeypatch):
+    import openai
+
+    from lmnb import fit
+
+    monkeypatch.setattr(fit, "probe", lambda: fit.Hardware(ram_total=8 * 2**30, ram_available=50 * 2**20))
+    cfg = lmnb.configure(jit_load=True)
+    try:
+        with pytest.raises(openai.APIStatusError) as err:
+            _client(server).chat.completions.create(model=gemma_path, messages=[{"role": "user", "content": "Hi"}],
+                                                    max_tokens=3)
+        assert err.value.status_code == 503 and "will not fit in the memory free now" in str(err.value)
+    finally:
+        cfg.jit_load = False
+    assert [m.name for m in lmnb.loaded()] == ["default"]

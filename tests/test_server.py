@@ -18,6 +18,7 @@ from IPython.utils.capture import capture_output
 
 import lmnb
 from lmnb.server import Server
+
 from .waiting import wait_for
 
 ASK = [{"role": "user", "content": "Name three colours."}]

@@ -12,6 +12,7 @@ import pytest
 
 import lmnb
 from lmnb.server import Server
+
 from .waiting import wait_for
 
 ASK = [{"role": "user", "content": "Say hi."}]

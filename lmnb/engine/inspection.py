@@ -48,8 +48,25 @@ class Inspection:
         return self._call(run)
 
     def token_bytes(self, ids: list[int]) -> list[bytes]:
-        """The bytes of each token id (special tokens by their text, e.g. ``<|im_end|>``)."""
-        return self._call(lambda: [self._require_model().token_bytes(int(t)) for t in ids])
+        """The bytes of each token id (special tokens by their text, e.g. ``<|im_end|>``).
+
+        Raises ``ValueError`` for an id outside the vocabulary (llama.cpp would abort the process).
+        """
+
+        def run() -> list[bytes]:
+            model = self._require_model()
+            for t in ids:
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < model.n_vocab:
+                    raise ValueError(f"token id {t!r} is out of range (this model has {model.n_vocab} tokens)")
+            return [model.token_bytes(t) for t in ids]
+
+        return self._call(run)
+
+    @property
+    def n_vocab(self) -> Optional[int]:
+        """The loaded model's vocabulary size (``None`` when none is loaded)."""
+        model = self._model
+        return model.n_vocab if model is not None else None
 
     def render_chat(self, messages: list[dict]) -> str:
         """The prompt text the chat template makes of ``messages`` (ready for the reply)."""

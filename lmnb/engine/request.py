@@ -87,7 +87,6 @@ class GenerationSpec:
     params: SamplingParams = field(default_factory=SamplingParams)
     grammar: Optional[str] = None  # GBNF text constraining the reply (JSON mode, JSON schema)
     logprobs: Optional[int] = None  # None: off; k: each token's logprob plus the k most likely alternatives
-    tags: dict = field(default_factory=dict)  # TODO(16): unused; removed once the server submits through api
 
 
 class Request:

@@ -40,7 +40,7 @@ class Server:
             port: port to bind (0 = any free port; ``.port`` tells which).
             api_key: when set, clients must send ``Authorization: Bearer <api_key>``.
             cors: browser origins allowed to call the API.
-            engine: the engine to serve (default: the session's shared engine).
+            engine: one engine to serve alone (default: every model loaded in the session).
             allowed_hosts: names the ``Host`` header may carry besides this machine's
                 (localhost, 127.0.0.1, [::1]); ``"*"`` accepts any (no DNS-rebinding protection).
 
@@ -49,14 +49,11 @@ class Server:
         """
         import uvicorn
 
+        from ..api import get_engine
         from . import thread
         from .app import create_app
 
-        if engine is None:
-            from ..api import get_engine
-
-            engine = get_engine()
-        self.engine = engine
+        self.engine = engine if engine is not None else get_engine()  # the default model, for status
         self.host = host
         self.api_key = api_key or None
         self.cors = list(cors)
@@ -202,7 +199,7 @@ def serve(
         different settings the old server is stopped first.
     """
     global _current
-    from ..api import get_engine, load
+    from ..api import load
     from ..config import get_config
 
     cfg = get_config()
@@ -221,7 +218,7 @@ def serve(
         if same:
             return cur
         cur.stop()
-    srv = Server(host, port, api_key=api_key, cors=cors, engine=get_engine(), allowed_hosts=allowed_hosts)
+    srv = Server(host, port, api_key=api_key, cors=cors, allowed_hosts=allowed_hosts)
     with _current_lock:
         _current = srv
     return srv

@@ -41,7 +41,9 @@ def create_app(
     """Build the FastAPI app.
 
     Args:
-        engine: the engine that generates (default: the session's shared engine).
+        engine: the one engine to serve; default: every model loaded in the session (the
+            registry), requests choosing by their ``model`` field, loading on demand with
+            ``LM.jit_load``.
         api_key: when set, every endpoint but ``/health`` requires ``Authorization: Bearer KEY``.
         cors: browser origins allowed to call the API (``"*"``: any).
         stats: where request counts go (default: a new ``ServerStats``).
@@ -54,10 +56,12 @@ def create_app(
     Returns:
         The ASGI app: stats (outermost), then the Host/Origin guard, then CORS, then the routes.
     """
+    registry = None
     if engine is None:
         from ..api import get_engine
+        from ..api import registry as session_registry
 
-        engine = get_engine()
+        engine, registry = get_engine(), session_registry()
     stats = stats or ServerStats()
     app = FastAPI(
         title="lmnb",
@@ -65,7 +69,8 @@ def create_app(
         version=version(),
     )
     # what the routes' dependencies read (routes.get_engine, authenticate, get_stats)
-    app.state.engine = engine
+    app.state.engine = engine  # the default model's (health, metrics, tokens, embeddings)
+    app.state.registry = registry  # None: serve `engine` alone
     app.state.api_key = api_key or None
     app.state.stats = stats
     app.state.requests = weakref.WeakSet()  # the engine requests of this app's clients (Server.stop cancels them)

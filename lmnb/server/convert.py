@@ -118,6 +118,6 @@ def fingerprint(info: ModelInfo) -> str:
 
 
 def version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__

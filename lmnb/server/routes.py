@@ -24,6 +24,7 @@ from ..types import Completion, ModelInfo
 from . import convert
 from . import schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, no_model
+from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
 from .streaming import Chunks, collect, stream
 
@@ -51,48 +52,14 @@ def authenticate(request: Request) -> None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 
-def loaded_model(engine: Engine = Depends(get_engine)) -> ModelInfo:
-    """The loaded model (503 when none is)."""
-    info = engine.info
-    if info is None:
-        raise no_model()
-    return info
-
-
-def _names(info: ModelInfo, name: str) -> bool:
-    """Whether a client's model ``name`` means the model ``info`` (its name, file name, path or a reference)."""
-    if name in (info.name, os.path.basename(info.path), info.path):
-        return True
-    try:
-        from ..library import resolve
-
-        return os.path.abspath(resolve(name)) == info.path
-    except Exception:
-        return False
-
-
-def served_model(engine: Engine, name: Optional[str]) -> ModelInfo:
-    """The loaded model, when ``name`` is empty or names it; else 404 (or 503 with no model)."""
-    info = loaded_model(engine)
-    if not name or _names(info, name):
-        return info
-    raise APIError(
-        404,
-        f"The model {name!r} is not loaded; this server serves {info.name!r} (see GET /v1/models). "
-        f"Load another model in the notebook with `%lm load`.",
-        param="model",
-        code="model_not_found",
-    )
-
-
 def embedding_model(engine: Engine, name: Optional[str]) -> tuple[str, ModelInfo]:
     """Which model embeds: the one named, else the embedding model, else the chat model."""
     emb, chat = engine.embedder_info, engine.info
-    if emb is not None and (not name or _names(emb, name)):
+    if emb is not None and (not name or names_model(emb, name)):
         return "embedder", emb
     if not name or emb is None:
         return "chat", served_model(engine, name)
-    if chat is not None and _names(chat, name):
+    if chat is not None and names_model(chat, name):
         return "chat", chat
     served = " and ".join(repr(m.name) for m in (emb, chat) if m is not None)
     raise APIError(404, f"The model {name!r} is not loaded; embeddings come from {served} (see GET /v1/models).",
@@ -109,32 +76,38 @@ openai_routes = APIRouter(dependencies=[Depends(authenticate)], responses=ERROR_
 
 
 @openai_routes.get("/models", response_model=S.ModelList)
-async def list_models(engine: Engine = Depends(get_engine)) -> JSONResponse:
-    """The loaded model (and embedding model) first, then the other models on this machine."""
+async def list_models(request: Request, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    """The loaded models (and embedding model) first, then the other models on this machine."""
     from ..library import local_models
 
-    info, emb = engine.info, engine.embedder_info
-    data = [convert.card(m.name, m.path, True) for m in (info, emb) if m is not None]
+    reg = request.app.state.registry
+    served_models = listed(reg) if reg is not None else [(m.name, m) for m in (engine.info,) if m is not None]
+    emb = engine.embedder_info
+    data = [convert.card(name, m.path, True) for name, m in served_models]
+    if emb is not None:
+        data.append(convert.card(emb.name, emb.path, True))
     try:
         others = await asyncio.to_thread(local_models, ())
     except Exception:
         others = []
-    served = {m.path for m in (info, emb) if m is not None}
+    served = {m.path for _, m in served_models} | ({emb.path} if emb is not None else set())
     data += [convert.card(m.name, m.path, False) for m in others if os.path.abspath(m.path) not in served]
     return JSONResponse({"object": "list", "data": data})
 
 
 @openai_routes.get("/models/{model_id:path}", response_model=S.ModelCard)
-async def get_model(model_id: str, engine: Engine = Depends(get_engine)) -> JSONResponse:
-    info = served_model(engine, model_id)
-    return JSONResponse(convert.card(info.name, info.path, True))
+async def get_model(model_id: str, request: Request, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    reg = request.app.state.registry
+    if reg is None or reg.find(model_id) is None:
+        info = served_model(engine, model_id)
+        return JSONResponse(convert.card(info.name, info.path, True))
+    return JSONResponse(convert.card(model_id, reg.get(model_id).info.path, True))
 
 
 @openai_routes.post("/chat/completions", response_model=S.ChatCompletion,
              responses=_streaming_docs("A chat completion, or SSE chunks when stream=true"))
-async def chat_completions(body: S.ChatCompletionRequest, request: Request,
-                           engine: Engine = Depends(get_engine)) -> Response:
-    info = served_model(engine, body.model)
+async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> Response:
+    engine, info, key = await choose(request, body.model)
     if body.tools:
         raise APIError(400, "Tool calling is not supported yet by lmnb's server.", param="tools")
     messages = [convert.message(m, i) for i, m in enumerate(body.messages)]
@@ -144,11 +117,11 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request,
         raise APIError(400, "top_logprobs needs logprobs=true.", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     n = body.n or 1
-    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, tags={"kind": "server"})
+    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
              for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
-    out = await _run(engine, specs, body, request, fmt, "messages")
+    out = await _run(engine, key, specs, body, request, fmt, "messages")
     if isinstance(out, Response):
         return out
     choices = [{
@@ -166,8 +139,8 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request,
 
 @openai_routes.post("/completions", response_model=S.TextCompletion,
              responses=_streaming_docs("A completion, or SSE chunks when stream=true"))
-async def completions(body: S.CompletionRequest, request: Request, engine: Engine = Depends(get_engine)) -> Response:
-    info = served_model(engine, body.model)
+async def completions(body: S.CompletionRequest, request: Request) -> Response:
+    engine, info, key = await choose(request, body.model)
     if body.suffix:
         raise APIError(400, "suffix (fill-in-the-middle) is not supported.", param="suffix")
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
@@ -175,11 +148,11 @@ async def completions(body: S.CompletionRequest, request: Request, engine: Engin
         raise APIError(400, "prompt must not be empty.", param="prompt")
     params = convert.sampling(body, body.max_tokens)
     n = body.n or 1
-    specs = [GenerationSpec(prompt=prompt, params=p, logprobs=body.logprobs, tags={"kind": "server"})
+    specs = [GenerationSpec(prompt=prompt, params=p, logprobs=body.logprobs)
              for prompt in prompts for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=False, echo=prompts[0] if body.echo else "")
-    out = await _run(engine, specs, body, request, fmt, "prompt")
+    out = await _run(engine, key, specs, body, request, fmt, "prompt")
     if isinstance(out, Response):
         return out
     choices = []
@@ -214,12 +187,12 @@ async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engi
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
-async def _run(engine: Engine, specs: list[GenerationSpec], body: S._Sampling, request: Request, fmt: Chunks,
-               prompt_field: str) -> Union[Response, list[Completion]]:
+async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], body: S._Sampling, request: Request,
+               fmt: Chunks, prompt_field: str) -> Union[Response, list[Completion]]:
     """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
     if body.stream and len(specs) > 1:
         raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
-    reqs = _submit_all(engine, specs)
+    reqs = _submit_all(engine, key, specs)
     request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -227,14 +200,22 @@ async def _run(engine: Engine, specs: list[GenerationSpec], body: S._Sampling, r
     return list(await asyncio.gather(*[collect(r, request, prompt_field) for r in reqs]))
 
 
-def _submit_all(engine: Engine, specs: list[GenerationSpec]) -> list[EngineRequest]:
-    """Submit every spec, or none: a failure cancels those already queued."""
+def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec]) -> list[EngineRequest]:
+    """Submit every spec, or none: a failure cancels those already queued.
+
+    With the session's registry (``key`` set) through ``lmnb.api.submit``, so every request gets
+    its history row naming the model that answered, like the notebook's own."""
     if not engine.loaded:
         raise no_model()
     reqs: list[EngineRequest] = []
     try:
         for spec in specs:
-            reqs.append(engine.submit(spec))
+            if key is None:
+                reqs.append(engine.submit(spec))
+            else:
+                from ..api import submit
+
+                reqs.append(submit(spec, kind="server", model=key))
     except BaseException as e:
         for r in reqs:
             r.cancel()
@@ -292,23 +273,10 @@ async def detokenize(body: S.DetokenizeRequest, engine: Engine = Depends(get_eng
     """llama-server's ``/detokenize``: the text of token ids (special tokens as their text)."""
     loaded_model(engine)
     try:
-        data = await asyncio.to_thread(_token_bytes, engine, body.tokens)
+        # checked against the vocabulary on the worker: llama.cpp aborts the process on a bad id
+        data = b"".join(await asyncio.to_thread(engine.token_bytes, body.tokens))
+    except ValueError as e:
+        raise APIError(400, f"tokens: {e}.", param="tokens") from None
     except Exception as e:
         raise as_api_error(e, "tokens") from None
     return JSONResponse({"content": data.decode("utf-8", errors="replace")})
-
-
-def _token_bytes(engine: Engine, ids: list[int]) -> bytes:
-    """The bytes of ``ids``, checked against the vocabulary first: llama.cpp aborts the whole
-    process on an id outside it. The check and the lookup are one call on the engine's worker,
-    so a model loaded in between cannot slip in."""
-
-    def run() -> bytes:
-        model = engine._require_model()
-        bad = [t for t in ids if not 0 <= t < model.n_vocab]
-        if bad:
-            raise APIError(400, f"tokens: {bad[0]} is not a token id of this model (0 to {model.n_vocab - 1}).",
-                           param="tokens")
-        return b"".join(model.token_bytes(t) for t in ids)
-
-    return engine._call(run)
