@@ -6,7 +6,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 import lmnb
-from lmnb.widgets import _ticker
+from lmnb.widgets import ticker as _ticker
 from lmnb.widgets.studio import TABS, Studio
 
 
