@@ -158,3 +158,46 @@ def test_the_remote_backend_sends_openai_fields_and_only_the_extensions_set():
     assert openai_names <= set(sent)
     assert sent["dry_multiplier"] == 0.8 and sent["logit_bias"] == {"5": -100.0}
     assert "top_k" not in sent and "mirostat" not in sent  # extensions the caller did not set
+
+
+@pytest.mark.parametrize("p", [q for q in SAMPLING if q.name != "stop"], ids=lambda p: p.name)
+def test_the_server_schema_accepts_every_sampling_parameter_with_the_same_range(p):
+    from pydantic import ValidationError
+
+    from lmnb.server import schemas as S
+
+    field = p.openai or p.name
+    base = {"messages": [{"role": "user", "content": "hi"}]}
+    assert field in S.ChatCompletionRequest.model_fields and field in S.CompletionRequest.model_fields
+    for v in _inside(p):
+        S.ChatCompletionRequest.model_validate({**base, field: v})
+    for v in _outside(p):
+        with pytest.raises(ValidationError):
+            S.ChatCompletionRequest.model_validate({**base, field: v})
+    if p.type is dict:
+        with pytest.raises(ValidationError, match="-100, 100"):
+            S.ChatCompletionRequest.model_validate({**base, field: {"5": 500}})
+
+
+def test_logit_bias_through_the_server_bans_and_forces_tokens(loaded):
+    import openai
+
+    import lmnb
+
+    srv = lmnb.serve(port=0)
+    try:
+        client = openai.OpenAI(base_url=srv.url, api_key="none", max_retries=0)
+        ask = dict(model="", messages=[{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=4)
+        first = client.chat.completions.create(**ask).choices[0].message.content
+        first_id = lmnb.get_engine().tokenize(first, special=False)[0][0]
+        banned = client.chat.completions.create(**ask, logit_bias={str(first_id): -100}).choices[0].message.content
+        assert first_id not in [t for t, _, _ in lmnb.get_engine().tokenize(banned, special=False)]
+        forced_id = lmnb.get_engine().tokenize(" banana", special=False)[0][0]
+        forced = client.chat.completions.create(**ask, logit_bias={str(forced_id): 100}).choices[0].message.content
+        assert forced.split() == ["banana"] * len(forced.split()) and forced
+        with pytest.raises(openai.BadRequestError, match="logit_bias"):
+            client.chat.completions.create(**ask, logit_bias={"5": 500})
+        with pytest.raises(openai.BadRequestError, match="out of range"):
+            client.chat.completions.create(**ask, logit_bias={str(10**9): -100})
+    finally:
+        srv.stop()

@@ -261,7 +261,6 @@ def _post(server, path: str, body, headers=None):
         ("/chat/completions", {"messages": ASK, "n": 2, "stream": True}, 400, "n", None),
         ("/chat/completions", {"messages": ASK, "tools": [{"type": "function"}]}, 400, "tools", None),
         ("/chat/completions", {"messages": ASK, "response_format": {"type": "xml"}}, 400, None, None),
-        ("/chat/completions", {"model": "gpt-4o", "messages": ASK}, 404, "model", "model_not_found"),
         ("/chat/completions", {"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages",
          "context_length_exceeded"),
         ("/completions", {"prompt": "word " * 3000, "stream": True}, 400, "prompt", "context_length_exceeded"),
@@ -281,6 +280,19 @@ def test_errors_have_openai_shape(server, loaded, path, body, status, param, cod
         assert err["param"] == param
     if code is not None:
         assert err["code"] == code
+
+
+def test_an_unknown_model_is_a_404_with_strict_model_names(server, loaded):
+    cfg = lmnb.configure(strict_model_names=True)
+    try:
+        r = _post(server, "/chat/completions", {"model": "gpt-4o", "messages": ASK, "max_tokens": 2})
+    finally:
+        cfg.strict_model_names = False
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert r.json()["error"]["param"] == "model"
+    # by default the default model answers, and says so
+    r = _post(server, "/chat/completions", {"model": "gpt-4o", "messages": ASK, "max_tokens": 2})
+    assert r.status_code == 200 and r.json()["model"] == lmnb.get_engine().info.name
 
 
 def test_no_model_loaded_is_503(server, client, loaded, smollm2_path):

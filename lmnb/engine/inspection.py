@@ -57,7 +57,7 @@ class Inspection:
             model = self._require_model()
             for t in ids:
                 if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < model.n_vocab:
-                    raise ValueError(f"token id {t!r} is out of range (this model has {model.n_vocab} tokens)")
+                    raise ValueError(f"{t!r} is not a token id of this model (0 to {model.n_vocab - 1})")
             return [model.token_bytes(t) for t in ids]
 
         return self._call(run)

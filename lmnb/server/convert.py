@@ -28,20 +28,15 @@ def message(m: S.ChatMessage, i: int) -> dict[str, str]:
 
 
 def sampling(body: S._Sampling, max_tokens: Optional[int]) -> SamplingParams:
-    """The request's sampling fields; unset ones stay ``None`` (the session's defaults)."""
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    return SamplingParams(
-        temperature=body.temperature,
-        top_p=body.top_p,  # 0: llama.cpp's top-p keeps only the most likely token (greedy), as OpenAI's
-        top_k=body.top_k,
-        min_p=body.min_p,
-        repeat_penalty=body.repeat_penalty,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        max_tokens=max_tokens,
-        seed=None if body.seed is None else body.seed & 0xFFFFFFFF,  # any int64, as OpenAI takes
-        stop=stop,
-    )
+    """The request's sampling fields (every declared parameter, under its OpenAI name when it has
+    one); unset ones stay ``None`` (the session's defaults)."""
+    from ..params import SAMPLING
+
+    values = {p.name: getattr(body, p.openai or p.name, None) for p in SAMPLING}
+    values["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    values["max_tokens"] = max_tokens
+    # top_p 0: llama.cpp's top-p then keeps only the most likely token (greedy), as OpenAI's does
+    return SamplingParams(**values)
 
 
 def n_params(params: SamplingParams, n: int) -> list[SamplingParams]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 
 class _Request(BaseModel):
@@ -18,21 +18,64 @@ class _Request(BaseModel):
 
 
 # ---- sampling fields shared by /v1/chat/completions and /v1/completions ------------------------
-class _Sampling(_Request):
-    model: Optional[str] = Field(None, description="The loaded model's id (see /v1/models); empty means the loaded one.")
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, ge=0, le=1, description="0 keeps only the most likely token (greedy).")
-    top_k: Optional[int] = Field(None, ge=0, description="llama.cpp extension: keep the k most likely tokens.")
-    min_p: Optional[float] = Field(None, ge=0, le=1, description="llama.cpp extension.")
-    repeat_penalty: Optional[float] = Field(None, gt=0, le=10, description="llama.cpp extension.")
-    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
-    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
-    max_tokens: Optional[int] = Field(None, ge=1)
-    seed: Optional[int] = Field(None, ge=-(2**63), le=2**63 - 1)
+from ..params import SAMPLING  # noqa: E402 - the declarations the fields are built from
+
+
+def _sampling_fields() -> dict[str, Any]:
+    """One request field per declared sampling parameter (lmnb.params), with its range and help.
+
+    A parameter with special values outside its range (``max_tokens: -1``) is checked by
+    ``_Sampling._declared_ranges`` instead, with the message every other surface gives.
+    """
+    fields: dict[str, Any] = {}
+    for p in SAMPLING:
+        if p.name == "stop":
+            continue  # a string or a list (below)
+        if p.type is dict:
+            fields[p.openai or p.name] = (Optional[dict[str, float]], Field(None, description=p.help))
+            continue
+        kind = float if p.type is float else int
+        extension = "" if p.openai else "llama.cpp extension. "
+        fields[p.openai or p.name] = (Optional[kind], Field(None, description=extension + p.help,
+                                                            **_bounds(p)))  # fmt: skip
+    return fields
+
+
+def _bounds(p: Any) -> dict[str, float]:
+    if p.special:
+        return {}
+    out: dict[str, float] = {}
+    if p.lo != float("-inf"):
+        out["gt" if p.lo_open else "ge"] = p.lo
+    if p.hi != float("inf"):
+        out["le"] = p.hi
+    return out
+
+
+_SamplingFields = create_model("_SamplingFields", __base__=_Request, **_sampling_fields())
+_SPECIAL = tuple(p.name for p in SAMPLING if p.special)  # checked by _Sampling._declared_ranges
+
+
+class _Sampling(_SamplingFields):  # type: ignore[misc, valid-type]
+    model: Optional[str] = Field(None, description="A loaded model's id (see /v1/models); empty means the default one.")
     stop: Optional[Union[str, Annotated[list[str], Field(max_length=16)]]] = None
     stream: Optional[bool] = False
     stream_options: Optional["StreamOptions"] = None
     n: Optional[int] = Field(1, ge=1, le=16)
+
+    @field_validator(*_SPECIAL, "logit_bias")
+    @classmethod
+    def _declared_ranges(cls, value: Any, info: ValidationInfo) -> Any:
+        """Parameters with special values outside their range, and logit_bias: the message every
+        surface gives, as a 400 naming the field."""
+        from ..params import BY_NAME, check_logit_bias
+
+        if value is None:
+            return value
+        if info.field_name == "logit_bias":
+            check_logit_bias(value)
+            return value
+        return BY_NAME[info.field_name].check(value)
 
 
 class StreamOptions(_Request):
