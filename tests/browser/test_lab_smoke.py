@@ -39,7 +39,7 @@ def test_lm_cell_streams_in_jupyterlab_and_widgets_render(open_notebook):
     nb.screenshot("smoke-lm-cell", nb.cell(2))
 
     nb.run_cell(3, timeout=60)
-    search = nb.output(3).locator(".widget-text input")
+    search = nb.output(3).locator(".lmnb-models-search input, .widget-text input[placeholder*='Hugging Face']")
     nb.wait_for(search, timeout=30)
     assert "Hugging Face" in (search.first.get_attribute("placeholder") or "")
     nb.screenshot("smoke-notebook")
