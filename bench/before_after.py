@@ -48,7 +48,7 @@ counted = []
 def client(k):
     with httpx.Client(timeout=300) as c:
         for i in range(6):
-            body = {"model": "x", "messages": [{"role": "user", "content": f"Tell me about city {k}-{i}."}],
+            body = {"model": "", "messages": [{"role": "user", "content": f"Tell me about city {k}-{i}."}],
                     "max_tokens": 48, "temperature": 0, "stream": True}
             with c.stream("POST", url, json=body) as resp:
                 for line in resp.iter_lines():
