@@ -229,7 +229,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
     params = shown_parameters(cfg)
     if st.options is not None:  # what the loaded model runs with
         params["n_ctx"], params["n_parallel"] = st.options.n_ctx, st.options.n_parallel
-    from ._version import __version__
+    from .version import __version__
 
     return {
         # while loading, the model being loaded (what the status item names)

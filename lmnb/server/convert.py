@@ -113,6 +113,6 @@ def fingerprint(info: ModelInfo) -> str:
 
 
 def version() -> str:
-    from .._version import __version__
+    from ..version import __version__
 
     return __version__
