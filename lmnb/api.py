@@ -17,7 +17,7 @@ from .conversations import DEFAULT_CONVERSATION, Conversation
 from .conversations import named as named_conversation
 from .conversations import reset as reset_conversations
 from .errors import LmnbError, NoModelLoaded
-from .replies import append_to, history_recorder, schema_stage
+from .replies import append_to, history_path, history_recorder, schema_stage
 from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
 
 _registry: Optional["Registry"] = None
@@ -129,7 +129,7 @@ def load(
         _loaded_paths.append(info.path)
     from .history_db import record_use
 
-    record_use(info.path, _history_db())
+    record_use(info.path, history_path())
     _hash_in_background(info.path)
     return info
 
@@ -331,11 +331,11 @@ def model_sha256(path: Optional[str] = None, *, wait: bool = True) -> Optional[s
     if not path:
         return None
     if not wait:
-        return known_sha256(path, _history_db())
+        return known_sha256(path, history_path())
     t = _sha256.get(path)
     if t is not None:
         t.join()
-    return file_sha256(path, _history_db())
+    return file_sha256(path, history_path())
 
 
 def _hash_in_background(path: str) -> None:
@@ -343,7 +343,7 @@ def _hash_in_background(path: str) -> None:
 
     if path in _sha256:
         return
-    t = threading.Thread(target=lambda: _safe(file_sha256, path, _history_db()), daemon=True, name="lmnb-sha256")
+    t = threading.Thread(target=lambda: _safe(file_sha256, path, history_path()), daemon=True, name="lmnb-sha256")
     _sha256[path] = t
     t.start()
 
@@ -499,16 +499,12 @@ def _wait(req: "Request") -> Completion:
 # ----------------------------------------------------------------------------------------------
 # History and logs
 # ----------------------------------------------------------------------------------------------
-def _history_db() -> str:
-    return get_config().resolved_history_path()
-
-
 def history(last: Optional[int] = None):
     """Recorded generations, oldest first: a pandas DataFrame when pandas is installed, else dicts."""
     from .history_db import WRITER, read
 
     WRITER.flush()
-    rows = read(_history_db(), last)
+    rows = read(history_path(), last)
     try:
         import pandas as pd
     except ImportError:
