@@ -74,7 +74,7 @@ def main() -> int:
 
     import lmnb
     from lmnb.engine import Engine
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
     from lmnb.types import LoadOptions
 
     lmnb.configure(history=False)

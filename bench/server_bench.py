@@ -236,7 +236,7 @@ def resolve_common(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
         args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
     if args.model is None:
-        from lmnb.library import bundled_model
+        from lmnb.sources.library import bundled_model
 
         args.model = bundled_model("smollm2")
     args.model = os.path.abspath(args.model)

@@ -18,7 +18,7 @@ Heavy modules (llama.cpp, huggingface_hub, pandas) are imported on first use, so
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .version import __version__ as __version__
 
@@ -41,10 +41,10 @@ _EXPORTS = {
     "connect": "api",
     "disconnect": "api",
     "embed": "api",
-    "tokens": "token_view",
-    "token_probs": "token_view",
+    "tokens": "teaching.token_view",
+    "token_probs": "teaching.token_view",
     "explore": "widgets.explorer",
-    "compare": "comparison",
+    "compare": "teaching.comparison",
     "load_embedder": "api",
     "unload_embedder": "api",
     "search": "api",
@@ -76,6 +76,59 @@ _EXPORTS = {
     "Timings": "types",
 }
 
+if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tests/test_layout.py keeps them equal)
+    from .api import (
+        chat as chat,
+        complete as complete,
+        connect as connect,
+        conversation as conversation,
+        disconnect as disconnect,
+        download as download,
+        embed as embed,
+        get_engine as get_engine,
+        history as history,
+        info as info,
+        load as load,
+        load_embedder as load_embedder,
+        loaded as loaded,
+        logs as logs,
+        model_sha256 as model_sha256,
+        models as models,
+        reset as reset,
+        rm as rm,
+        search as search,
+        status as status,
+        unload as unload,
+        unload_embedder as unload_embedder,
+    )
+    from .batch import ItemError as ItemError, map as map
+    from .config import LM as LM, configure as configure, get_config as get_config
+    from .conversations import Conversation as Conversation
+    from .errors import (
+        ContextOverflow as ContextOverflow,
+        DownloadCancelled as DownloadCancelled,
+        GenerationError as GenerationError,
+        HubError as HubError,
+        LmnbError as LmnbError,
+        LoadError as LoadError,
+        NoModelLoaded as NoModelLoaded,
+        StructuredOutputError as StructuredOutputError,
+    )
+    from .server import Server as Server, serve as serve
+    from .teaching.comparison import compare as compare
+    from .teaching.token_view import token_probs as token_probs, tokens as tokens
+    from .types import (
+        Completion as Completion,
+        LoadOptions as LoadOptions,
+        ModelInfo as ModelInfo,
+        SamplingParams as SamplingParams,
+        Status as Status,
+        Timings as Timings,
+        Usage as Usage,
+    )
+    from .widgets.explorer import explore as explore
+    from .widgets.studio import studio as studio
+
 __all__ = sorted(_EXPORTS) + ["hub", "widgets", "load_ipython_extension", "unload_ipython_extension"]
 
 
@@ -99,12 +152,12 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext lmnb``: register the ``%lm`` / ``%%lm`` magics and the ``LM`` config."""
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)

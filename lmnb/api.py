@@ -13,9 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from .config import get_config
-from .conversations import DEFAULT_CONVERSATION, Conversation
-from .conversations import named as named_conversation
-from .conversations import reset as reset_conversations
+from .conversations import DEFAULT_CONVERSATION, Conversation, named as named_conversation, reset as reset_conversations
 from .errors import LmnbError, NoModelLoaded
 from .replies import append_to, history_path, history_recorder, schema_stage
 from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo, SamplingParams, Status
@@ -23,7 +21,6 @@ from .types import SAMPLING_FIELDS, Completion, LoadOptions, Message, ModelInfo,
 _registry: Optional["Registry"] = None
 _registry_lock = threading.Lock()
 _loaded_paths: list[str] = []  # models loaded this session, for `lmnb.models()`
-_sha256: dict[str, "threading.Thread"] = {}
 _remote = None  # a RemoteBackend while `lmnb.connect()` is in effect
 _log = logging.getLogger("lmnb")
 
@@ -106,7 +103,7 @@ def load(
         LoadError: with a readable reason; the model loaded under that name before stays loaded
             when the new file cannot even be opened.
     """
-    from .library import resolve
+    from .sources.library import resolve
 
     path = resolve(model, download=download)
     opts = LoadOptions(
@@ -127,10 +124,10 @@ def load(
     info = registry().load(path, opts, name=name, progress=progress)
     if info.path not in _loaded_paths:
         _loaded_paths.append(info.path)
-    from .history_db import record_use
+    from .history_db import hash_in_background, record_use
 
     record_use(info.path, history_path())
-    _hash_in_background(info.path)
+    hash_in_background(info.path, history_path())
     return info
 
 
@@ -157,7 +154,7 @@ def loaded() -> list["Loaded"]:
 def info(model: Optional[str] = None) -> ModelInfo:
     """Read a model's GGUF metadata without loading its weights."""
     from .engine.model import read_info
-    from .library import resolve
+    from .sources.library import resolve
 
     return read_info(resolve(model))
 
@@ -235,7 +232,7 @@ def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
     wanted = model or (engine.embedder_info is None and get_config().embedding_model) or None
     source = "auto"
     if wanted:
-        from .library import resolve
+        from .sources.library import resolve
 
         path = os.path.abspath(resolve(wanted, download=True))
         if engine.info is not None and engine.info.path == path:
@@ -257,7 +254,7 @@ def load_embedder(model: str, *, n_gpu_layers: Optional[Union[int, str]] = None,
     From then on ``lmnb.embed`` and the server's ``/v1/embeddings`` use it; the chat model is not
     touched. A dedicated embedding GGUF (nomic-embed, bge, e5, ...) pools as its header says.
     """
-    from .library import resolve
+    from .sources.library import resolve
 
     path = resolve(model, download=True)
     return get_engine().load_embedder(path, LoadOptions(n_gpu_layers=n_gpu_layers, n_threads=n_threads))
@@ -274,7 +271,7 @@ def models():
     Returns a ``ModelList`` (a list of ``LocalModel``) shown as a table with sizes,
     quantization, architecture, last use and the disk space used.
     """
-    from .library import local_models
+    from .sources.library import local_models
 
     out = local_models(tuple(_loaded_paths))
     loaded = [m.model.path for m in registry().loaded()] if _registry is not None else []
@@ -306,8 +303,7 @@ def rm(model: str) -> int:
 
     Models of LM Studio and Ollama, and the bundled ones, are refused with the way to remove them.
     """
-    from .library import resolve
-    from .library import rm as _rm
+    from .sources.library import resolve, rm as _rm
 
     try:
         target = os.path.realpath(resolve(model, download=False)) if model else None
@@ -325,34 +321,12 @@ def model_sha256(path: Optional[str] = None, *, wait: bool = True) -> Optional[s
     With ``wait=False``, ``None`` while the hash is still being computed (a reply never waits
     for a multi-GB file to be hashed).
     """
-    from .history_db import file_sha256, known_sha256
+    from .history_db import known_sha256, wait_sha256
 
     path = path or (get_engine().info.path if get_engine().info else None)
     if not path:
         return None
-    if not wait:
-        return known_sha256(path, history_path())
-    t = _sha256.get(path)
-    if t is not None:
-        t.join()
-    return file_sha256(path, history_path())
-
-
-def _hash_in_background(path: str) -> None:
-    from .history_db import file_sha256
-
-    if path in _sha256:
-        return
-    t = threading.Thread(target=lambda: _safe(file_sha256, path, history_path()), daemon=True, name="lmnb-sha256")
-    _sha256[path] = t
-    t.start()
-
-
-def _safe(fn, *a):
-    try:
-        fn(*a)
-    except Exception:
-        pass
+    return wait_sha256(path, history_path()) if wait else known_sha256(path, history_path())
 
 
 # ----------------------------------------------------------------------------------------------

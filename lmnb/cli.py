@@ -129,7 +129,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_rm(args: argparse.Namespace) -> int:
     from . import api
-    from .library import find
+    from .sources.library import find
     from .tables import human_bytes
 
     m = find(args.model)

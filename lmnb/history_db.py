@@ -97,6 +97,35 @@ def file_sha256(path: str, db_path: Optional[str] = None) -> str:
     return digest
 
 
+_hashing: dict[str, threading.Thread] = {}  # path -> the thread hashing it (started at load)
+
+
+def hash_in_background(path: str, db_path: Optional[str] = None) -> None:
+    """Start hashing ``path`` on a daemon thread (once per path), so the first reply never waits for it."""
+    with _sha_lock:
+        if path in _hashing:
+            return
+        t = _hashing[path] = threading.Thread(target=_hash_quietly, args=(path, db_path), daemon=True,
+                                              name="lmnb-sha256")
+    t.start()
+
+
+def _hash_quietly(path: str, db_path: Optional[str]) -> None:
+    try:
+        file_sha256(path, db_path)
+    except (OSError, sqlite3.Error):  # a file deleted meanwhile: asked again, it raises there
+        pass
+
+
+def wait_sha256(path: str, db_path: Optional[str] = None) -> str:
+    """sha256 of ``path``, waiting for a background hash of it to finish rather than hashing twice."""
+    with _sha_lock:
+        t = _hashing.get(path)
+    if t is not None:
+        t.join()
+    return file_sha256(path, db_path)
+
+
 def _file_key(path: str) -> tuple[str, int, float]:
     st = os.stat(path)
     return (os.path.realpath(path), st.st_size, st.st_mtime)

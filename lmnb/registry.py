@@ -160,8 +160,8 @@ class Registry:
     # --- loading on demand and unloading when idle -----------------------------------------------
     def check_fits(self, path: str, options: LoadOptions) -> None:
         """Raise ``LoadError`` when ``path`` will not fit in free RAM/VRAM (the fit estimate)."""
-        from . import fit
         from .engine.model import read_info
+        from .sources import fit
 
         info = read_info(path)
         verdict = fit.estimate(info.file_size, info.metadata, n_ctx=options.n_ctx)

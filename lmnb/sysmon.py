@@ -191,7 +191,7 @@ class Monitor:
             pass
         if total is None:
             return None
-        from .fit import llama_offload
+        from .sources.fit import llama_offload
 
         if not llama_offload():
             return (0, total)
@@ -212,7 +212,7 @@ _names: dict[int, str] = {}
 
 def gpu_stats() -> list[GPUStat]:
     """Every NVIDIA GPU's VRAM, utilization and temperature; ``[]`` without NVML, driver or GPU."""
-    from .fit import nvml_ok  # nvmlInit once per process, cached (failures included)
+    from .sources.fit import nvml_ok  # nvmlInit once per process, cached (failures included)
 
     if not nvml_ok():
         return []

@@ -24,7 +24,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if _mirror is not None or Path(str(item.fspath)).name != HUB_NOTEBOOK:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
     from tests.hf_server import HFServer, Repo
 
     smollm2 = bundled_model("smollm2")

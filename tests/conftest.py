@@ -31,7 +31,7 @@ def _isolated_user_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
 
     return bundled_model("smollm2")
 

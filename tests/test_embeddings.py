@@ -9,7 +9,7 @@ import pytest
 
 import lmnb
 from lmnb.errors import LoadError, NoModelLoaded
-from lmnb.library import bundled_model
+from lmnb.sources.library import bundled_model
 
 TEXTS = [f"Sentence {i}: a short note about {w}." for i, w in
          enumerate(["cats", "dogs", "the sea", "taxes", "rain", "music", "bread", "trains", "snow"] * 3)]  # fmt: skip

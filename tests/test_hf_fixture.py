@@ -78,7 +78,7 @@ def api(hub):
 
 @pytest.fixture(scope="module")
 def smollm2() -> str:
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
 
     return bundled_model("smollm2")
 

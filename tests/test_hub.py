@@ -130,8 +130,8 @@ def test_files_groups_quantizations_and_split_shards(hf):
 
 
 def test_remote_fit_estimate_reads_the_real_header(hf, smollm2_path):
-    from lmnb.fit import estimate
-    from lmnb.gguf_header import read_file_metadata
+    from lmnb.sources.fit import estimate
+    from lmnb.sources.gguf_header import read_file_metadata
 
     opt = hub.files(SMOL_REPO, n_ctx=2048)[0]
     assert opt.quant == "Q4_1" and opt.size == os.path.getsize(smollm2_path)
@@ -147,9 +147,9 @@ def test_remote_fit_estimate_reads_the_real_header(hf, smollm2_path):
 def test_fit_estimate_matches_what_llama_cpp_allocates(model, n_ctx, engine):
     """The estimate vs the buffer sizes llama.cpp itself logs when loading (model + KV + compute)."""
     from lmnb.engine.logs import LOGS
-    from lmnb.fit import estimate
-    from lmnb.gguf_header import read_file_metadata
-    from lmnb.library import bundled_model
+    from lmnb.sources.fit import estimate
+    from lmnb.sources.gguf_header import read_file_metadata
+    from lmnb.sources.library import bundled_model
 
     path = bundled_model(model)
     LOGS.clear()
@@ -172,7 +172,7 @@ def test_fit_estimate_matches_what_llama_cpp_allocates(model, n_ctx, engine):
 
 
 def test_fit_verdicts_for_gpu_ram_and_too_large():
-    from lmnb.fit import GPU, Hardware, estimate
+    from lmnb.sources.fit import GPU, Hardware, estimate
 
     meta = {"general.architecture": "llama", "llama.block_count": 32, "llama.embedding_length": 4096,
             "llama.attention.head_count": 32, "llama.attention.head_count_kv": 8, "llama.vocab_size": 128256}  # fmt: skip

@@ -131,7 +131,7 @@ def is_status(d: dict) -> bool:
 
 def test_status_lists_every_loaded_model_and_unloads_by_name(kc, smollm2_path):
     reply, _ = execute(kc, "%load_ext lmnb\n%config LM.history = False\nimport lmnb\n"
-                           "from lmnb.library import bundled_model\n"
+                           "from lmnb.sources.library import bundled_model\n"
                            "import lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05")  # fmt: skip
     assert reply["status"] == "ok"
     try:

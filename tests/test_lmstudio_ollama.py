@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lmnb import lmstudio_ollama as lo
+from lmnb.sources import lmstudio_ollama as lo
 
 HEX_A = "ab" * 32
 HEX_B = "cd" * 32
@@ -18,7 +18,7 @@ HEX_PROJ = "ef" * 32
 
 @pytest.fixture(scope="session")
 def src() -> str:
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
 
     return bundled_model("smollm2")
 
@@ -338,7 +338,7 @@ def test_external_models(empty_home, monkeypatch, lms_tree, ollama_tree):
 
 
 def test_import_is_light():
-    code = "import sys, lmnb.lmstudio_ollama; print(sorted(m for m in ('gguf', 'llama_cpp', 'numpy') if m in sys.modules))"
+    code = "import sys, lmnb.sources.lmstudio_ollama; print(sorted(m for m in ('gguf', 'llama_cpp', 'numpy') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -25,7 +25,7 @@ import lmnb  # noqa: E402
 import lmnb.server  # noqa: E402
 from lmnb.markup import Markup, html, markdown  # noqa: E402
 from lmnb.tables import Table  # noqa: E402
-from lmnb.token_view import ProbabilityView  # noqa: E402
+from lmnb.teaching.token_view import ProbabilityView  # noqa: E402
 from lmnb.widgets._html import SafeHTML  # noqa: E402
 
 from .waiting import wait_for  # noqa: E402

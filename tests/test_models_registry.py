@@ -17,7 +17,7 @@ GREEDY = {"temperature": 0, "max_tokens": 12, "seed": 1}
 
 @pytest.fixture
 def gemma_path():
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
 
     try:
         return bundled_model("gemma3")
@@ -111,7 +111,7 @@ def test_compare_loads_a_model_that_fits_and_unloads_it_after(loaded, gemma_path
 
 
 def test_a_model_that_does_not_fit_is_refused_with_the_reason(loaded, gemma_path, monkeypatch):
-    from lmnb import fit
+    from lmnb.sources import fit
 
     small = fit.Hardware(ram_total=8 * 2**30, ram_available=50 * 2**20)  # 50 MiB free
     monkeypatch.setattr(fit, "probe", lambda: small)
@@ -257,7 +257,7 @@ def test_an_unknown_model_name_goes_to_the_default_model(server):
 def test_a_model_that_does_not_fit_is_refused_by_the_server(server, gemma_path, monkeypatch):
     import openai
 
-    from lmnb import fit
+    from lmnb.sources import fit
 
     monkeypatch.setattr(fit, "probe", lambda: fit.Hardware(ram_total=8 * 2**30, ram_available=50 * 2**20))
     cfg = lmnb.configure(jit_load=True)

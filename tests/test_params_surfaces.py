@@ -75,7 +75,7 @@ def test_sampling_params_validate_with_the_same_range(p):
 @pytest.mark.parametrize("p", SAMPLING, ids=lambda p: p.name)
 def test_every_sampling_parameter_has_a_flag_with_the_same_range(p, surface):
     from lmnb.cli import build_parser
-    from lmnb.magic_parsers import cell_parser
+    from lmnb.notebook.magic_parsers import cell_parser
     from lmnb.options import sampling_from_args
 
     if surface.startswith("magic"):
@@ -101,7 +101,7 @@ def test_every_sampling_parameter_has_a_flag_with_the_same_range(p, surface):
 @pytest.mark.parametrize("p", LOAD, ids=lambda p: p.name)
 def test_every_load_parameter_has_a_flag_in_the_magic_and_the_cli(p):
     from lmnb.cli import build_parser
-    from lmnb.magic_parsers import parser
+    from lmnb.notebook.magic_parsers import parser
     from lmnb.options import load_from_args
 
     for argv_prefix, prs in ((["serve"], build_parser()), (["chat", "hi"], build_parser()), ([], parser("load"))):

@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from pydantic import BaseModel, Field, field_validator
 
 import lmnb
-from lmnb import structured
+from lmnb import gbnf, structured
 from lmnb.errors import LmnbError, StructuredOutputError
 
 from .conftest import final_reply, run_cell
@@ -243,7 +243,7 @@ def test_integer_ranges_are_in_the_grammar(lo, hi):
     """llama-cpp-python's converter ignores minimum/maximum; lmnb's rule admits exactly the range."""
     import re
 
-    expr = structured._int_range(lo, hi)
+    expr = gbnf._int_range(lo, hi)
     # the rule uses only literals, digit classes, groups, | and {m,n}: the same as a regex
     rx = re.compile(re.sub(r'"([^"]*)"', lambda m: re.escape(m.group(1)), expr).replace(" ", "") + r"\Z")
     for n in range(-1500, 1501):
@@ -254,9 +254,9 @@ def test_integer_ranges_are_in_the_grammar(lo, hi):
 
 def test_grammar_is_cached(monkeypatch):
     calls = []
-    real = structured._json_schema_to_gbnf
-    monkeypatch.setattr(structured, "_json_schema_to_gbnf", lambda s: calls.append(s) or real(s))
-    structured._gbnf.cache_clear()
+    real = gbnf._json_schema_to_gbnf
+    monkeypatch.setattr(gbnf, "_json_schema_to_gbnf", lambda s: calls.append(s) or real(s))
+    gbnf._gbnf.cache_clear()
     first = structured.grammar(Person)
     assert structured.grammar(Person) == first
     assert structured.grammar(Person.model_json_schema()) == first  # the same JSON text

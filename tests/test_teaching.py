@@ -10,8 +10,8 @@ import pytest
 from markupsafe import escape
 
 import lmnb
-from lmnb import distribution as D
-from lmnb.library import bundled_model
+from lmnb.sources.library import bundled_model
+from lmnb.teaching import distribution as D
 
 from .conftest import run_cell
 

@@ -15,7 +15,7 @@ from IPython.utils.capture import capture_output
 
 import lmnb
 from lmnb.errors import LmnbError
-from lmnb.library import bundled_model
+from lmnb.sources.library import bundled_model
 from lmnb.widgets.chat import Chat
 
 

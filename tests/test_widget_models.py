@@ -13,7 +13,7 @@ pytest.importorskip("ipywidgets")
 
 import lmnb  # noqa: E402
 from lmnb.errors import DownloadCancelled  # noqa: E402
-from lmnb.library import bundled_model  # noqa: E402
+from lmnb.sources.library import bundled_model  # noqa: E402
 from lmnb.widgets import Models  # noqa: E402
 
 from .hf_server import HFServer, Repo  # noqa: E402

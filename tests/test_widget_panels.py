@@ -70,7 +70,7 @@ def test_monitor_sample_is_cheap_and_reads_the_engine(loaded):
     assert 0 <= snap.cpu_percent <= 100 and 0 <= snap.process_cpu_percent <= 100
     assert snap.queue_depth == 0 and snap.tokens_per_s == 0
     # CPU-only llama.cpp here: nothing offloaded, of 30 layers + the output layer
-    from lmnb.fit import llama_offload
+    from lmnb.sources.fit import llama_offload
 
     if not llama_offload():
         assert snap.layers_offloaded == (0, loaded.info.layers + 1)
@@ -130,7 +130,7 @@ def test_system_shows_model_memory_live_speed_and_queue(loaded):
 
 
 def test_system_without_a_gpu_says_so(loaded):
-    from lmnb.fit import gpus
+    from lmnb.sources.fit import gpus
 
     if gpus():
         pytest.skip("this machine has an NVIDIA GPU")

@@ -1,4 +1,4 @@
-// The messages exchanged with the kernel over the "lmnb" comm (lmnb/labcomm.py is the other end),
+// The messages exchanged with the kernel over the "lmnb" comm (lmnb/notebook/labcomm.py is the other end),
 // and tolerant parsers for what the kernel sends: a missing or mistyped field gets a neutral
 // default instead of breaking the UI, so the two sides can evolve a little independently.
 

@@ -5,7 +5,8 @@ handle back. The worker takes work strictly in arrival order from one FIFO queue
 is a loop of *steps*: each step packs the pending work of every active sequence (a prompt chunk
 or one new token) into one ``llama_decode`` call, then samples a token for each sequence that
 produced logits. With ``n_parallel == 1`` that is the classic one-request-at-a-time loop; with
-more slots the same loop is continuous batching, and no caller changes.
+more slots the same loop is continuous batching, and no caller changes. The loop itself (admit,
+step, finish) is in ``batching.py``.
 
 Loads and unloads are queued like generations, so they never race a running decode: a load
 waits for the active requests to finish, and requests that arrive after it wait for the load.
@@ -21,27 +22,21 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import GenerationError, LoadError, NoModelLoaded
+from ..errors import LoadError, NoModelLoaded
 from ..types import (
     Completion,
     LoadOptions,
     ModelInfo,
     Status,
-    Timings,
-    Usage,
 )
+from .batching import Batching
 from .inspection import Inspection
-from .prompt import common_prefix, prompt_tokens
 from .request import GenerationSpec, Request, Stage
 from .sequence import Seq
 from .settings import resolve_load_options, resolve_sampling
 
-# Prompt chunks at least this long are decoded with llama.cpp's abort callback armed, so that a
-# cancel stops prompt evaluation mid-chunk instead of after it.
-_ABORTABLE_CHUNK = 32
 
-
-class Engine(Inspection):
+class Engine(Batching, Inspection):
     """Owns the model; serves requests from any thread. Use ``lmnb.get_engine()`` for the shared one."""
 
     def __init__(self, n_parallel: int = 1, name: str = "default") -> None:
@@ -359,233 +354,3 @@ class Engine(Inspection):
         except BaseException as e:  # a request that cannot start fails alone; the worker goes on
             self.stats["requests_error"] += 1
             req.fail(e)
-
-    def _start(self, req: Request) -> None:
-        if req.cancelled:  # stopped while waiting its turn: an empty reply, reported like any other
-            self.requests_served += 1
-            self.stats["requests_cancelled"] += 1
-            req.deliver(self._completion_for(req, "", "cancelled", Usage(), Timings(), req.spec.params))
-            return
-        model = self._require_model()
-        spec = req.spec
-        tokens = prompt_tokens(model, spec)
-        params = spec.params
-
-        from .sampler import Sampler
-
-        slot = self._pick_slot()
-        common = self._reuse_prefix(model, slot, tokens)
-        sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar, n_ctx=model.n_ctx_seq)
-        sampler.accept_prompt_tokens(tokens)  # penalties see the prompt's last 64, DRY its whole window
-        max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx_seq
-        seq = Seq(
-            req=req,
-            slot=slot,
-            sampler=sampler,
-            params=params,
-            prompt=tokens,
-            pending=tokens[common:],
-            n_cached=common,
-            t_admit=time.perf_counter(),
-            stops=list(params.stop or []),
-            max_tokens=max_tokens,
-        )
-        with self._lock:
-            self._active.append(seq)
-
-    def _reuse_prefix(self, model, slot: int, tokens: list[int]) -> int:
-        """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
-
-        A shared system prompt or template prefix is evaluated once: a new sequence takes the
-        cells another one already holds (copied, which costs far less than evaluating them), and
-        evaluates only the rest.
-        """
-        cached = self._slot_tokens[slot]
-        common = common_prefix(cached, tokens)
-        donor, best = slot, common
-        for i, other in enumerate(self._slot_tokens):
-            if i != slot:
-                n = common_prefix(other, tokens)
-                if n > best:
-                    donor, best = i, n
-        best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
-        if donor != slot and best > common:
-            model.copy_prefix(donor, slot, best)
-            self._slot_tokens[slot] = list(tokens[:best])
-            self.stats["prefix_tokens_shared"] += best
-            return best
-        common = min(common, len(tokens) - 1)
-        if not model.seq_rm(slot, common, -1):
-            model.seq_rm(slot, 0, -1)  # e.g. sliding-window caches cannot drop a suffix
-            common = 0
-        del cached[common:]
-        return common
-
-    def _pick_slot(self) -> int:
-        busy = {s.slot for s in self._active}
-        free = [i for i in range(self.n_parallel) if i not in busy]
-        # The lowest free slot: llama.cpp decodes a batch of per-sequence KV streams in one ubatch
-        # only while their ids are consecutive (a gap splits it in two, about 25% slower), and
-        # _reuse_prefix borrows a cached prefix from any slot anyway.
-        return min(free)
-
-    def _step(self) -> None:
-        model = self._model
-        for s in list(self._active):
-            if s.req.cancelled:
-                self._finish(s, "cancelled")
-        if not self._active:
-            return
-        tokens: list[int] = []
-        seqs: list[int] = []
-        pos: list[int] = []
-        want: list[bool] = []
-        owners: list[tuple[Seq, int]] = []
-        generating: list[Seq] = []
-        budget = model.n_batch
-        # Generating sequences first (one token each), so a long prompt never stalls their stream.
-        for s in sorted(self._active, key=lambda s: s.slot):
-            if not s.prefilling:
-                generating.append(s)
-                owners.append((s, len(tokens)))
-                tokens.append(s.last_token)
-                seqs.append(s.slot)
-                pos.append(len(self._slot_tokens[s.slot]))
-                want.append(True)
-                budget -= 1
-        prefill: list[tuple[Seq, int]] = []
-        for s in self._active:
-            if s.prefilling and budget > 0:
-                # The last prompt token is always decoded on its own: its logits then come from the
-                # same kernels whether or not the rest of the prompt was cached, so a seed replays
-                # exactly (batched matmuls differ from single-token ones in the last bits).
-                n = len(s.pending) if len(s.pending) == 1 else min(budget, len(s.pending) - 1)
-                chunk = s.pending[:n]
-                start = len(self._slot_tokens[s.slot])
-                last = len(chunk) == len(s.pending)
-                for i, t in enumerate(chunk):
-                    tokens.append(t)
-                    seqs.append(s.slot)
-                    pos.append(start + i)
-                    want.append(last and i == len(chunk) - 1)
-                if last:
-                    owners.append((s, len(tokens) - 1))
-                prefill.append((s, len(chunk)))
-                budget -= len(chunk)
-        if not tokens:
-            return
-
-        abort = None
-        if any(n >= _ABORTABLE_CHUNK for _, n in prefill):
-            watched = [s.req for s, _ in prefill]
-            abort = lambda: any(r.cancelled for r in watched)  # noqa: E731
-        rc = model.decode(tokens, seqs, pos, want, abort=abort)
-        if rc == 2:  # aborted: drop whatever part of the chunks reached the cache
-            for s in list(self._active):
-                model.seq_rm(s.slot, len(self._slot_tokens[s.slot]), -1)
-                if s.req.cancelled:
-                    self._finish(s, "cancelled")
-            return
-        if rc != 0:
-            why = "the KV cache is full" if rc == 1 else f"llama_decode returned {rc}"
-            for s in list(self._active):
-                model.seq_rm(s.slot, len(self._slot_tokens[s.slot]), -1)
-                self._fail(s, GenerationError(f"Generation failed: {why}."))
-            return
-
-        now = time.perf_counter()
-        for s, n in prefill:
-            self._slot_tokens[s.slot].extend(s.pending[:n])
-            del s.pending[:n]
-            if not s.pending:
-                s.t_prompt_done = now
-                s.req.prompt_done.set()
-            if len(s.prompt) - s.n_cached > model.n_batch:  # a prompt read over several steps
-                s.req.progress(len(s.prompt) - len(s.pending), len(s.prompt))
-        for s in generating:
-            self._slot_tokens[s.slot].append(s.last_token)
-        self.stats["decode_calls"] += 1
-        self.stats["decoded_tokens"] += len(tokens)
-        self.stats["sequences_decoded"] += len(generating) + len(prefill)
-        for s, idx in owners:
-            tok = s.sampler.sample(model.ctx, idx)
-            if s.req.spec.logprobs is not None and not model.is_eog(tok):
-                s.req.logprobs.append(model.logprob_entry(idx, tok, s.req.spec.logprobs))
-            self._on_token(s, tok)
-
-    def _on_token(self, s: Seq, tok: int) -> None:
-        model = self._model
-        if not s.generated:
-            s.t_first = time.perf_counter()
-        if model.is_eog(tok):
-            self._finish(s, "stop")
-            return
-        s.generated.append(tok)
-        self.tokens_generated += 1
-        s.last_token = tok
-        if s.add_piece(model.piece(tok)):
-            self._finish(s, "stop")
-            return
-        if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx_seq:
-            self._finish(s, "length")
-
-    def _finish(self, s: Seq, reason: str) -> None:
-        s.flush()
-        now = time.perf_counter()
-        n_prompt_eval = len(s.prompt) - s.n_cached
-        t_prompt_done = s.t_prompt_done or now
-        prompt_s = max(t_prompt_done - s.t_admit, 1e-9)
-        gen_s = max(now - t_prompt_done, 1e-9)
-        n_gen = len(s.generated)
-        timings = Timings(
-            queued_s=s.t_admit - s.req.submitted,
-            ttft_s=(s.t_first - s.req.submitted) if s.t_first else 0.0,
-            prompt_s=prompt_s,
-            generation_s=gen_s,
-            prompt_tokens_per_s=n_prompt_eval / prompt_s if n_prompt_eval else 0.0,
-            generation_tokens_per_s=n_gen / gen_s if n_gen else 0.0,
-        )
-        usage = Usage(prompt_tokens=len(s.prompt), completion_tokens=n_gen, cached_tokens=s.n_cached)
-        result = self._completion_for(s.req, s.text, reason, usage, timings, s.params)
-        self._retire(s)
-        if reason == "cancelled" and self._model is not None:
-            # a stopped sequence's cells go back to the others at once (a cancelled batch frees all)
-            self._model.seq_rm(s.slot, 0, -1)
-            self._slot_tokens[s.slot].clear()
-        if n_gen:
-            self.last_tokens_per_s = timings.generation_tokens_per_s
-        self.requests_served += 1
-        self.stats["prompt_tokens"] += len(s.prompt)
-        self.stats["prompt_tokens_evaluated"] += n_prompt_eval
-        self.stats["generated_tokens"] += n_gen
-        self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
-        s.req.deliver(result)
-
-    def _fail(self, s: Seq, error: BaseException) -> None:
-        self._retire(s)
-        self.stats["requests_error"] += 1
-        s.req.fail(error)
-
-    def _retire(self, s: Seq) -> None:
-        with self._lock:
-            if s in self._active:
-                self._active.remove(s)
-        s.sampler.close()
-        self.last_activity = time.monotonic()
-
-    def _completion_for(self, req, text, reason, usage, timings, params) -> Completion:
-        return Completion(
-            text=text,
-            finish_reason=reason,
-            usage=usage,
-            timings=timings,
-            model=self._info.name if self._info else "",
-            params=params,
-            request_id=req.id,
-            logprobs=list(req.logprobs) if req.spec.logprobs is not None else None,
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers
-# ----------------------------------------------------------------------------------------------

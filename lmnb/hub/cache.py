@@ -1,7 +1,7 @@
 """The local Hugging Face cache, read and pruned without the network: which GGUF files it holds,
 and deleting one model's files from it.
 
-The library (``lmnb.library``: ``%lm models``, ``%lm rm``) and the hub (``hub.cached``) both read
+The library (``lmnb.sources.library``: ``%lm models``, ``%lm rm``) and the hub (``hub.cached``) both read
 the cache through here, so the library depends on the hub and never the other way round.
 """
 

@@ -162,7 +162,7 @@ def _pick(ref: _hf.Ref, revision: Optional[str], say: Callable[[str], None]) -> 
 
 def cached(ref: Union[str, _hf.Ref]) -> Optional[Downloaded]:
     """The model named by ``ref`` if it is complete in the local HF cache (no network)."""
-    from ..quant import choose, group_shards, matches, quant_of
+    from ..sources.quant import choose, group_shards, matches, quant_of
 
     if isinstance(ref, str):
         ref = _hf.parse_ref(ref)

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Optional
 
 from ..errors import HubError
-from ..fit import Fit, Hardware, estimate, probe
-from ..quant import choose, group_shards, is_projector, matches, quant_of
+from ..sources.fit import Fit, Hardware, estimate, probe
+from ..sources.quant import choose, group_shards, is_projector, matches, quant_of
 from ..tables import Table, TableList, human_bytes, human_count
 from . import _hf
 
@@ -240,7 +240,7 @@ def remote_header(repo_id: str, filename: str, *, revision: Optional[str] = None
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-    from ..gguf_header import read_metadata
+    from ..sources.gguf_header import read_metadata
 
     url = hf_hub_url(repo_id, _hf.check_filename(filename), revision=revision, endpoint=_hf.endpoint())
     headers = build_hf_headers(token=_hf.token())

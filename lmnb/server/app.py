@@ -58,8 +58,7 @@ def create_app(
     """
     registry = None
     if engine is None:
-        from ..api import get_engine
-        from ..api import registry as session_registry
+        from ..api import get_engine, registry as session_registry
 
         engine, registry = get_engine(), session_registry()
     stats = stats or ServerStats()

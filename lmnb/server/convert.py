@@ -27,7 +27,7 @@ def message(m: S.ChatMessage, i: int) -> dict[str, str]:
     return {"role": role, "content": content or ""}
 
 
-def sampling(body: S._Sampling, max_tokens: Optional[int]) -> SamplingParams:
+def sampling(body: S.SamplingRequest, max_tokens: Optional[int]) -> SamplingParams:
     """The request's sampling fields (every declared parameter, under its OpenAI name when it has
     one); unset ones stay ``None`` (the session's defaults)."""
     from ..params import SAMPLING

@@ -57,7 +57,7 @@ def _load_on_demand(reg, name: str) -> Optional[str]:
     """Load the local model ``name`` (registry name: ``name``) if allowed and it fits; else ``None``."""
     if not get_config().jit_load:
         return None
-    from ..library import resolve
+    from ..sources.library import resolve
 
     try:
         path = resolve(name, download=False)
@@ -105,7 +105,7 @@ def names_model(info: ModelInfo, name: str) -> bool:
     if name in (info.name, os.path.basename(info.path), info.path):
         return True
     try:
-        from ..library import resolve
+        from ..sources.library import resolve
 
         return os.path.abspath(resolve(name)) == info.path
     except Exception:

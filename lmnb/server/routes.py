@@ -18,11 +18,9 @@ from typing import Optional, Union
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..engine import Engine, GenerationSpec
-from ..engine import Request as EngineRequest
+from ..engine import Engine, GenerationSpec, Request as EngineRequest
 from ..types import Completion, ModelInfo
-from . import convert
-from . import schemas as S
+from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, no_model
 from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
@@ -78,7 +76,7 @@ openai_routes = APIRouter(dependencies=[Depends(authenticate)], responses=ERROR_
 @openai_routes.get("/models", response_model=S.ModelList)
 async def list_models(request: Request, engine: Engine = Depends(get_engine)) -> JSONResponse:
     """The loaded models (and embedding model) first, then the other models on this machine."""
-    from ..library import local_models
+    from ..sources.library import local_models
 
     reg = request.app.state.registry
     served_models = listed(reg) if reg is not None else [(m.name, m) for m in (engine.info,) if m is not None]
@@ -187,7 +185,7 @@ async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engi
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
-async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], body: S._Sampling, request: Request,
+async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], body: S.SamplingRequest, request: Request,
                fmt: Chunks, prompt_field: str) -> Union[Response, list[Completion]]:
     """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
     if body.stream and len(specs) > 1:

@@ -25,7 +25,7 @@ def _sampling_fields() -> dict[str, Any]:
     """One request field per declared sampling parameter (lmnb.params), with its range and help.
 
     A parameter with special values outside its range (``max_tokens: -1``) is checked by
-    ``_Sampling._declared_ranges`` instead, with the message every other surface gives.
+    ``SamplingRequest._declared_ranges`` instead, with the message every other surface gives.
     """
     fields: dict[str, Any] = {}
     for p in SAMPLING:
@@ -53,10 +53,10 @@ def _bounds(p: Any) -> dict[str, float]:
 
 
 _SamplingFields = create_model("_SamplingFields", __base__=_Request, **_sampling_fields())
-_SPECIAL = tuple(p.name for p in SAMPLING if p.special)  # checked by _Sampling._declared_ranges
+_SPECIAL = tuple(p.name for p in SAMPLING if p.special)  # checked by SamplingRequest._declared_ranges
 
 
-class _Sampling(_SamplingFields):  # type: ignore[misc, valid-type]
+class SamplingRequest(_SamplingFields):  # type: ignore[misc, valid-type]
     model: Optional[str] = Field(None, description="A loaded model's id (see /v1/models); empty means the default one.")
     stop: Optional[Union[str, Annotated[list[str], Field(max_length=16)]]] = None
     stream: Optional[bool] = False
@@ -123,7 +123,7 @@ ResponseFormat = Annotated[
 ]
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     response_format: Optional[ResponseFormat] = None
@@ -132,7 +132,7 @@ class ChatCompletionRequest(_Sampling):
     tools: Optional[list[dict[str, Any]]] = None
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingRequest):
     prompt: Union[str, Annotated[list[str], Field(min_length=1, max_length=16)]]
     echo: Optional[bool] = False
     suffix: Optional[str] = None

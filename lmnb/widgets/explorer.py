@@ -12,8 +12,8 @@ from typing import Any, Optional
 import ipywidgets as W
 import numpy as np
 
-from .. import distribution as D
 from ..markup import Markup, html, join
+from ..teaching import distribution as D
 from ._html import SafeHTML
 from ._pane import StatusPane
 
@@ -31,7 +31,7 @@ class NextTokenExplorer(StatusPane, W.VBox):
         seed: seeds Sample's random draws: the same seed and the same clicks give the same text.
 
     Python side: ``sample()``, ``greedy()``, ``undo()``, ``text`` (what was added),
-    ``distribution`` (the current ``lmnb.distribution.Distribution``).
+    ``distribution`` (the current ``lmnb.teaching.distribution.Distribution``).
     """
 
     _status_attr = "message"  # where a failed Sample / Greedy / Undo says why

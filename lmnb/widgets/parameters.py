@@ -18,7 +18,6 @@ callback ever raises: errors show in the status lines and a rejected value puts 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -27,118 +26,23 @@ import ipywidgets as widgets
 
 from .. import presets as _presets
 from ..markup import Markup, html
-from ..params import BY_NAME, LOAD, SAMPLING
 from ._html import SafeHTML
 from ._jobs import Jobs, Quiet
 from ._pane import UI_INTERVAL, StatusPane, describe
-
-# Widget updates from the load-progress callback: at most ~10 a second.
-_DESCRIPTION_WIDTH = "10.5em"  # fits "frequency_penalty", so every control lines up
-_CONTROL_WIDTH = "34em"
-
-# Every declared parameter the pane draws (lmnb.params: the table says how), in the table's order.
-SAMPLING_CONTROLS: tuple[str, ...] = tuple(p.name for p in SAMPLING if p.widget)
-ADVANCED_CONTROLS: tuple[str, ...] = tuple(p.name for p in SAMPLING if p.widget and p.group == "advanced")
-LOAD_CONTROLS: tuple[str, ...] = tuple(p.name for p in LOAD if p.widget)
-_JS_INT_MAX = 2**53 - 1  # larger integers lose precision in the browser
-
-
-def explanation(name: str) -> str:
-    """The one-line explanation of a setting: its help text in the ``LM`` config."""
-    from ..config import LM
-
-    return LM.class_traits()[name].help
-
-
-def _make_control(name: str) -> widgets.ValueWidget:
-    """The input for one declared parameter, as its ``widget`` entry says (the value is set later)."""
-    spec = BY_NAME[name].widget
-    if spec is None:
-        raise KeyError(name)
-    common: dict[str, Any] = dict(
-        description=name,
-        style={"description_width": _DESCRIPTION_WIDTH},
-        layout=widgets.Layout(width=_CONTROL_WIDTH),
-    )
-    kind, *args = spec
-    # Sliders update the config when released, not on every pixel of a drag: each change notifies
-    # every observer of the config (other panels, the studio), and half-dragged values mean nothing.
-    if kind == "slider":
-        lo, hi, step = args
-        return widgets.FloatSlider(min=lo, max=hi, step=step, continuous_update=False, readout_format=".2f", **common)
-    if kind == "islider":
-        lo, hi, step = args
-        return widgets.IntSlider(min=lo, max=hi, step=step, continuous_update=False, **common)
-    if kind == "int":
-        lo, hi, *step = args
-        if hi > _JS_INT_MAX:
-            return widgets.IntText(**common)
-        return widgets.BoundedIntText(min=lo, max=hi, step=step[0] if step else 1, **common)
-    if kind == "float":
-        lo, hi, step = args
-        return widgets.BoundedFloatText(min=lo, max=hi, step=step, **common)
-    if kind == "choice":
-        return widgets.Dropdown(options=list(args[0]), **common)
-    if kind == "text":
-        return widgets.Text(continuous_update=False, placeholder="an integer, auto or max", **common)
-    if kind == "check":
-        return widgets.Checkbox(indent=True, **common)
-    raise ValueError(f"{name}: unknown widget kind {kind!r}")
-
-
-def _to_widget(name: str, value: Any) -> Any:
-    return str(value) if name == "n_gpu_layers" else value
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-        except (TypeError, ValueError):
-            return False
-    return a == b
-
-
-def check_sampling(name: str, value: Any) -> None:
-    """Raise ``ValueError`` (the engine's own message) when a request could not use ``name=value``."""
-    from ..types import SamplingParams
-
-    SamplingParams(**{name: value}).validate()
-
-
-def load_differences(cfg: Any, loaded: Any, info: Any) -> list[str]:
-    """How the loaded model's options (``status().options``) differ from the config's, in words."""
-    out: list[str] = []
-    want = cfg.n_ctx or (info.context_length if info is not None else 0)
-    padded = -(-want // 256) * 256  # llama.cpp rounds the context up to a multiple of 256
-    if want and loaded.n_ctx not in (want, padded):
-        here = f"{cfg.n_ctx}" if cfg.n_ctx else f"0 = trained length {want}"
-        out.append(f"context {loaded.n_ctx} (here {here})")
-
-    def layers(v: Any) -> str:
-        return "max" if v in (-1, "-1") else str(v)
-
-    if layers(loaded.n_gpu_layers) != layers(cfg.n_gpu_layers):
-        out.append(f"GPU layers {layers(loaded.n_gpu_layers)} (here {layers(cfg.n_gpu_layers)})")
-    if cfg.n_threads:
-        threads = cfg.n_threads
-    else:
-        from ..engine.model import default_threads  # what llama.cpp gets for 0
-
-        threads = default_threads()
-    if loaded.n_threads != threads:
-        out.append(f"{loaded.n_threads} threads (here {threads})")
-    if bool(loaded.flash_attn) != bool(cfg.flash_attn):
-        out.append(f"flash attention {'on' if loaded.flash_attn else 'off'} (here {'on' if cfg.flash_attn else 'off'})")
-    return out
-
-
-def describe_options(opts: Any) -> str:
-    """``context 4096 · GPU layers auto · 2 threads · flash attention off``."""
-    return (
-        f"context {opts.n_ctx} · GPU layers {opts.n_gpu_layers} · {opts.n_threads} threads · "
-        f"flash attention {'on' if opts.flash_attn else 'off'}"
-    )
+from .controls import (
+    ADVANCED_CONTROLS,
+    CONTROL_WIDTH,
+    DESCRIPTION_WIDTH,
+    LOAD_CONTROLS,
+    SAMPLING_CONTROLS,
+    check_sampling,
+    describe_options,
+    explanation,
+    load_differences,
+    make_control,
+    same_value,
+    to_widget,
+)
 
 
 class Parameters(StatusPane, widgets.VBox):
@@ -190,7 +94,7 @@ class Parameters(StatusPane, widgets.VBox):
         self.explanations: dict[str, SafeHTML] = {}
         rows: dict[str, widgets.Widget] = {}
         for name in SAMPLING_CONTROLS + LOAD_CONTROLS:
-            control = _make_control(name)
+            control = make_control(name)
             control.add_class(f"lmnb-param-{name}")
             text = explanation(name)
             control.tooltip = text
@@ -199,11 +103,11 @@ class Parameters(StatusPane, widgets.VBox):
             if hasattr(control, "max"):
                 self._ranges[name] = (control.min, control.max)
             self._fit_range(name, getattr(self._cfg, name))  # before the value: sliders clamp
-            control.value = _to_widget(name, getattr(self._cfg, name))
+            control.value = to_widget(name, getattr(self._cfg, name))
             note = SafeHTML(
                 html('<span style="color:var(--jp-ui-font-color2,#616161);font-size:0.9em;line-height:1.3">'
                      "{}</span>", text),
-                layout=widgets.Layout(margin=f"-2px 0 6px calc({_DESCRIPTION_WIDTH} + 8px)", width="auto"),
+                layout=widgets.Layout(margin=f"-2px 0 6px calc({DESCRIPTION_WIDTH} + 8px)", width="auto"),
             )
             note.add_class("lmnb-param-help")
             self.explanations[name] = note
@@ -217,7 +121,7 @@ class Parameters(StatusPane, widgets.VBox):
 
         # --- presets
         self.preset = widgets.Dropdown(
-            options=[], value=None, description="preset", style={"description_width": _DESCRIPTION_WIDTH},
+            options=[], value=None, description="preset", style={"description_width": DESCRIPTION_WIDTH},
             layout=widgets.Layout(width="24em"),
         )  # fmt: skip
         self.preset.add_class("lmnb-preset")
@@ -225,7 +129,7 @@ class Parameters(StatusPane, widgets.VBox):
         self.delete_button.add_class("lmnb-preset-delete")
         self.preset_name = widgets.Text(
             placeholder="name for the current settings", description="save as",
-            style={"description_width": _DESCRIPTION_WIDTH}, layout=widgets.Layout(width="24em"),
+            style={"description_width": DESCRIPTION_WIDTH}, layout=widgets.Layout(width="24em"),
         )  # fmt: skip
         self.preset_name.add_class("lmnb-preset-name")
         self.save_button = button("Save", "save", tip="Save the current sampling settings as a preset")
@@ -236,7 +140,7 @@ class Parameters(StatusPane, widgets.VBox):
         self.apply_button = button("Apply (reload)", "refresh", "primary", disabled=True)
         self.apply_button.add_class("lmnb-apply")
         self.load_hint = SafeHTML()
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width=_CONTROL_WIDTH))
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width=CONTROL_WIDTH))
         self.progress.layout.visibility = "hidden"
         self.load_status = SafeHTML()
 
@@ -345,7 +249,7 @@ class Parameters(StatusPane, widgets.VBox):
             value = value.strip()
             if value == str(current):
                 return
-        elif _same(value, current):
+        elif same_value(value, current):
             return
         status = self.load_status if name in LOAD_CONTROLS else self.sampling_status
         try:
@@ -369,7 +273,7 @@ class Parameters(StatusPane, widgets.VBox):
         control = self.controls[name]
         with self._quiet():
             self._fit_range(name, value)
-            control.value = _to_widget(name, value)
+            control.value = to_widget(name, value)
 
     def _on_config(self, change: dict) -> None:
         """The config changed (a control here, ``%lm set``, ``lmnb.configure``, ``%config LM.x``, a preset)."""

@@ -64,7 +64,7 @@ def venv_lab(venv_python, tmp_path_factory):
 def test_status_item_follows_the_kernel(venv_lab, chromium, artifacts, hostile_gguf):
     from playwright.sync_api import expect  # here: without playwright the module still imports, and skips
 
-    from lmnb.library import bundled_model
+    from lmnb.sources.library import bundled_model
 
     page, log = chromium.new_page()
     # the second model: the Gemma 3 file of the environment running the tests, loaded by path

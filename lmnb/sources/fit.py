@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .tables import human_bytes
+from ..tables import human_bytes
 
 _MIB = 1 << 20
 _N_UBATCH = 512
@@ -195,7 +195,7 @@ def estimate(
 
     ``n_ctx`` defaults to ``LM.n_ctx``; ``0`` means the model's trained length, as at load.
     """
-    from .config import get_config
+    from ..config import get_config
 
     cfg = get_config()
     hw = hardware or probe()

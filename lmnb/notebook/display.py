@@ -15,9 +15,8 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from .markup import html
-from .markup import markdown as render_markdown
-from .types import Completion
+from ..markup import html, markdown as render_markdown
+from ..types import Completion
 
 # Updating the display on every token would send one growing message per token (quadratic
 # traffic for long replies); ~30 updates a second looks the same to a reader.

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .errors import LmnbError, LoadError
+from ..errors import LmnbError, LoadError
+from ..tables import Table, TableList, human_bytes
 from .quant import quant_of
-from .tables import Table, TableList, human_bytes
 
 # Where a model came from, and whether lmnb may delete it.
 DELETABLE = {"hf-cache", "models-dir"}
@@ -141,7 +141,7 @@ def resolve(
     (``lmnb.hub.download``); otherwise the error says how to get it.
     """
     if not name:
-        from .config import get_config
+        from ..config import get_config
 
         name = get_config().default_model or "smollm2"
     if name in BUNDLED:
@@ -150,9 +150,9 @@ def resolve(
     if os.path.exists(path):
         return path
     if _looks_like_repo(name):
-        from . import hub
-        from .errors import HubError
-        from .hub.cache import hf_cache_ggufs
+        from .. import hub
+        from ..errors import HubError
+        from ..hub.cache import hf_cache_ggufs
 
         try:
             ref = hub.parse_ref(name)
@@ -210,7 +210,7 @@ def _external_named(name: str):
 
 
 def _scan_external() -> bool:
-    from .config import get_config
+    from ..config import get_config
 
     return get_config().scan_other_apps
 
@@ -235,9 +235,9 @@ def local_models(extra_paths: tuple[str, ...] = ()) -> ModelList:
     Bundled starter models, the HF cache (split shards grouped), ``LM.models_dir``, LM Studio's and
     Ollama's folders (when ``LM.scan_other_apps``), and files loaded this session by path.
     """
-    from .config import get_config
-    from .history_db import last_uses
-    from .hub.cache import hf_cache_ggufs
+    from ..config import get_config
+    from ..history_db import last_uses
+    from ..hub.cache import hf_cache_ggufs
     from .quant import group_shards, is_projector
 
     cfg = get_config()
@@ -346,7 +346,7 @@ def rm(name: str, *, loaded_path: Optional[str] = None) -> int:
             os.remove(f)
         return freed
     if m.source == "hf-cache":
-        from .hub.cache import delete_files
+        from ..hub.cache import delete_files
 
         return delete_files(m.repo_id, m.files)
     raise LmnbError(f"lmnb only deletes models in the HF cache or LM.models_dir; {m.path} is yours to delete.")

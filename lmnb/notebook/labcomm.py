@@ -35,7 +35,7 @@ TARGET = "lmnb"
 def shown_parameters(cfg: Any) -> dict[str, float]:
     """The numeric parameters the side panel lists: the brief ones, and any other set away from
     its declared default (a sampler turned on shows up)."""
-    from .params import LOAD, SAMPLING
+    from ..params import LOAD, SAMPLING
 
     out = {}
     for p in SAMPLING + LOAD:
@@ -89,7 +89,7 @@ class Link:
         self._last: Optional[dict] = None
         self._loading: Optional[tuple[str, float]] = None  # (model, fraction) while this link loads
         self._lock = threading.Lock()
-        from .widgets.ticker import subscribe
+        from ..widgets.ticker import subscribe
 
         self._unsubscribe = subscribe(self.push)
 
@@ -104,7 +104,7 @@ class Link:
         self._send({"type": "status", **st})
 
     def send_models(self) -> None:
-        from . import api
+        from .. import api
 
         models = api.models()
         loaded = set(getattr(models, "loaded_paths", None) or ([models.loaded_path] if models.loaded_path else []))
@@ -136,7 +136,7 @@ class Link:
             elif kind == "load":
                 self._load(str(data.get("model") or ""))
             elif kind == "unload":
-                from . import api
+                from .. import api
 
                 api.unload()
                 self.push()
@@ -146,7 +146,7 @@ class Link:
             elif kind == "serve":
                 self._serve(data.get("port"))
             elif kind == "stop_server":
-                from . import server
+                from .. import server
 
                 srv = server.current()
                 if srv is not None:
@@ -158,7 +158,7 @@ class Link:
             self.error(str(e) or type(e).__name__)
 
     def _load(self, name: str) -> None:
-        from . import api
+        from .. import api
 
         if not name:
             self.error("load: no model given")
@@ -185,7 +185,7 @@ class Link:
         threading.Thread(target=run, name="lmnb-lab-load", daemon=True).start()
 
     def _unload_model(self, name: Any) -> None:
-        from . import api
+        from .. import api
 
         if not isinstance(name, str) or not name:
             raise ValueError(f"unload_model: name must be the name a model is loaded under, not {name!r}")
@@ -196,7 +196,7 @@ class Link:
         self.send_models()
 
     def _serve(self, port: Any) -> None:
-        from . import server
+        from .. import server
 
         if port is not None and not isinstance(port, int):
             raise ValueError(f"serve: port must be a number, not {port!r}")
@@ -209,8 +209,8 @@ class Link:
 
 def status(loading: Optional[tuple[str, float]] = None) -> dict:
     """What the status item shows, read without queueing on the engine (it may be busy)."""
-    from . import api, server
-    from .config import get_config
+    from .. import api, server
+    from ..config import get_config
 
     eng = api.get_engine()
     info = eng.info
@@ -229,7 +229,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
     params = shown_parameters(cfg)
     if st.options is not None:  # what the loaded model runs with
         params["n_ctx"], params["n_parallel"] = st.options.n_ctx, st.options.n_parallel
-    from .version import __version__
+    from ..version import __version__
 
     return {
         # while loading, the model being loaded (what the status item names)
@@ -249,7 +249,7 @@ def status(loading: Optional[tuple[str, float]] = None) -> dict:
 
 def loaded_models() -> list[dict]:
     """Every loaded model, the default first, as the status's ``models`` lists them."""
-    from . import api
+    from .. import api
 
     out = []
     for m in api.registry().loaded():

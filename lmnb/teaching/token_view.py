@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .markup import html, join
+from ..markup import html, join
 
 # soft backgrounds that read in light and dark themes; neighbours always differ
 COLOURS = ("#f9d5a7", "#b8e0d2", "#d6c5f0", "#f5b5c8", "#c2d9f7")
@@ -68,8 +68,8 @@ def tokens(text: str, *, chat: bool = False, system: Optional[str] = None) -> To
         A ``TokenView`` (a list of ``Token(id, text, special)``): alternating colours in a
         notebook, the id of each token on hover, and the count.
     """
-    from .api import get_engine
-    from .errors import NoModelLoaded
+    from ..api import get_engine
+    from ..errors import NoModelLoaded
 
     engine = get_engine()
     if not engine.loaded:

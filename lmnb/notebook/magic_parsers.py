@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from IPython.core.error import UsageError
 
-from .options import (
+from ..options import (
     add_download_arguments,
     add_files_arguments,
     add_load_arguments,
@@ -140,7 +140,7 @@ def _set() -> Parser:
 
 
 def _ui() -> Parser:
-    from .widgets import TABS
+    from ..widgets import TABS
 
     p = Parser(prog="%lm ui", description="the studio: " + ", ".join(TABS) + " in tabs (or one PANE alone)")
     p.add_argument("pane", nargs="?", type=str.lower, choices=[t.lower() for t in TABS])

@@ -12,13 +12,13 @@ from typing import Any, Optional
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from . import api
-from .config import LM, configure, get_config
-from .errors import LmnbError
+from .. import api
+from ..config import LM, configure, get_config
+from ..errors import LmnbError
+from ..options import load_from_args, sampling_from_args
+from ..tables import human_bytes
 from .interpolate import interpolate
 from .magic_parsers import HelpShown, cell_parser, parser, usage
-from .options import load_from_args, sampling_from_args
-from .tables import human_bytes
 
 
 def _parse_value(text: str) -> Any:
@@ -37,7 +37,7 @@ class _Text:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         if self.fraction is None:
             return {"text/plain": self.text}
-        from .markup import html
+        from ..markup import html
 
         view = html('<div><progress value="{:.3f}" max="1" style="width:16em"></progress> {}</div>',
                     self.fraction, self.text)
@@ -88,7 +88,7 @@ class LMMagics(Magics):
             opts["seed"] = args.seed
         if api.status().backend != "local" and args.name is None:
             print("Disconnected from the remote server: generations run on this local model.")
-        from .library import resolve
+        from ..sources.library import resolve
 
         # Download first (its own progress bar) so "Loading…" means loading.
         args.model = resolve(args.model, download=True)
@@ -165,7 +165,7 @@ class LMMagics(Magics):
         print("\n\n".join(blocks))
 
     def _cmd_serve(self, args: argparse.Namespace) -> None:
-        from .server import current, serve
+        from ..server import current, serve
 
         srv = current()
         if args.stop:
@@ -214,7 +214,7 @@ class LMMagics(Magics):
     def _cmd_files(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from .hub import files
+        from ..hub import files
 
         display(files(args.repo, revision=args.revision, n_ctx=args.n_ctx))
 
@@ -223,7 +223,7 @@ class LMMagics(Magics):
         print(f"{done}\nLoad it with: %lm load {done.ref}")
 
     def _cmd_rm(self, args: argparse.Namespace) -> None:
-        from .tables import human_bytes
+        from ..tables import human_bytes
 
         freed = api.rm(args.model)
         print(f"Deleted {args.model}: {human_bytes(freed)} freed. {api.models().summary()}")
@@ -249,13 +249,13 @@ class LMMagics(Magics):
     def _cmd_ui(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from . import widgets
-        from .widgets.studio import studio
+        from .. import widgets
+        from ..widgets.studio import studio
 
         display(studio() if args.pane is None else getattr(widgets, args.pane.capitalize())())
 
     def _cmd_preset(self, args: argparse.Namespace) -> None:
-        from . import presets
+        from .. import presets
 
         if args.save:
             values = presets.save(args.save)
@@ -355,7 +355,7 @@ class LMMagics(Magics):
         if args.show_probs and result.logprobs:
             from IPython.display import display
 
-            from .token_view import ProbabilityView
+            from ..teaching.token_view import ProbabilityView
 
             view = ProbabilityView(result.logprobs)
             display({"text/html": view._repr_html_(), "text/plain": repr(view)}, raw=True)
@@ -373,7 +373,7 @@ class LMMagics(Magics):
         """``%%lm map --over df.col -o results``: the cell is a template filled from each row."""
         from IPython.display import display
 
-        from .batch import map as lm_map
+        from ..batch import map as lm_map
 
         template = cell.strip()
         if not template:
@@ -417,7 +417,7 @@ class LMMagics(Magics):
             if not hasattr(obj, attr):
                 raise UsageError(f"--schema {name}: {head} has no attribute {attr!r}")
             obj = getattr(obj, attr)
-        from .structured import grammar
+        from ..structured import grammar
 
         try:
             grammar(obj)  # cached, so chat() finds it ready; checked here to name the option

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tables import human_bytes
+from ..tables import human_bytes
 
 log = logging.getLogger(__name__)
 

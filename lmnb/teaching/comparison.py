@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .markup import html, join, markdown
-from .types import Completion
+from ..markup import html, join, markdown
+from ..types import Completion
 
 
 @dataclass
@@ -100,8 +100,8 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
         NoModelLoaded: no ``models`` given and none is loaded.
         LoadError: a model that is not loaded will not fit in free memory, or cannot be loaded.
     """
-    from . import api
-    from .types import LoadOptions
+    from .. import api
+    from ..types import LoadOptions
 
     settings = [dict(s) for s in (settings or [{}])]
     reg = api.registry()
@@ -115,7 +115,7 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
             if name is None and wanted is not None:
                 name = _loaded_with_path(reg, wanted)
             if name is None and wanted is not None:
-                from .library import resolve
+                from ..sources.library import resolve
 
                 path = resolve(wanted, download=True)
                 reg.check_fits(path, LoadOptions(n_ctx=keep.get("n_ctx")))
@@ -123,7 +123,7 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
                 api.load(path, name=name, **keep)
                 borrowed.append(name)
             if name is None:
-                from .errors import NoModelLoaded
+                from ..errors import NoModelLoaded
 
                 raise NoModelLoaded()
             names.append(name)
@@ -145,7 +145,7 @@ def _loaded_with_path(reg: Any, wanted: str) -> Optional[str]:
     """The registry name of a loaded model whose file ``wanted`` resolves to (without downloading)."""
     import os
 
-    from .library import resolve
+    from ..sources.library import resolve
 
     try:
         path = os.path.realpath(resolve(wanted, download=False))
