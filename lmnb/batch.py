@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterable, Optional
 
 from .errors import LmnbError, NoModelLoaded
-from .notebook.interpolate import interpolate, names
+from .interpolate import interpolate, names
 from .types import Completion
 
 # Growing the context for a batch is capped: beyond this, rows wait for room instead (the KV

@@ -134,48 +134,89 @@ def test_models_loaded_on_demand_are_unloaded_after_the_idle_time(loaded, gemma_
         lmnb.unload("jit")
 
 
-def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothing(loaded, smollm2_path):
-    """The chat pane, `%%lm chat` cells and API callers add turns to one conversation at once."""
+def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothing(loaded, smollm2_path, shell):
+    """The chat pane, `%%lm chat` cells, API callers and server clients add turns to one conversation at once.
+
+    200 turns (40 from each of five writers), each answered by the model: every question is in the
+    conversation exactly once, followed by its own reply."""
+    import openai
+
     from lmnb.widgets import Chat
 
     lmnb.load(smollm2_path, n_ctx=8192)  # 200 turns of history (the next test's fixture reloads 2048)
     name = "stress"
     lmnb.reset(name)
     pane = Chat(name, max_tokens=1, temperature=0)
-    n_threads, per_thread = 4, 40
+    srv = lmnb.serve(port=0)
+    client = openai.OpenAI(base_url=srv.url, api_key="none", max_retries=0)
+    per_writer = 40
     errors: list[BaseException] = []
 
-    def api_caller(k: int) -> None:
-        try:
-            for i in range(per_thread):
-                lmnb.chat(f"api {k}-{i}", conversation=name, max_tokens=1, temperature=0)
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
+    def writer(fn):
+        def run() -> None:
+            try:
+                for i in range(per_writer):
+                    fn(i)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+        return threading.Thread(target=run)
 
-    def pane_user() -> None:
-        try:
-            for i in range(n_threads * per_thread // 4):
-                pane.ask(f"pane {i}")
-                pane.wait(60)
-        except BaseException as e:  # pragma: no cover
-            errors.append(e)
+    def api_call(k):
+        return lambda i: lmnb.chat(f"api {k}-{i}", conversation=name, max_tokens=1, temperature=0)
 
-    threads = [threading.Thread(target=api_caller, args=(k,)) for k in range(n_threads)]
-    threads.append(threading.Thread(target=pane_user))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    pane.close()
-    assert not errors
+    def pane_ask(i):
+        pane.ask(f"pane {i}")
+        assert pane.wait(120)
+
+    def cell(i):
+        shell.run_cell_magic("lm", f"chat --name {name} --max-tokens 1 --temperature 0", f"cell {i}")
+
+    def server_call(i):
+        client.chat.completions.create(model="", messages=[{"role": "user", "content": f"server {i}"}],
+                                       max_tokens=1, temperature=0, extra_body={"conversation": name})
+
+    threads = [writer(api_call(0)), writer(api_call(1)), writer(pane_ask), writer(cell), writer(server_call)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(900)
+    finally:
+        pane.close()
+        srv.stop()
+    assert not errors, errors
     msgs = lmnb.conversation(name).messages
     users = [m["content"] for m in msgs if m["role"] == "user"]
-    expected = {f"api {k}-{i}" for k in range(n_threads) for i in range(per_thread)}
-    expected |= {f"pane {i}" for i in range(n_threads * per_thread // 4)}
+    expected = {f"api {k}-{i}" for k in range(2) for i in range(per_writer)}
+    expected |= {f"{w} {i}" for w in ("pane", "cell", "server") for i in range(per_writer)}
     assert len(users) == len(expected) == 200 and set(users) == expected
     # every question is followed by its own reply
     assert all(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(0, len(msgs), 2))
     lmnb.reset(name)
+
+
+def test_the_server_continues_a_named_conversation(loaded):
+    """`conversation` (lmnb's extension) reads the session's conversation and appends the turn."""
+    import openai
+
+    lmnb.reset("shared")
+    lmnb.chat("My name is Ada.", conversation="shared", max_tokens=8, temperature=0)
+    srv = lmnb.serve(port=0)
+    try:
+        client = openai.OpenAI(base_url=srv.url, api_key="none", max_retries=0)
+        r = client.chat.completions.create(model="", messages=[{"role": "user", "content": "What is my name?"}],
+                                           max_tokens=8, temperature=0, extra_body={"conversation": "shared"})
+        msgs = lmnb.conversation("shared").messages
+        assert [m["content"] for m in msgs if m["role"] == "user"] == ["My name is Ada.", "What is my name?"]
+        assert msgs[-1]["content"] == r.choices[0].message.content
+        assert r.usage.prompt_tokens > 20  # the earlier turn was in the prompt
+        with pytest.raises(openai.BadRequestError, match="last message must be the user"):
+            client.chat.completions.create(model="", messages=[{"role": "assistant", "content": "x"}],
+                                           extra_body={"conversation": "shared"})
+        assert len(lmnb.conversation("shared").messages) == 4  # the refused request appended nothing
+    finally:
+        srv.stop()
+        lmnb.reset("shared")
 
 
 # ---- the server ----------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from .. import api
 from ..config import LM, configure, get_config
 from ..errors import LmnbError
+from ..interpolate import interpolate
 from ..options import load_from_args, sampling_from_args
 from ..tables import human_bytes
-from .interpolate import interpolate
 from .magic_parsers import HelpShown, cell_parser, parser, usage
 
 

@@ -13,7 +13,7 @@ import hmac
 import os
 import time
 import uuid
-from typing import Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -115,11 +115,15 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
         raise APIError(400, "top_logprobs needs logprobs=true.", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     n = body.n or 1
+    on_done = _continue(body, key, messages, n)
+    if on_done:
+        messages = on_done.history + messages
     specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
              for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
-    out = await _run(engine, key, specs, body, request, fmt, "messages")
+    out = await _run(engine, key, specs, body, request, fmt, "messages", conversation=body.conversation,
+                     on_done=[on_done] if on_done else [])
     if isinstance(out, Response):
         return out
     choices = [{
@@ -185,12 +189,43 @@ async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engi
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
+class _Continue:
+    """Appends a server turn to a named conversation of the session (the ``conversation`` field)."""
+
+    def __init__(self, name: str, user: dict) -> None:
+        from ..conversations import named
+
+        self.name = name
+        self.conversation = named(name)
+        self.history = self.conversation.all_messages()  # its system prompt and turns, as of now
+        self.user = user
+
+    def __call__(self, result: Completion) -> None:
+        from ..replies import append_to
+
+        append_to(self.conversation, self.user)(result)
+
+
+def _continue(body: S.ChatCompletionRequest, key: Optional[str], messages: list[dict], n: int) -> Optional[_Continue]:
+    if body.conversation is None:
+        return None
+    if key is None:
+        raise APIError(400, "conversation needs the kernel's server (lmnb.serve / %lm serve), which has the "
+                            "session's conversations.", param="conversation")  # fmt: skip
+    if n > 1:
+        raise APIError(400, "conversation takes one reply (n=1): it is appended to the conversation.", param="n")
+    if messages[-1]["role"] != "user":
+        raise APIError(400, "With conversation, the last message must be the user's new turn.", param="messages")
+    return _Continue(body.conversation, messages[-1])
+
+
 async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], body: S.SamplingRequest, request: Request,
-               fmt: Chunks, prompt_field: str) -> Union[Response, list[Completion]]:
+               fmt: Chunks, prompt_field: str, *, conversation: Optional[str] = None,
+               on_done: Sequence[Callable[[Completion], None]] = ()) -> Union[Response, list[Completion]]:
     """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
     if body.stream and len(specs) > 1:
         raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
-    reqs = _submit_all(engine, key, specs)
+    reqs = _submit_all(engine, key, specs, conversation=conversation, on_done=on_done)
     request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -198,7 +233,9 @@ async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], 
     return list(await asyncio.gather(*[collect(r, request, prompt_field) for r in reqs]))
 
 
-def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec]) -> list[EngineRequest]:
+def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
+                conversation: Optional[str] = None,
+                on_done: Sequence[Callable[[Completion], None]] = ()) -> list[EngineRequest]:  # fmt: skip
     """Submit every spec, or none: a failure cancels those already queued.
 
     With the session's registry (``key`` set) through ``lmnb.api.submit``, so every request gets
@@ -213,7 +250,7 @@ def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec])
             else:
                 from ..api import submit
 
-                reqs.append(submit(spec, kind="server", model=key))
+                reqs.append(submit(spec, kind="server", model=key, conversation=conversation, on_done=on_done))
     except BaseException as e:
         for r in reqs:
             r.cancel()

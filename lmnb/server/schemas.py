@@ -130,6 +130,13 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: Optional[bool] = False
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
     tools: Optional[list[dict[str, Any]]] = None
+    # lmnb's extension (OpenAI's Responses API has the same field): continue a conversation of the
+    # session, the one `%%lm chat --name NAME`, `lmnb.chat(conversation=NAME)` and the chat pane use
+    conversation: Optional[str] = Field(
+        None, min_length=1, max_length=200,
+        description="lmnb: continue this named conversation of the kernel's session. Its history comes "
+                    "before `messages` (whose last one is the user's new turn), and the turn is appended "
+                    "to it when the reply is done.")
 
 
 class CompletionRequest(SamplingRequest):

@@ -7,5 +7,6 @@
 - ``quant``: quantization names (Q4_K_M...), shards and choosing a file in a repository.
 - ``fit``: will this model fit in this machine's RAM / VRAM, and how many layers to offload.
 
-The Hugging Face Hub is the public ``lmnb.hub`` package.
+The Hugging Face Hub is the public ``lmnb.hub`` package. The layering (an import-linter contract):
+``library`` over ``lmstudio_ollama`` over ``lmnb.hub`` over ``fit``, ``quant`` and ``gguf_header``.
 """
