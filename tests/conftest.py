@@ -69,6 +69,30 @@ def shell(loaded):
     return ip
 
 
+# ---- the OpenAI-compatible server ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(engine):
+    """A server for this module's tests on a free port (not lmnb.serve(): that one is the magic's)."""
+    from lmnb.server import Server
+
+    srv = Server("127.0.0.1", 0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server, loaded):
+    """The official ``openai`` client on ``server`` (no retries: a failure shows at once)."""
+    import openai
+
+    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=300)
+
+
+def server_root(server) -> str:
+    """The server's address without ``/v1`` (llama-server's routes, /health, /metrics)."""
+    return server.url.removesuffix("/v1")
+
+
 def copy_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
     size = os.path.getsize(src)
     with open(src, "rb") as f, open(dst, "wb") as g:

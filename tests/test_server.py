@@ -19,25 +19,10 @@ from IPython.utils.capture import capture_output
 import lmnb
 from lmnb.server import Server
 
+from .conftest import server_root
 from .waiting import wait_for
 
 ASK = [{"role": "user", "content": "Name three colours."}]
-
-
-@pytest.fixture(scope="module")
-def server(engine):
-    srv = Server("127.0.0.1", 0)  # not lmnb.serve(): that one is the magic's, tested below
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server, loaded):
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=120)
-
-
-def root(server) -> str:
-    return server.url.removesuffix("/v1")
 
 
 def idle(engine, timeout: float = 5.0) -> bool:
@@ -60,15 +45,15 @@ def test_models_lists_the_loaded_model_first(client, loaded):
 
 
 def test_health_and_metrics(server, client, loaded):
-    h = httpx.get(root(server) + "/health")
+    h = httpx.get(server_root(server) + "/health")
     assert h.status_code == 200 and h.json() == {"status": "ok", "model": loaded.info.name}
 
     def metric(text: str, name: str) -> float:
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
-    before = httpx.get(root(server) + "/metrics").text
+    before = httpx.get(server_root(server) + "/metrics").text
     r = client.chat.completions.create(model=loaded.info.name, messages=ASK, max_tokens=8, temperature=0)
-    after = httpx.get(root(server) + "/metrics").text
+    after = httpx.get(server_root(server) + "/metrics").text
     assert metric(after, "lmnb_generated_tokens_total") - metric(before, "lmnb_generated_tokens_total") == (
         r.usage.completion_tokens
     )
@@ -77,7 +62,7 @@ def test_health_and_metrics(server, client, loaded):
     )
     for name in ("lmnb_queue_depth", "lmnb_tokens_per_second", "lmnb_prompt_tokens_total", "lmnb_decode_calls_total"):
         assert name in after
-    spec = httpx.get(root(server) + "/openapi.json").json()
+    spec = httpx.get(server_root(server) + "/openapi.json").json()
     assert "/v1/chat/completions" in spec["paths"] and "/v1/embeddings" in spec["paths"]
 
 
@@ -298,13 +283,13 @@ def test_an_unknown_model_is_a_404_with_strict_model_names(server, loaded):
 def test_no_model_loaded_is_503(server, client, loaded, smollm2_path):
     lmnb.unload()
     try:
-        assert httpx.get(root(server) + "/health").status_code == 503
+        assert httpx.get(server_root(server) + "/health").status_code == 503
         with pytest.raises(openai.InternalServerError) as e:
             client.chat.completions.create(model="", messages=ASK)
         assert e.value.status_code == 503 and "No model is loaded" in e.value.message
     finally:
         lmnb.load(smollm2_path, n_ctx=2048)
-    assert httpx.get(root(server) + "/health").status_code == 200
+    assert httpx.get(server_root(server) + "/health").status_code == 200
 
 
 def test_api_key_is_enforced(loaded):
@@ -316,7 +301,7 @@ def test_api_key_is_enforced(loaded):
             openai.OpenAI(base_url=srv.url, api_key="wrong", max_retries=0).models.list()
         good = openai.OpenAI(base_url=srv.url, api_key="s3cret", max_retries=0)
         assert good.chat.completions.create(model="", messages=ASK, max_tokens=2).choices
-        assert httpx.get(root(srv) + "/health").status_code == 200  # health checks need no key
+        assert httpx.get(server_root(srv) + "/health").status_code == 200  # health checks need no key
 
 
 # ---- concurrency and cancellation ----------------------------------------------------------------
@@ -437,7 +422,7 @@ def test_serve_magic_start_status_stop_restart(shell):
     assert "Stopped" in cap.stdout and current() is None and _port_free(port)
     with capture_output():
         shell.run_line_magic("lm", f"serve --port {port}")  # start again, same port
-    assert current().port == port and httpx.get(root(current()) + "/health").status_code == 200
+    assert current().port == port and httpx.get(server_root(current()) + "/health").status_code == 200
     current().stop()
 
 

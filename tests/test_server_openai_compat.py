@@ -15,23 +15,9 @@ import pytest
 import lmnb
 from lmnb.server import Server
 
+from .conftest import server_root
+
 ASK = [{"role": "user", "content": "Name three colours."}]
-
-
-@pytest.fixture(scope="module")
-def server(engine):
-    srv = Server("127.0.0.1", 0)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server, loaded):
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=300)
-
-
-def root(server) -> str:
-    return server.url.removesuffix("/v1")
 
 
 def error(r: httpx.Response, status: int = 400) -> dict:
@@ -117,7 +103,7 @@ def test_curl_d_without_json_content_type(server, loaded, content_type):
 
 # ---- routes without /v1 --------------------------------------------------------------------------
 def test_routes_without_v1(server, loaded):
-    bare = openai.OpenAI(base_url=root(server), api_key="unused", max_retries=0, timeout=120)
+    bare = openai.OpenAI(base_url=server_root(server), api_key="unused", max_retries=0, timeout=120)
     assert bare.models.list().data[0].id == loaded.info.name
     assert bare.models.retrieve(loaded.info.name).id == loaded.info.name
     assert bare.chat.completions.create(model="", messages=ASK, max_tokens=2).choices
@@ -125,44 +111,44 @@ def test_routes_without_v1(server, loaded):
     assert len(bare.embeddings.create(model="", input=["a", "b"]).data) == 2
     streamed = list(bare.chat.completions.create(model="", messages=ASK, max_tokens=2, stream=True))
     assert streamed[0].choices[0].delta.role == "assistant"
-    assert error(httpx.get(root(server) + "/models/gpt-4o"), 404)["code"] == "model_not_found"
+    assert error(httpx.get(server_root(server) + "/models/gpt-4o"), 404)["code"] == "model_not_found"
     # the schema documents each route once, under /v1
-    paths = httpx.get(root(server) + "/openapi.json").json()["paths"]
+    paths = httpx.get(server_root(server) + "/openapi.json").json()["paths"]
     assert "/v1/chat/completions" in paths and "/chat/completions" not in paths
     assert {"/tokenize", "/detokenize", "/health", "/metrics"} <= set(paths)
 
 
 def test_bare_routes_need_the_key_too(loaded):
     with Server("127.0.0.1", 0, api_key="k") as srv:
-        assert httpx.get(root(srv) + "/models").status_code == 401
-        assert httpx.post(root(srv) + "/tokenize", json={"content": "hi"}).status_code == 401
-        ok = httpx.post(root(srv) + "/tokenize", json={"content": "hi"}, headers={"Authorization": "Bearer k"})
+        assert httpx.get(server_root(srv) + "/models").status_code == 401
+        assert httpx.post(server_root(srv) + "/tokenize", json={"content": "hi"}).status_code == 401
+        ok = httpx.post(server_root(srv) + "/tokenize", json={"content": "hi"}, headers={"Authorization": "Bearer k"})
         assert ok.status_code == 200
 
 
 # ---- /tokenize and /detokenize (llama-server's) --------------------------------------------------
 def test_tokenize_and_detokenize(server, loaded):
     text = "Hello world, ça va? <|im_start|>"
-    r = httpx.post(root(server) + "/tokenize", json={"content": text})
+    r = httpx.post(server_root(server) + "/tokenize", json={"content": text})
     assert r.status_code == 200, r.text
     ids = r.json()["tokens"]
     assert ids == [t for t, _, _ in loaded.tokenize(text, special=False)] and all(isinstance(t, int) for t in ids)
-    back = httpx.post(root(server) + "/detokenize", json={"tokens": ids}).json()
+    back = httpx.post(server_root(server) + "/detokenize", json={"tokens": ids}).json()
     assert back == {"content": text}
-    pieces = httpx.post(root(server) + "/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
+    pieces = httpx.post(server_root(server) + "/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
     assert [p["id"] for p in pieces] == ids
     assert "".join(p["piece"] for p in pieces if isinstance(p["piece"], str)).startswith("Hello world,")
     # add_special: special-token text is read as the one token it names (and BOS added if the model wants)
-    special = httpx.post(root(server) + "/tokenize", json={"content": "<|im_start|>", "add_special": True}).json()
-    assert len(special["tokens"]) < len(httpx.post(root(server) + "/tokenize",
+    special = httpx.post(server_root(server) + "/tokenize", json={"content": "<|im_start|>", "add_special": True}).json()
+    assert len(special["tokens"]) < len(httpx.post(server_root(server) + "/tokenize",
                                                    json={"content": "<|im_start|>"}).json()["tokens"])
-    assert httpx.post(root(server) + "/detokenize", json={"tokens": special["tokens"]}).json()["content"].endswith(
+    assert httpx.post(server_root(server) + "/detokenize", json={"tokens": special["tokens"]}).json()["content"].endswith(
         "<|im_start|>")
 
 
 def test_tokenize_pieces_that_are_not_whole_utf8(server, loaded):
     text = "🦙🦙 漢字"
-    pieces = httpx.post(root(server) + "/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
+    pieces = httpx.post(server_root(server) + "/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
     raw = b"".join(p["piece"].encode() if isinstance(p["piece"], str) else bytes(p["piece"]) for p in pieces)
     assert raw.decode("utf-8") == text
 
@@ -170,19 +156,19 @@ def test_tokenize_pieces_that_are_not_whole_utf8(server, loaded):
 @pytest.mark.parametrize("tokens", [[-1], [10**9], [1, 2, 2**31]])
 def test_detokenize_refuses_ids_outside_the_vocabulary(server, loaded, tokens):
     """llama.cpp aborts the process on such an id: the server checks it first."""
-    err = error(httpx.post(root(server) + "/detokenize", json={"tokens": tokens}))
+    err = error(httpx.post(server_root(server) + "/detokenize", json={"tokens": tokens}))
     assert err["param"] == "tokens" and "not a token id" in err["message"]
-    assert httpx.post(root(server) + "/detokenize", json={"tokens": [1]}).status_code == 200  # still alive
+    assert httpx.post(server_root(server) + "/detokenize", json={"tokens": [1]}).status_code == 200  # still alive
 
 
 def test_tokenize_errors(server, loaded, smollm2_path):
-    assert error(httpx.post(root(server) + "/tokenize", json={"content": 5}))["param"] == "content"
-    assert error(httpx.post(root(server) + "/detokenize", json={"tokens": "12"}))["param"] == "tokens"
+    assert error(httpx.post(server_root(server) + "/tokenize", json={"content": 5}))["param"] == "content"
+    assert error(httpx.post(server_root(server) + "/detokenize", json={"tokens": "12"}))["param"] == "tokens"
     lmnb.unload()
     try:
-        assert error(httpx.post(root(server) + "/tokenize", json={"content": "hi"}), 503)["code"] == (
+        assert error(httpx.post(server_root(server) + "/tokenize", json={"content": "hi"}), 503)["code"] == (
             "model_not_loaded")
-        assert error(httpx.post(root(server) + "/detokenize", json={"tokens": [1]}), 503)["code"] == (
+        assert error(httpx.post(server_root(server) + "/detokenize", json={"tokens": [1]}), 503)["code"] == (
             "model_not_loaded")
     finally:
         lmnb.load(smollm2_path, n_ctx=2048)
