@@ -40,13 +40,13 @@ _EXPORTS = {
     "model_sha256": "api",
     "connect": "api",
     "disconnect": "api",
-    "embed": "api",
+    "embed": "embeddings",
     "tokens": "teaching.token_view",
     "token_probs": "teaching.token_view",
     "explore": "widgets.explorer",
     "compare": "teaching.comparison",
-    "load_embedder": "api",
-    "unload_embedder": "api",
+    "load_embedder": "embeddings",
+    "unload_embedder": "embeddings",
     "search": "api",
     "download": "api",
     "rm": "api",
@@ -84,12 +84,10 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
         conversation as conversation,
         disconnect as disconnect,
         download as download,
-        embed as embed,
         get_engine as get_engine,
         history as history,
         info as info,
         load as load,
-        load_embedder as load_embedder,
         loaded as loaded,
         logs as logs,
         model_sha256 as model_sha256,
@@ -99,11 +97,11 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
         search as search,
         status as status,
         unload as unload,
-        unload_embedder as unload_embedder,
     )
     from .batch import ItemError as ItemError, map as map
     from .config import LM as LM, configure as configure, get_config as get_config
     from .conversations import Conversation as Conversation
+    from .embeddings import embed as embed, load_embedder as load_embedder, unload_embedder as unload_embedder
     from .errors import (
         ContextOverflow as ContextOverflow,
         DownloadCancelled as DownloadCancelled,

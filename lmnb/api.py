@@ -27,6 +27,8 @@ _log = logging.getLogger("lmnb")
 if TYPE_CHECKING:
     from .engine import Engine, GenerationSpec, Request, Stage
     from .registry import Loaded, Registry
+    from .tools.loop import Step
+    from .types import ToolCall
 
 
 def registry() -> "Registry":
@@ -216,55 +218,6 @@ def backend(model: Optional[str] = None):
 _backend = backend
 
 
-def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
-    """Unit-length embedding vectors of ``texts``: a numpy float32 array, one row per text (a
-    single vector for a single string).
-
-    Args:
-        texts: a string or a list of strings (batched, up to 16 per llama.cpp call).
-        model: an embedding model to use (a name or path, as for ``load``): loaded once beside
-            the chat model and kept, as ``load_embedder``. ``None``: the embedding model already
-            loaded, else ``LM.embedding_model`` when set, else the loaded chat model (the mean
-            of its hidden states).
-    """
-    single = isinstance(texts, str)
-    engine = get_engine()
-    wanted = model or (engine.embedder_info is None and get_config().embedding_model) or None
-    source = "auto"
-    if wanted:
-        from .sources.library import resolve
-
-        path = os.path.abspath(resolve(wanted, download=True))
-        if engine.info is not None and engine.info.path == path:
-            source = "chat"  # the chat model itself: no second copy of its weights
-        else:
-            if engine.embedder_info is None or engine.embedder_info.path != path:
-                load_embedder(path)
-            source = "embedder"
-    elif not engine.loaded and engine.embedder_info is None:
-        raise NoModelLoaded()
-    vectors, _ = engine.embed([texts] if single else list(texts), source)
-    return vectors[0] if single else vectors
-
-
-def load_embedder(model: str, *, n_gpu_layers: Optional[Union[int, str]] = None,
-                  n_threads: Optional[int] = None) -> ModelInfo:  # fmt: skip
-    """Load ``model`` (a name or path, as for ``load``) for embeddings only, beside the chat model.
-
-    From then on ``lmnb.embed`` and the server's ``/v1/embeddings`` use it; the chat model is not
-    touched. A dedicated embedding GGUF (nomic-embed, bge, e5, ...) pools as its header says.
-    """
-    from .sources.library import resolve
-
-    path = resolve(model, download=True)
-    return get_engine().load_embedder(path, LoadOptions(n_gpu_layers=n_gpu_layers, n_threads=n_threads))
-
-
-def unload_embedder() -> bool:
-    """Free the embedding model (``embed`` goes back to the chat model). Returns whether one was loaded."""
-    return get_engine().unload_embedder()
-
-
 def models():
     """Every local GGUF model: bundled, HF cache, ``LM.models_dir``, LM Studio, Ollama, loaded this session.
 
@@ -360,6 +313,11 @@ def chat(
     schema: Any = None,
     logprobs: Optional[int] = None,
     model: Optional[str] = None,
+    tools: Optional[Sequence[Any]] = None,
+    tool_choice: Union[None, str, dict] = None,
+    max_steps: int = 5,
+    confirm: Union[bool, Callable[["ToolCall"], bool]] = False,
+    on_step: Optional[Callable[["Step"], None]] = None,
     **params: Any,
 ) -> Union[Completion, "Request"]:
     """Ask a loaded model, through its chat template.
@@ -378,6 +336,13 @@ def chat(
         logprobs: record each reply token's probability and this many alternatives
             (``Completion.logprobs``, OpenAI's format; ``lmnb.token_probs`` shows them).
         model: which loaded model answers (its name, see ``load(name=...)``); ``None``: the default.
+        tools: Python functions (or ``lmnb.tools.Tool``s) the model may call. Their schemas come
+            from type hints and docstrings; the calls run here, their results go back to the model,
+            until it answers (see ``lmnb.tools.loop``). The ``Completion``'s ``.steps`` lists them.
+        tool_choice: ``"auto"`` (default), ``"required"``, ``"none"`` or a tool's name, for the first request.
+        max_steps: rounds of tool calls before the model must answer without tools.
+        confirm: ask before each call runs (``True``: a yes/no prompt; or a function of the call).
+        on_step: called after each tool call with its ``lmnb.tools.loop.Step`` (cells show them).
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
@@ -394,26 +359,61 @@ def chat(
     from .engine import GenerationSpec
 
     p = sampling_params(params)
+    if tools:
+        if stream or schema is not None or grammar is not None:
+            raise ValueError("tools= cannot be combined with stream=True, schema= or grammar= yet")
+        return _chat_with_tools(message, tools, system=system, conversation=conversation, logprobs=logprobs,
+                                model=model, params=p, tool_choice=tool_choice, max_steps=max_steps,
+                                confirm=confirm, on_step=on_step)  # fmt: skip
     stages, grammar = schema_stage(schema, grammar)
-    on_done: list = []
-    if isinstance(message, list):
-        messages = [dict(m) for m in message]
-        if system:
-            messages = [{"role": "system", "content": system}] + messages
-    else:
-        user = {"role": "user", "content": message}
-        if conversation is not None:
-            conv = named_conversation(conversation)
-            if system is not None:
-                conv.system = system or None
-            messages = conv.all_messages() + [user]
-            on_done.append(append_to(conv, user))
-        else:
-            sys_prompt = system if system is not None else (get_config().system_prompt or None)
-            messages = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user]
+    messages, conv, user = _prompt(message, system, conversation)
+    if any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):  # earlier tool calls
+        from .tools.plan import history_messages
+
+        info = backend(model).info
+        messages = history_messages(messages, info.chat_template if info else None)
+    on_done = [append_to(conv, user)] if conv is not None else []
     spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
     req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)
     return req if stream else _wait(req)
+
+
+def _prompt(message: Union[str, list[Message]], system: Optional[str], conversation: Optional[str]):
+    """(messages for the template, the named conversation or None, the user's message or None)."""
+    if isinstance(message, list):
+        return ([{"role": "system", "content": system}] if system else []) + [dict(m) for m in message], None, None
+    user = {"role": "user", "content": message}
+    if conversation is not None:
+        conv = named_conversation(conversation)
+        if system is not None:
+            conv.system = system or None
+        return conv.all_messages() + [user], conv, user
+    sys_prompt = system if system is not None else (get_config().system_prompt or None)
+    return ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [user], None, user
+
+
+def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, params, tool_choice, max_steps,
+                     confirm, on_step) -> Completion:  # fmt: skip
+    """``chat`` with tools: ``lmnb.tools.loop.run`` asking through ``submit``."""
+    from .engine import GenerationSpec
+    from .tools import as_tools
+    from .tools.loop import ask_yes_no, run
+
+    tool_list = as_tools(tools)
+    target = backend(model)
+    messages, conv, user = _prompt(message, system, conversation)
+
+    def ask(msgs, tool_plan):
+        spec = GenerationSpec(messages=msgs, params=params, logprobs=logprobs, **(tool_plan.spec_fields() if tool_plan else {}))
+        return _wait(submit(spec, kind="chat", model=model, conversation=conversation,
+                            stages=[tool_plan.stage()] if tool_plan else ()))  # fmt: skip
+
+    done = run(messages, tool_list, ask, target.info.chat_template if target.info else None, tool_choice=tool_choice,
+               max_steps=max_steps, confirm=ask_yes_no if confirm is True else (confirm or None), on_step=on_step)  # fmt: skip
+    if conv is not None:
+        conv.append_turn(user, *done.messages)
+    done.completion.steps = done.steps
+    return done.completion
 
 
 def complete(

@@ -12,6 +12,10 @@ from .types import Message
 _log = logging.getLogger("lmnb")
 
 
+# what a message gives the chat template (``stats`` and the like stay out)
+_TEMPLATE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
 class Conversation:
     """A named chat, shared by ``%%lm chat --name N``, ``lmnb.chat(..., conversation=N)`` and the
     Chat widget. Assistant messages also carry ``"stats"`` (tokens, tokens/s, time to first token).
@@ -33,17 +37,18 @@ class Conversation:
         """What the chat template sees: the system prompt, then role and content of each message."""
         with self.lock:
             sys = [{"role": "system", "content": self.system}] if self.system else []
-            return sys + [{"role": m["role"], "content": m["content"]} for m in self.messages]
+            return sys + [{k: m[k] for k in _TEMPLATE_KEYS if k in m} for m in self.messages]
 
     def snapshot(self) -> list[Message]:
         """A copy of the messages (each message copied too)."""
         with self.lock:
             return [dict(m) for m in self.messages]
 
-    def append_turn(self, user: Message, reply: Message) -> None:
-        """Add a question and its reply together, so no reader sees one without the other."""
+    def append_turn(self, user: Message, *replies: Message) -> None:
+        """Add a question and its replies together (with tools: the calls, their results and the
+        answer), so no reader sees one without the others."""
         with self.lock:
-            self.messages.extend((user, reply))
+            self.messages.extend((user, *replies))
         self.changed()
 
     def replace(self, messages: list[Message]) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 Message = dict  # {"role": "user"|"assistant"|"system", "content": str}
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 
 
 class _SamplingMethods:
@@ -98,6 +98,28 @@ class Timings:
 
 
 @dataclass
+class ToolCall:
+    """A call the model asked for: a tool's name and its arguments as JSON text (OpenAI's shape)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def args(self) -> dict[str, Any]:
+        """The arguments as a dict (``ValueError`` if they are not a JSON object)."""
+        import json
+
+        value = json.loads(self.arguments or "{}")
+        if not isinstance(value, dict):
+            raise ValueError(f"the arguments of {self.name} are not a JSON object: {self.arguments[:200]}")
+        return value
+
+    def openai(self) -> dict[str, Any]:
+        """As an assistant message's ``tool_calls`` item."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
 class Completion:
     """The final result of a request."""
 
@@ -113,6 +135,10 @@ class Completion:
     parsed: Any = field(default=None, repr=False)  # the reply as the object of a schema (chat(schema=...))
     # why ``parsed`` is None although a schema was given (a StructuredOutputError)
     parse_error: Optional[Exception] = field(default=None, repr=False)
+    # the tool calls the reply makes (``finish_reason`` "tool_calls"); ``text`` is then what came before them
+    tool_calls: Optional[list[ToolCall]] = None
+    # with ``chat(tools=...)``: every call the model made on the way to this answer (``lmnb.tools.loop.Step``)
+    steps: list = field(default_factory=list, repr=False)
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""

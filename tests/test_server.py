@@ -244,7 +244,7 @@ def _post(server, path: str, body, headers=None):
         ("/chat/completions", {"messages": ASK, "top_p": -0.1}, 400, "top_p", None),
         ("/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role", None),
         ("/chat/completions", {"messages": ASK, "n": 2, "stream": True}, 400, "n", None),
-        ("/chat/completions", {"messages": ASK, "tools": [{"type": "function"}]}, 400, "tools", None),
+        ("/chat/completions", {"messages": ASK, "tools": [{"type": "function"}]}, 400, "tools.0.function", None),
         ("/chat/completions", {"messages": ASK, "response_format": {"type": "xml"}}, 400, None, None),
         ("/chat/completions", {"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages",
          "context_length_exceeded"),

@@ -206,7 +206,7 @@ class Batching:
         s.generated.append(tok)
         self.tokens_generated += 1
         s.last_token = tok
-        if s.add_piece(model.piece(tok)):
+        if s.add_piece(model.piece(tok, s.req.spec.keep_special)):
             self._finish(s, "stop")
             return
         if len(s.generated) >= s.max_tokens or len(self._slot_tokens[s.slot]) + 1 >= model.n_ctx_seq:

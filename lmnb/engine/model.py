@@ -98,6 +98,7 @@ class LoadedModel:
             # read once: status displays poll it from other threads, and the model may be freed
             self.weights_bytes = int(C.llama_model_size(self.model))
             self._pieces: dict[int, bytes] = {}
+            self._special_pieces: dict[int, bytes] = {}
             self._formatter = None
             self._abort_cb = None
         except BaseException:
@@ -167,17 +168,21 @@ class LoadedModel:
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return tokenize(self.vocab, text, add_special, parse_special)
 
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token (memoised: generation asks for the same few thousand again and again)."""
-        p = self._pieces.get(token)
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (memoised: generation asks for the same few thousand again and again).
+
+        ``special``: control tokens by their text (``[TOOL_CALLS]``, ``<|channel|>``) instead of nothing,
+        for replies whose tool calls or reasoning are marked with them."""
+        cache = self._special_pieces if special else self._pieces
+        p = cache.get(token)
         if p is None:
             buf = ctypes.create_string_buffer(64)
-            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
             if n < 0:
                 buf = ctypes.create_string_buffer(-n)
-                n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+                n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
             p = buf.raw[:n]
-            self._pieces[token] = p
+            cache[token] = p
         return p
 
     def token_bytes(self, token: int) -> bytes:
@@ -206,8 +211,10 @@ class LoadedModel:
         return t.decode("utf-8", errors="replace") if t else ""
 
     # --- chat template ----------------------------------------------------------------------
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Messages -> prompt text, through the GGUF's Jinja chat template (or the override)."""
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True,
+                    tools: Optional[list[dict]] = None) -> str:  # fmt: skip
+        """Messages (and tools, for templates that render them) -> prompt text, through the GGUF's
+        Jinja chat template (or the override)."""
         if self._formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -219,7 +226,7 @@ class LoadedModel:
                 add_generation_prompt=add_generation_prompt,
             )
         try:
-            return self._formatter(messages=messages).prompt
+            return self._formatter(messages=messages, tools=tools or None).prompt
         except Exception as e:
             raise ValueError(f"the model's chat template failed on these messages: {e}") from None
 

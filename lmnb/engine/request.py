@@ -46,6 +46,11 @@ class Stage:
     def on_event(self, event: Event) -> Iterable[Event]:
         return (event,)
 
+    def on_end(self, result: Completion) -> Iterable[Event]:
+        """Events to send once the reply is complete, before ``on_result`` (e.g. text held back
+        in case it began a tool call, now known not to). They go through the later stages."""
+        return ()
+
     def on_result(self, result: Completion) -> Completion:
         return result
 
@@ -87,6 +92,10 @@ class GenerationSpec:
     params: SamplingParams = field(default_factory=SamplingParams)
     grammar: Optional[str] = None  # GBNF text constraining the reply (JSON mode, JSON schema)
     logprobs: Optional[int] = None  # None: off; k: each token's logprob plus the k most likely alternatives
+    # tools as the chat template takes them (OpenAI's ``{"type": "function", "function": {...}}``), for
+    # templates that render tools themselves; the engine only passes them to the template
+    tools: Optional[list[dict]] = None
+    keep_special: bool = False  # control tokens in the reply by their text (tool-call and reasoning markers)
 
 
 class Request:
@@ -234,6 +243,9 @@ class Request:
 
     def _complete(self, result: Completion) -> None:
         try:
+            for i, stage in enumerate(self.stages):
+                for event in stage.on_end(result):
+                    self._staged(event, i + 1)
             for stage in self.stages:
                 result = stage.on_result(result)
         except Exception as e:
@@ -281,4 +293,6 @@ def _text_or_end(event: tuple) -> object:
         return _SKIP
     if kind == "error":
         raise payload  # type: ignore[misc]
-    return _END
+    if kind == "done":
+        return _END
+    return _SKIP  # other kinds a stage sends (tool calls, reasoning) are for callers of events()

@@ -105,3 +105,15 @@ def reply_metadata(result: Completion, *, model_path: Optional[str], sha256: Opt
         "timings": dataclasses.asdict(result.timings),
         "request_id": result.request_id,
     }
+
+
+def tool_step(step: Any) -> dict[str, str]:
+    """One tool call of ``chat(tools=...)`` as a cell output: the call and its time, the result
+    folded beneath (escaped: arguments and results are untrusted)."""
+    call = step.call
+    mark = "declined" if step.declined else ("error" if step.error else f"{step.seconds * 1000:.0f} ms")
+    summary = html("<code>{}({})</code> &middot; {}", call.name, call.arguments, mark)
+    body = html('<details class="lmnb-tool-step"><summary>&#128295; {}</summary><pre>{}</pre></details>',
+                summary, step.output)  # fmt: skip
+    plain = f"-> {call.name}({call.arguments}) [{mark}]\n{step.output}"
+    return {"text/html": str(body), "text/plain": plain}

@@ -65,6 +65,13 @@ def cell_parser(mode: str) -> Parser:
                        "TypedDict or JSON Schema dict in the notebook); -o stores the parsed object")
     shape.add_argument("--grammar", metavar="NAME", help="the reply follows the GBNF grammar (llama.cpp's format) "
                        "held in the notebook variable NAME")
+    if mode != "map":
+        p.add_argument("--tools", metavar="F,G", help="notebook functions the model may call (run in the kernel, "
+                       "their results go back to it); each step is shown")
+        p.add_argument("--tool-choice", default="auto", metavar="CHOICE", help="auto (default), required, none, "
+                       "or a tool's name: the first request must call it")
+        p.add_argument("--max-steps", type=int, default=5, help="rounds of tool calls before the answer (default 5)")
+        p.add_argument("--confirm", action="store_true", help="ask before each tool call runs")
     if mode == "chat":
         p.add_argument("--name", default=DEFAULT_CONVERSATION, help="conversation name")
     else:

@@ -317,6 +317,10 @@ class LMMagics(Magics):
             params["logprobs"] = 5
         if args.model:
             params["model"] = args.model
+        if args.tools:
+            if schema is not None or args.grammar or getattr(args, "raw", False):
+                raise UsageError("--tools cannot be combined with --json, --schema, --grammar or --raw")
+            return self._cell_tools(args, text, params, conversation=args.name if mode == "chat" else None)
         if mode == "chat":
             req = api.chat(text, system=args.system, conversation=args.name, stream=True, **params)
             kind = "chat"
@@ -337,7 +341,7 @@ class LMMagics(Magics):
             for event, payload in req.events():
                 if event == "delta":
                     out.add(payload)
-                else:
+                elif event == "progress":
                     out.progress(*payload)
         except KeyboardInterrupt:
             interrupted = True
@@ -368,6 +372,30 @@ class LMMagics(Magics):
             raise result.parse_error  # the reply is shown above; say why there is no object
         if args.output:
             self.shell.user_ns[args.output] = result.parsed if schema is not None else result.text
+
+    def _cell_tools(self, args: argparse.Namespace, text: str, params: dict, conversation: Optional[str]) -> None:
+        """``%%lm chat --tools f,g``: each tool call shown as it runs, then the answer."""
+        from IPython.display import display
+
+        from .display import StreamingReply, reply_metadata, tool_step
+
+        tools = []
+        for name in (n.strip() for n in args.tools.split(",")):
+            fn = self.shell.user_ns.get(name)
+            if fn is None or not callable(fn):
+                raise UsageError(f"--tools: {name!r} is not a function in the notebook")
+            tools.append(fn)
+        result = api.chat(text, system=args.system, conversation=conversation, tools=tools, max_steps=args.max_steps,
+                          tool_choice=args.tool_choice if args.tool_choice in ("auto", "required", "none")
+                          else {"type": "function", "function": {"name": args.tool_choice}},
+                          confirm=args.confirm, on_step=lambda s: display(tool_step(s), raw=True), **params)  # fmt: skip
+        cfg = get_config()
+        out = StreamingReply(markdown=cfg.markdown, stream=False)
+        out.add(result.text)
+        meta = reply_metadata(result, model_path=None, sha256=None, kind="chat")
+        out.finish(result, meta, note=f"[{len(result.steps)} tool calls]" if result.steps else None)
+        if args.output:
+            self.shell.user_ns[args.output] = result.text
 
     def _cell_map(self, args: argparse.Namespace, cell: str) -> None:
         """``%%lm map --over df.col -o results``: the cell is a template filled from each row."""

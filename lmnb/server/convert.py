@@ -12,7 +12,7 @@ from .errors import APIError
 
 
 # ---- request -> engine -----------------------------------------------------------------------
-def message(m: S.ChatMessage, i: int) -> dict[str, str]:
+def message(m: S.ChatMessage, i: int) -> dict:
     """One chat message as the engine takes it (text parts joined; ``developer`` is ``system``)."""
     content = m.content
     if isinstance(content, list):
@@ -24,7 +24,33 @@ def message(m: S.ChatMessage, i: int) -> dict[str, str]:
             texts.append(part.text)
         content = "".join(texts)
     role = "system" if m.role == "developer" else m.role
-    return {"role": role, "content": content or ""}
+    out: dict = {"role": role, "content": content or ""}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id or ""
+        if m.name:
+            out["name"] = m.name
+    return out
+
+
+def tools(body: S.ChatCompletionRequest) -> list:
+    """The request's tools as ``lmnb.tools.Tool`` (none when ``tool_choice`` is ``none``)."""
+    if not body.tools:
+        if body.tool_choice not in (None, "none", "auto"):
+            raise APIError(400, "tool_choice needs tools.", param="tool_choice")
+        return []
+    from ..tools import Tool
+
+    out = []
+    for i, spec in enumerate(body.tools):
+        try:
+            out.append(Tool.from_openai(spec.model_dump(exclude_none=True)))
+        except ValueError as e:
+            raise APIError(400, f"tools[{i}]: {e}", param=f"tools.{i}") from None
+    if len({t.name for t in out}) < len(out):
+        raise APIError(400, "Two tools have the same name.", param="tools")
+    return out
 
 
 def sampling(body: S.SamplingRequest, max_tokens: Optional[int]) -> SamplingParams:
@@ -63,7 +89,15 @@ def grammar(fmt: Optional[S.ResponseFormat]) -> Optional[str]:
 
 # ---- engine -> response ----------------------------------------------------------------------
 def finish(res: Completion) -> str:
-    return "length" if res.finish_reason == "length" else "stop"
+    return res.finish_reason if res.finish_reason in ("length", "tool_calls") else "stop"
+
+
+def assistant_message(res: Completion) -> dict:
+    """The ``message`` of a chat choice: the text, and the tool calls when the reply makes some."""
+    if res.tool_calls:
+        return {"role": "assistant", "content": res.text or None,
+                "tool_calls": [c.openai() for c in res.tool_calls]}
+    return {"role": "assistant", "content": res.text}
 
 
 def usage(results: list[Completion], n: int = 1) -> dict:

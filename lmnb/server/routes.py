@@ -106,8 +106,6 @@ async def get_model(model_id: str, request: Request, engine: Engine = Depends(ge
              responses=_streaming_docs("A chat completion, or SSE chunks when stream=true"))
 async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> Response:
     engine, info, key = await choose(request, body.model)
-    if body.tools:
-        raise APIError(400, "Tool calling is not supported yet by lmnb's server.", param="tools")
     messages = [convert.message(m, i) for i, m in enumerate(body.messages)]
     params = convert.sampling(body, body.max_completion_tokens or body.max_tokens)
     grammar = convert.grammar(body.response_format)
@@ -118,17 +116,27 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
     on_done = _continue(body, key, messages, n)
     if on_done:
         messages = on_done.history + messages
-    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
+    tool_plan = _tool_plan(body, messages, info)
+    tools_kw: dict = {}
+    if tool_plan is not None:
+        messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
+        tools_kw = {k: v for k, v in tool_plan.spec_fields().items() if k != "grammar"}
+    elif any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        from ..tools.plan import history_messages
+
+        messages = history_messages(messages, info.chat_template)
+    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, **tools_kw)
              for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
     out = await _run(engine, key, specs, body, request, fmt, "messages", conversation=body.conversation,
-                     on_done=[on_done] if on_done else [])
+                     on_done=[on_done] if on_done else [],
+                     stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)
     if isinstance(out, Response):
         return out
     choices = [{
         "index": i,
-        "message": {"role": "assistant", "content": res.text},
+        "message": convert.assistant_message(res),
         "finish_reason": convert.finish(res),
         "logprobs": {"content": res.logprobs} if res.logprobs is not None else None,
     } for i, res in enumerate(out)]
@@ -189,6 +197,21 @@ async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engi
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
+def _tool_plan(body: S.ChatCompletionRequest, messages: list[dict], info: ModelInfo):
+    """The ``lmnb.tools`` plan of a request with tools (None without, or with ``tool_choice: none``)."""
+    tools = convert.tools(body)
+    if not tools:
+        return None
+    from ..tools.plan import plan
+
+    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
+    try:
+        return plan(messages, tools, info.chat_template, tool_choice=choice,
+                    parallel=body.parallel_tool_calls is not False)  # fmt: skip
+    except ValueError as e:
+        raise APIError(400, str(e), param="tool_choice") from None
+
+
 class _Continue:
     """Appends a server turn to a named conversation of the session (the ``conversation`` field)."""
 
@@ -221,11 +244,14 @@ def _continue(body: S.ChatCompletionRequest, key: Optional[str], messages: list[
 
 async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], body: S.SamplingRequest, request: Request,
                fmt: Chunks, prompt_field: str, *, conversation: Optional[str] = None,
-               on_done: Sequence[Callable[[Completion], None]] = ()) -> Union[Response, list[Completion]]:
-    """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list."""
+               on_done: Sequence[Callable[[Completion], None]] = (),
+               stages: Optional[Callable[[], list]] = None) -> Union[Response, list[Completion]]:
+    """Submit the generations; an SSE ``Response`` when streaming, else the ``Completion`` list.
+
+    ``stages``: makes each request's output stages (they keep per-request state)."""
     if body.stream and len(specs) > 1:
         raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
-    reqs = _submit_all(engine, key, specs, conversation=conversation, on_done=on_done)
+    reqs = _submit_all(engine, key, specs, conversation=conversation, on_done=on_done, stages=stages)
     request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -234,8 +260,8 @@ async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], 
 
 
 def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
-                conversation: Optional[str] = None,
-                on_done: Sequence[Callable[[Completion], None]] = ()) -> list[EngineRequest]:  # fmt: skip
+                conversation: Optional[str] = None, on_done: Sequence[Callable[[Completion], None]] = (),
+                stages: Optional[Callable[[], list]] = None) -> list[EngineRequest]:  # fmt: skip
     """Submit every spec, or none: a failure cancels those already queued.
 
     With the session's registry (``key`` set) through ``lmnb.api.submit``, so every request gets
@@ -245,12 +271,14 @@ def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec],
     reqs: list[EngineRequest] = []
     try:
         for spec in specs:
+            own = stages() if stages else []
             if key is None:
-                reqs.append(engine.submit(spec))
+                reqs.append(engine.submit(spec, stages=own))
             else:
                 from ..api import submit
 
-                reqs.append(submit(spec, kind="server", model=key, conversation=conversation, on_done=on_done))
+                reqs.append(submit(spec, kind="server", model=key, conversation=conversation, stages=own,
+                                   on_done=on_done))  # fmt: skip
     except BaseException as e:
         for r in reqs:
             r.cancel()

@@ -92,10 +92,40 @@ class OtherPart(BaseModel):
     type: str
 
 
+class FunctionCall(_Request):
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI sends it
+
+
+class ToolCallItem(_Request):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Optional[Union[str, list[Union[TextPart, OtherPart]]]] = None
     name: Optional[str] = None
+    tool_calls: Optional[list[ToolCallItem]] = None  # an assistant's calls, earlier in the chat
+    tool_call_id: Optional[str] = None  # a tool message: the call it answers
+
+
+class FunctionSpec(_Request):
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: Optional[str] = None
+    parameters: Optional[dict[str, Any]] = None
+    strict: Optional[bool] = None
+
+
+class ToolSpec(_Request):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedToolChoice(_Request):
+    type: Literal["function"]
+    function: dict[str, Any]
 
 
 class JSONSchemaSpec(_Request):
@@ -129,7 +159,9 @@ class ChatCompletionRequest(SamplingRequest):
     response_format: Optional[ResponseFormat] = None
     logprobs: Optional[bool] = False
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
-    tools: Optional[list[dict[str, Any]]] = None
+    tools: Optional[list[ToolSpec]] = Field(None, max_length=128)
+    tool_choice: Optional[Union[Literal["none", "auto", "required"], NamedToolChoice]] = None
+    parallel_tool_calls: Optional[bool] = None
     # lmnb's extension (OpenAI's Responses API has the same field): continue a conversation of the
     # session, the one `%%lm chat --name NAME`, `lmnb.chat(conversation=NAME)` and the chat pane use
     conversation: Optional[str] = Field(
@@ -192,9 +224,21 @@ class Usage(BaseModel):
     prompt_tokens_details: Optional[dict[str, int]] = None
 
 
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class CalledTool(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: CalledFunction
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: Optional[str]
+    tool_calls: Optional[list[CalledTool]] = None
 
 
 class TokenLogprob(BaseModel):
@@ -211,7 +255,7 @@ class ChoiceLogprobs(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Optional[Literal["stop", "length"]]
+    finish_reason: Optional[Literal["stop", "length", "tool_calls"]]
     logprobs: Optional[ChoiceLogprobs] = None
 
 

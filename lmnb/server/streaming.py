@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..engine import Request as EngineRequest
-from ..types import Completion
+from ..types import Completion, ToolCall
 from .convert import finish, legacy_logprobs, usage
 from .errors import as_api_error, cancelled_in_kernel, error_body
 
@@ -88,6 +88,12 @@ class Chunks:
             choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
         return self.envelope([choice])
 
+    def tool_call(self, index: int, call: ToolCall) -> str:
+        """One call, whole, as a ``delta.tool_calls`` chunk (clients join the arguments by index)."""
+        item = {"index": index, "id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}
+        return self.envelope([{"index": 0, "delta": {"tool_calls": [item]}, "logprobs": None, "finish_reason": None}])
+
     def logprobs(self, entries: list[dict], offset: int) -> dict:
         return {"content": entries} if self.chat else legacy_logprobs(entries, offset)
 
@@ -108,6 +114,8 @@ async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[str], it: Asyn
     res = req.result()
     if res.finish_reason == "cancelled":
         raise cancelled_in_kernel()
+    for i, call in enumerate(res.tool_calls or ()):
+        yield fmt.tool_call(i, call)
     yield fmt.text("", finish=finish(res))
     if include_usage:
         yield fmt.envelope([], usage=usage([res]))

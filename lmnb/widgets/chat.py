@@ -173,6 +173,8 @@ class Chat(anywidget.AnyWidget):
                     done, total = payload  # type: ignore[misc]
                     self.send({"type": "progress", "done": done, "total": total})
                     continue
+                if kind != "delta":
+                    continue
                 pending += payload  # type: ignore[operator]
                 self._partial += payload  # type: ignore[operator]
                 now = time.monotonic()

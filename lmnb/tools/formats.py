@@ -1,0 +1,233 @@
+"""How models write tool calls, and reading them back: one parser per family, chosen from the template.
+
+| family | what the model writes | whose |
+|---|---|---|
+| ``hermes`` | ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` | Qwen 2.5 / 3, Hermes, SmolLM3, many fine-tunes |
+| ``llama3`` | ``{"name": ..., "parameters": {...}}``, maybe after ``<|python_tag|>`` | Llama 3.1 / 3.2 / 3.3 |
+| ``mistral`` | ``[TOOL_CALLS][{"name": ..., "arguments": {...}}]`` or ``[TOOL_CALLS]name[ARGS]{...}`` | Mistral, Mixtral, Ministral, Devstral, Magistral |
+| ``gpt-oss`` | ``<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{...}<|call|>`` | gpt-oss (harmony) |
+| ``fallback`` | lmnb's own: the ``hermes`` shape, taught in the system prompt | templates without tools (SmolLM2, Gemma 3) |
+
+A template that renders ``tools`` itself is *native*: the tools go to the template and the reply
+is read with its family's parser. Any other template gets the fallback (``lmnb.tools.prompting``).
+A reply whose call is malformed (bad JSON, no name, cut off) comes back as text, never as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..types import ToolCall
+
+__all__ = ["CallFormat", "detect", "FORMATS", "parse_json_calls", "new_call_id"]
+
+Parsed = tuple[str, list[ToolCall]]  # (the text before the calls, the calls)
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(frozen=True)
+class CallFormat:
+    """One family's way of writing calls.
+
+    Attributes:
+        name: the family (see the table above).
+        native: the template renders the tools (else lmnb's fallback prompt does).
+        opens: text that starts a call in a reply: streamed text is held back from there on.
+        special: its markers are control tokens, which a reply must keep as text to be read.
+        parse: reply text -> (content, calls).
+    """
+
+    name: str
+    native: bool
+    opens: tuple[str, ...]
+    special: bool
+    parse: Callable[[str], Parsed]
+
+
+# ---- JSON calls ------------------------------------------------------------------------------
+def _arguments(value: Any) -> Optional[str]:
+    """The arguments as compact JSON object text, or None when they are not an object."""
+    if value is None:
+        value = {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _call(obj: Any) -> Optional[ToolCall]:
+    """A call from one JSON object in any of the usual shapes, or None."""
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict):  # {"type": "function", "function": {...}} (OpenAI's own)
+        inner = obj["function"]
+        call = _call(inner)
+        if call is not None and isinstance(obj.get("id"), str):
+            call.id = obj["id"]
+        return call
+    if isinstance(obj.get("tool_call"), dict):  # {"tool_call": {...}} (llama.cpp's former generic format)
+        return _call(obj["tool_call"])
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    args = _arguments(obj.get("arguments", obj.get("parameters")))
+    if args is None:
+        return None
+    call_id = obj.get("id") if isinstance(obj.get("id"), str) and obj.get("id") else new_call_id()
+    return ToolCall(call_id, name, args)
+
+
+def _json_values(text: str) -> Optional[list[Any]]:
+    """Every JSON value in ``text``, one after the other (separated by space, ``,`` or ``;``); None
+    if anything else is there."""
+    dec = json.JSONDecoder()
+    out, i, n = [], 0, len(text)
+    while True:
+        while i < n and (text[i].isspace() or text[i] in ",;"):
+            i += 1
+        if i >= n:
+            return out
+        try:
+            value, i = dec.raw_decode(text, i)
+        except ValueError:
+            return None
+        out.append(value)
+
+
+def parse_json_calls(text: str) -> Optional[list[ToolCall]]:
+    """Calls written as bare JSON: objects, or lists of them (what a forced call's grammar yields).
+    None unless the whole text is calls."""
+    values = _json_values(text)
+    if not values:
+        return None
+    calls = []
+    for v in values:
+        for obj in v if isinstance(v, list) else [v]:
+            call = _call(obj)
+            if call is None:
+                return None
+            calls.append(call)
+    return calls
+
+
+# ---- the families ----------------------------------------------------------------------------
+_HERMES = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
+
+
+def _parse_hermes(text: str) -> Parsed:
+    start = text.find("<tool_call>")
+    if start < 0:
+        return text, []
+    calls: list[ToolCall] = []
+    for body in _HERMES.findall(text[start:]):
+        found = parse_json_calls(body.strip())
+        if not found:
+            return text, []
+        calls += found
+    return _before(text, start), calls
+
+
+def _before(text: str, start: int) -> str:
+    """The text before a call, exactly as streamed (nothing if it is only space)."""
+    return text[:start] if text[:start].strip() else ""
+
+
+def _parse_llama3(text: str) -> Parsed:
+    body = text.strip()
+    if body.startswith("<|python_tag|>"):
+        body = body[len("<|python_tag|>"):]
+    body = body.removesuffix("<|eom_id|>").removesuffix("<|eot_id|>").strip()
+    if not body.startswith(("{", "[")):
+        return text, []
+    calls = parse_json_calls(body)
+    return ("", calls) if calls else (text, [])
+
+
+_MISTRAL_NAMED = re.compile(r"\s*([\w.\-]+)\s*(?:\[CALL_ID\]\s*([\w\-]+)\s*)?\[ARGS\]", re.S)
+
+
+def _parse_mistral(text: str) -> Parsed:
+    start = text.find("[TOOL_CALLS]")
+    if start < 0:
+        return text, []
+    calls: list[ToolCall] = []
+    for segment in text[start:].split("[TOOL_CALLS]")[1:]:
+        segment = segment.replace("</s>", "").strip()
+        named = _MISTRAL_NAMED.match(segment)
+        if named:  # v11 and later: NAME[ARGS]{...}, maybe with [CALL_ID]
+            rest = segment[named.end():].strip()
+            try:
+                args, end = json.JSONDecoder().raw_decode(rest)
+            except ValueError:
+                return text, []
+            arguments = _arguments(args)
+            if arguments is None or rest[end:].strip():
+                return text, []
+            calls.append(ToolCall(named.group(2) or new_call_id(), named.group(1), arguments))
+        else:  # v3 / v7: a JSON list of calls
+            found = parse_json_calls(segment)
+            if not found:
+                return text, []
+            calls += found
+    return _before(text, start), calls
+
+
+_HARMONY_CALL = re.compile(
+    r"to=functions\.([\w.\-]+)[^<]*(?:<\|channel\|>[^<]*)?(?:<\|constrain\|>[^<]*)?<\|message\|>(.*?)(?:<\|call\|>|<\|end\|>|$)",
+    re.S)
+_HARMONY_FINAL = re.compile(r"<\|channel\|>final<\|message\|>(.*?)(?:<\|end\|>|<\|return\|>|$)", re.S)
+
+
+def _parse_gpt_oss(text: str) -> Parsed:
+    final = _HARMONY_FINAL.search(text)
+    content = final.group(1).strip() if final else text
+    calls: list[ToolCall] = []
+    for name, body in _HARMONY_CALL.findall(text):
+        body = body.strip()
+        arguments = _arguments(body)  # JSON text; an empty body is no arguments
+        if arguments is None:
+            return text, []
+        calls.append(ToolCall(new_call_id(), name, arguments))
+    if calls:
+        return (content if final else ""), calls
+    return content, []
+
+
+FORMATS: dict[str, CallFormat] = {
+    "hermes": CallFormat("hermes", True, ("<tool_call>",), False, _parse_hermes),
+    "llama3": CallFormat("llama3", True, ("<|python_tag|>", '{"name"', '{"type"', "[{"), True, _parse_llama3),
+    "mistral": CallFormat("mistral", True, ("[TOOL_CALLS]",), True, _parse_mistral),
+    "gpt-oss": CallFormat("gpt-oss", True, ("<|channel|>", "<|start|>"), True, _parse_gpt_oss),
+    "fallback": CallFormat("fallback", False, ("<tool_call>",), False, _parse_hermes),
+}
+
+
+def detect(template: Optional[str]) -> CallFormat:
+    """The family of a chat template (its Jinja source), from the markers it writes.
+
+    A template that never mentions ``tools`` gets the fallback; one that renders tools in a way
+    not listed here is read as ``hermes`` (the most common), whose parser also takes bare JSON.
+    """
+    t = template or ""
+    if "tools" not in t and "tool_calls" not in t:
+        return FORMATS["fallback"]
+    if "to=functions" in t or "<|channel|>" in t:
+        return FORMATS["gpt-oss"]
+    if "[TOOL_CALLS]" in t:
+        return FORMATS["mistral"]
+    if "<tool_call>" in t:
+        return FORMATS["hermes"]
+    if "<|python_tag|>" in t or "ipython" in t or "<|eom_id|>" in t:
+        return FORMATS["llama3"]
+    return FORMATS["hermes"]
