@@ -318,6 +318,7 @@ def chat(
     max_steps: int = 5,
     confirm: Union[bool, Callable[["ToolCall"], bool]] = False,
     on_step: Optional[Callable[["Step"], None]] = None,
+    think: Optional[bool] = None,
     **params: Any,
 ) -> Union[Completion, "Request"]:
     """Ask a loaded model, through its chat template.
@@ -343,6 +344,9 @@ def chat(
         max_steps: rounds of tool calls before the model must answer without tools.
         confirm: ask before each call runs (``True``: a yes/no prompt; or a function of the call).
         on_step: called after each tool call with its ``lmnb.tools.loop.Step`` (cells show them).
+        think: for reasoning models whose template can switch thinking (Qwen3's ``enable_thinking``):
+            ``False`` answers at once. Their thinking is kept apart either way: ``text`` is the
+            answer, ``reasoning`` the thinking.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop).
 
@@ -373,7 +377,8 @@ def chat(
         info = backend(model).info
         messages = history_messages(messages, info.chat_template if info else None)
     on_done = [append_to(conv, user)] if conv is not None else []
-    spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs)
+    spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs,
+                          template_kwargs=None if think is None else {"enable_thinking": think})  # fmt: skip
     req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)
     return req if stream else _wait(req)
 
@@ -452,8 +457,11 @@ def submit(spec: "GenerationSpec", *, kind: str, model: Optional[str] = None, co
     if not target.loaded:
         raise NoModelLoaded()
     path = info.path if info else None
+    from .reasoning import for_request
+
+    spec, thinking = for_request(spec, info.chat_template if info else None)
     record = history_recorder(spec, kind, conversation, path)
-    req = target.submit(spec, stages=stages, on_done=[*on_done, record])
+    req = target.submit(spec, stages=[*thinking, *stages], on_done=[*on_done, record])
     req.model_path = path
     return req
 

@@ -156,6 +156,9 @@ SAMPLING: tuple[Param, ...] = (
           help="Random seed: the same seed, prompt and settings give the same reply "
                "(-1 = a new seed per request; it is recorded)."),
     Param("stop", list, [], openai="stop", group="length", help="Extra stop strings (repeatable)."),
+    Param("reasoning_budget", int, -1, lo=0, special=(-1,), widget=("int", -1, 1_000_000), group="length",
+          help="Reasoning models: the most tokens of thinking before the answer is started for them "
+               "(-1 = no limit, 0 = no thinking)."),
 )
 
 LOGIT_BIAS_RANGE = (-100.0, 100.0)

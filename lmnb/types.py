@@ -137,6 +137,8 @@ class Completion:
     parse_error: Optional[Exception] = field(default=None, repr=False)
     # the tool calls the reply makes (``finish_reason`` "tool_calls"); ``text`` is then what came before them
     tool_calls: Optional[list[ToolCall]] = None
+    # what a reasoning model thought before its answer (``text`` holds the answer only)
+    reasoning: Optional[str] = field(default=None, repr=False)
     # with ``chat(tools=...)``: every call the model made on the way to this answer (``lmnb.tools.loop.Step``)
     steps: list = field(default_factory=list, repr=False)
 

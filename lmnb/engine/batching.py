@@ -191,10 +191,41 @@ class Batching:
         self.stats["decoded_tokens"] += len(tokens)
         self.stats["sequences_decoded"] += len(generating) + len(prefill)
         for s, idx in owners:
-            tok = s.sampler.sample(model.ctx, idx)
+            tok = self._next_token(s, idx)
             if s.req.spec.logprobs is not None and not model.is_eog(tok):
                 s.req.logprobs.append(model.logprob_entry(idx, tok, s.req.spec.logprobs))
             self._on_token(s, tok)
+
+    def _next_token(self, s: Seq, idx: int) -> int:
+        """The sampled token, or the next one of text forced in (the end of a reasoning budget)."""
+        if s.forced or self._thinking_over(s):
+            tok = s.forced[0]
+            if s.sampler.accept_forced(tok):
+                del s.forced[0]
+                return tok
+            s.forced.clear()  # the reply's grammar refuses it: let the model go on
+        return s.sampler.sample(self._model.ctx, idx)
+
+    def _thinking_over(self, s: Seq) -> bool:
+        """Whether a reasoning model has used its thinking budget: then its close marker is forced."""
+        spec, budget = s.req.spec, s.params.reasoning_budget
+        if spec.think_markers is None or s.think_done or budget is None or budget < 0:
+            return False
+        opening, close = spec.think_markers
+        seen = s.text + s.held
+        if close in seen:
+            s.think_done = True
+            return False
+        head = seen.lstrip()
+        if not spec.think_inside and not head.startswith(opening):
+            if head and not opening.startswith(head[: len(opening)]):
+                s.think_done = True  # it answered without thinking
+            return False
+        if len(s.generated) < budget:
+            return False
+        s.think_done = True
+        s.forced = self._model.tokenize(f"\n{close}\n\n", add_special=False, parse_special=True)
+        return bool(s.forced)
 
     def _on_token(self, s: Seq, tok: int) -> None:
         model = self._model

@@ -212,7 +212,7 @@ class LoadedModel:
 
     # --- chat template ----------------------------------------------------------------------
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True,
-                    tools: Optional[list[dict]] = None) -> str:  # fmt: skip
+                    tools: Optional[list[dict]] = None, **template_kwargs: object) -> str:  # fmt: skip
         """Messages (and tools, for templates that render them) -> prompt text, through the GGUF's
         Jinja chat template (or the override)."""
         if self._formatter is None:
@@ -226,7 +226,7 @@ class LoadedModel:
                 add_generation_prompt=add_generation_prompt,
             )
         try:
-            return self._formatter(messages=messages, tools=tools or None).prompt
+            return self._formatter(messages=messages, tools=tools or None, **template_kwargs).prompt
         except Exception as e:
             raise ValueError(f"the model's chat template failed on these messages: {e}") from None
 

@@ -12,7 +12,7 @@ from .request import GenerationSpec
 def prompt_tokens(model: Any, spec: GenerationSpec) -> list[int]:
     """The prompt's tokens (the chat rendered through the template); ``ContextOverflow`` when too long."""
     if spec.messages is not None:
-        prompt_text = model.render_chat(spec.messages, tools=spec.tools)
+        prompt_text = model.render_chat(spec.messages, tools=spec.tools, **(spec.template_kwargs or {}))
         tokens = model.tokenize(prompt_text, add_special=False, parse_special=True)
         if not tokens or tokens[0] != bos(model):
             # templates normally write BOS themselves; add it if the model wants one and it didn't

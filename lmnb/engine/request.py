@@ -96,6 +96,11 @@ class GenerationSpec:
     # templates that render tools themselves; the engine only passes them to the template
     tools: Optional[list[dict]] = None
     keep_special: bool = False  # control tokens in the reply by their text (tool-call and reasoning markers)
+    template_kwargs: Optional[dict] = None  # extra variables for the chat template (enable_thinking=False)
+    # a reasoning model's (open, close) thinking markers, for params.reasoning_budget; think_inside:
+    # the template opened the thinking, so the reply starts inside it
+    think_markers: Optional[tuple[str, str]] = None
+    think_inside: bool = False
 
 
 class Request:
@@ -153,7 +158,14 @@ class Request:
             yield event
 
     async def aiter(self) -> "AsyncIterator[str]":
-        """Text deltas for asyncio code (the server): waits without blocking the event loop."""
+        """Text deltas for asyncio code: waits without blocking the event loop."""
+        async for kind, payload in self.aevents():
+            if kind == "delta":
+                yield payload  # type: ignore[misc]
+
+    async def aevents(self) -> "AsyncIterator[tuple[str, object]]":
+        """``(kind, payload)`` events for asyncio code (the server): text deltas and what stages
+        send (``reasoning`` text, ``tool_calls``), not progress. Raises the request's error."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -168,11 +180,10 @@ class Request:
                     await ready.wait()
                     ready.clear()
                     continue
-                text = _text_or_end(event)
-                if text is _END:
+                if _text_or_end(event) is _END:
                     return
-                if text is not _SKIP:
-                    yield text  # type: ignore[misc]
+                if event[0] != "progress":
+                    yield event
         finally:
             self._wakers.remove(waker)
 

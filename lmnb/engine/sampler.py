@@ -186,6 +186,15 @@ class Sampler:
         C.llama_sampler_accept(self._chain, tok)
         return tok
 
+    def accept_forced(self, tok: int) -> bool:
+        """Take a token the engine puts in without sampling; False (nothing taken) if the grammar refuses it."""
+        if self._grammar is not None:
+            if not self._allowed(tok):
+                return False
+            C.llama_sampler_accept(self._grammar, tok)
+        C.llama_sampler_accept(self._chain, tok)
+        return True
+
     # --- grammar path -------------------------------------------------------------------------
     def _init_candidates(self) -> None:
         import numpy as np

@@ -32,6 +32,8 @@ class Seq:
     text: str = ""  # emitted text
     t_prompt_done: float = 0.0
     t_first: float = 0.0
+    forced: list[int] = field(default_factory=list)  # tokens to put in next instead of sampling
+    think_done: bool = False  # a reasoning model has closed (or skipped) its thinking
 
     @property
     def prefilling(self) -> bool:

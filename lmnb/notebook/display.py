@@ -30,13 +30,17 @@ _CURSOR = " \u258d"
 class _Reply:
     """A reply as sanitized HTML rendered from its Markdown, or as plain text."""
 
-    def __init__(self, text: str, markdown: bool) -> None:
+    def __init__(self, text: str, markdown: bool, thinking: str = "", thinking_open: bool = False) -> None:
         self.text, self.markdown = text, markdown
+        self.thinking, self.thinking_open = thinking, thinking_open
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        bundle = {"text/plain": self.text}
-        if self.markdown:
-            bundle["text/html"] = str(render_markdown(self.text)) or "\u200b"
+        bundle = {"text/plain": f"[thinking]\n{self.thinking}\n[/thinking]\n{self.text}" if self.thinking else self.text}
+        if self.markdown or self.thinking:
+            answer = render_markdown(self.text) if self.markdown else html("<pre>{}</pre>", self.text)
+            folded = html('<details class="lmnb-thinking"{}><summary>Thinking</summary><pre>{}</pre></details>',
+                          html(" open") if self.thinking_open else "", self.thinking) if self.thinking else ""  # fmt: skip
+            bundle["text/html"] = str(html("{}{}", folded, answer)) or "\u200b"
         return bundle
 
 
@@ -58,15 +62,25 @@ class StreamingReply:
 
         self.markdown = markdown
         self.text = ""
+        self.thinking = ""  # a reasoning model's thinking, shown folded above the answer
         self._last = 0.0
         self._interval = _MIN_INTERVAL_S
         self._handle = display(_Reply(_CURSOR.strip(), markdown), display_id=True) if stream else None
 
     def add(self, delta: str) -> None:
         self.text += delta
+        self._update()
+
+    def think(self, delta: str) -> None:
+        """A piece of the thinking (shown open while the model thinks, folded once it answers)."""
+        self.thinking += delta
+        self._update()
+
+    def _update(self) -> None:
         now = time.monotonic()
         if self._handle is not None and now - self._last >= self._interval:
-            self._handle.update(_Reply(self.text + _CURSOR, self.markdown))
+            thinking_now = not self.text
+            self._handle.update(_Reply(self.text + _CURSOR, self.markdown, self.thinking, thinking_now))
             self._last = time.monotonic()
             self._interval = max(_MIN_INTERVAL_S, _RENDER_SHARE * (self._last - now))
 
@@ -82,7 +96,7 @@ class StreamingReply:
         text = result.text
         if note:
             text = f"{text}\n\n*{note}*" if self.markdown else f"{text}\n\n{note}"
-        body = _Reply(text, self.markdown)
+        body = _Reply(text, self.markdown, result.reasoning or "")
         md = {"lmnb": metadata}
         if self._handle is not None:
             self._handle.update(body, metadata=md)

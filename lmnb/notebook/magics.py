@@ -341,6 +341,8 @@ class LMMagics(Magics):
             for event, payload in req.events():
                 if event == "delta":
                     out.add(payload)
+                elif event == "reasoning":
+                    out.think(payload)
                 elif event == "progress":
                     out.progress(*payload)
         except KeyboardInterrupt:

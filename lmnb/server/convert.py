@@ -93,11 +93,15 @@ def finish(res: Completion) -> str:
 
 
 def assistant_message(res: Completion) -> dict:
-    """The ``message`` of a chat choice: the text, and the tool calls when the reply makes some."""
+    """The ``message`` of a chat choice: the text, the thinking of a reasoning model
+    (``reasoning_content``, as llama-server and DeepSeek send it), and the tool calls."""
+    msg: dict = {"role": "assistant", "content": res.text}
+    if res.reasoning is not None:
+        msg["reasoning_content"] = res.reasoning
     if res.tool_calls:
-        return {"role": "assistant", "content": res.text or None,
-                "tool_calls": [c.openai() for c in res.tool_calls]}
-    return {"role": "assistant", "content": res.text}
+        msg["content"] = res.text or None
+        msg["tool_calls"] = [c.openai() for c in res.tool_calls]
+    return msg
 
 
 def usage(results: list[Completion], n: int = 1) -> dict:

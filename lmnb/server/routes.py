@@ -125,7 +125,8 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
         from ..tools.plan import history_messages
 
         messages = history_messages(messages, info.chat_template)
-    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, **tools_kw)
+    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs,
+                            template_kwargs=body.chat_template_kwargs, **tools_kw)
              for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
@@ -272,8 +273,11 @@ def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec],
     try:
         for spec in specs:
             own = stages() if stages else []
-            if key is None:
-                reqs.append(engine.submit(spec, stages=own))
+            if key is None:  # one engine, not the session's models: what api.submit adds, here
+                from ..reasoning import for_request
+
+                spec, thinking = for_request(spec, engine.info.chat_template if engine.info else None)
+                reqs.append(engine.submit(spec, stages=[*thinking, *own]))
             else:
                 from ..api import submit
 

@@ -162,6 +162,8 @@ class ChatCompletionRequest(SamplingRequest):
     tools: Optional[list[ToolSpec]] = Field(None, max_length=128)
     tool_choice: Optional[Union[Literal["none", "auto", "required"], NamedToolChoice]] = None
     parallel_tool_calls: Optional[bool] = None
+    # llama-server's: extra variables for the chat template, e.g. {"enable_thinking": false} (Qwen3)
+    chat_template_kwargs: Optional[dict[str, Union[bool, int, float, str]]] = None
     # lmnb's extension (OpenAI's Responses API has the same field): continue a conversation of the
     # session, the one `%%lm chat --name NAME`, `lmnb.chat(conversation=NAME)` and the chat pane use
     conversation: Optional[str] = Field(
@@ -238,6 +240,7 @@ class CalledTool(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: Optional[str]
+    reasoning_content: Optional[str] = None  # a reasoning model's thinking, apart from the answer
     tool_calls: Optional[list[CalledTool]] = None
 
 

@@ -88,6 +88,11 @@ class Chunks:
             choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
         return self.envelope([choice])
 
+    def reasoning(self, text: str) -> str:
+        """A piece of a reasoning model's thinking (llama-server's and DeepSeek's ``reasoning_content``)."""
+        return self.envelope([{"index": 0, "delta": {"reasoning_content": text}, "logprobs": None,
+                               "finish_reason": None}])  # fmt: skip
+
     def tool_call(self, index: int, call: ToolCall) -> str:
         """One call, whole, as a ``delta.tool_calls`` chunk (clients join the arguments by index)."""
         item = {"index": index, "id": call.id, "type": "function",
@@ -98,17 +103,24 @@ class Chunks:
         return {"content": entries} if self.chat else legacy_logprobs(entries, offset)
 
 
-async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[str], it: AsyncIterator[str],
+Event = tuple[str, object]
+
+
+async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[Event], it: AsyncIterator[Event],
                  include_usage: bool) -> AsyncIterator[str]:
     """The JSON payloads of the SSE events of one reply: an opening chunk (chat: the role; text:
-    the echoed prompt), one chunk per piece of text, the finish reason, then the usage if asked."""
+    the echoed prompt), one chunk per piece of text (a reasoning model's thinking as
+    ``delta.reasoning_content``), the tool calls, the finish reason, then the usage if asked."""
     want_lp = req.spec.logprobs is not None
     if fmt.chat:
         yield fmt.text("", role=True)
     elif fmt.echo:
         yield fmt.text(fmt.echo)
     offset = len(fmt.echo)
-    async for text, entries in _deltas(req, first, it):
+    async for kind, text, entries in _deltas(req, first, it):
+        if kind == "reasoning":
+            yield fmt.reasoning(text)
+            continue
         yield fmt.text(text, logprobs=fmt.logprobs(entries, offset) if want_lp else None)
         offset += sum(len(e["token"]) for e in entries)
     res = req.result()
@@ -121,8 +133,9 @@ async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[str], it: Asyn
         yield fmt.envelope([], usage=usage([res]))
 
 
-async def _deltas(req: EngineRequest, first: Optional[str], it: AsyncIterator[str]) -> AsyncIterator[tuple[str, list]]:
-    """(text, logprob entries) pairs: every entry is sent once, with or before its text."""
+async def _deltas(req: EngineRequest, first: Optional[Event], it: AsyncIterator[Event]) -> AsyncIterator[tuple[str, str, list]]:
+    """(kind, text, logprob entries) of the text events: every entry is sent once, with or before
+    its answer text (the thinking's tokens go with the first piece of answer)."""
     sent = 0
 
     def take() -> list:
@@ -131,12 +144,19 @@ async def _deltas(req: EngineRequest, first: Optional[str], it: AsyncIterator[st
         sent += len(entries)
         return entries
 
-    if first is not None:
-        yield first, take()
-    async for delta in it:
-        yield delta, take()
+    async def events() -> AsyncIterator[Event]:
+        if first is not None:
+            yield first
+        async for event in it:
+            yield event
+
+    async for kind, payload in events():
+        if kind == "delta":
+            yield "delta", payload, take()  # type: ignore[misc]
+        elif kind == "reasoning":
+            yield "reasoning", payload, []  # type: ignore[misc]
     if req.logprobs[sent:]:
-        yield "", take()
+        yield "delta", "", take()
 
 
 async def stream(req: EngineRequest, request: Request, fmt: Chunks, include_usage: bool,
@@ -145,9 +165,9 @@ async def stream(req: EngineRequest, request: Request, fmt: Chunks, include_usag
     before generation starts (e.g. the prompt does not fit) is still a plain HTTP error."""
     from sse_starlette.sse import EventSourceResponse
 
-    it = req.aiter()
+    it = req.aevents()
     try:
-        first: Optional[str] = await until_disconnect(request, req, it.__anext__())
+        first: Optional[Event] = await until_disconnect(request, req, it.__anext__())
     except StopAsyncIteration:
         first = None
     except BaseException as e:
