@@ -113,3 +113,52 @@ def test_bad_tool_requests_get_clear_400s(client):
         client.chat.completions.create(model="", messages=ASK, tools=[WEATHER, WEATHER])
     ok = client.chat.completions.create(model="", messages=ASK, max_tokens=2)  # the server goes on
     assert ok.choices[0].message.content is not None
+
+
+# ---- /v1/responses ---------------------------------------------------------------------------
+FLAT = {"type": "function", **WEATHER["function"]}  # the Responses API's tool shape
+
+
+def test_responses_text_call_and_round_trip(client):
+    r = client.responses.create(model="", input="Say hi.", max_output_tokens=200, temperature=0)
+    assert r.status == "completed" and r.output_text and r.usage.output_tokens > 0
+    short = client.responses.create(model="", input="Tell a long story.", max_output_tokens=5, temperature=0)
+    assert short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens"
+
+    r = client.responses.create(model="", input=ASK[0]["content"], tools=[FLAT], tool_choice="required",
+                                max_output_tokens=80, temperature=0)  # fmt: skip
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert calls and all(c.name == "get_weather" and c.call_id for c in calls)
+    for c in calls:
+        jsonschema.validate(json.loads(c.arguments), SCHEMAS["get_weather"])
+    follow = [{"role": "user", "content": ASK[0]["content"]}, calls[0].model_dump(exclude_none=True),
+              {"type": "function_call_output", "call_id": calls[0].call_id, "output": "18 degrees and sunny"}]
+    r2 = client.responses.create(model="", input=follow, tools=[FLAT], tool_choice="none", max_output_tokens=30,
+                                 temperature=0, instructions="Answer in one sentence.")  # fmt: skip
+    assert r2.output_text and not [o for o in r2.output if o.type == "function_call"]
+
+
+def test_responses_stream_events_assemble_to_the_same_output(client):
+    kw = dict(model="", input=ASK[0]["content"], tools=[FLAT], tool_choice="required", max_output_tokens=80,
+              temperature=0.7, extra_body={"seed": 4})
+    whole = client.responses.create(**kw)
+    with client.responses.stream(**kw) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert "response.function_call_arguments.done" in kinds
+    assert [(o.name, o.arguments) for o in final.output if o.type == "function_call"] == \
+        [(o.name, o.arguments) for o in whole.output if o.type == "function_call"]
+    text = ""
+    for e in client.responses.create(model="", input="Say hi.", max_output_tokens=12, temperature=0, stream=True):
+        if e.type == "response.output_text.delta":
+            text += e.delta
+        last = e
+    assert last.type in ("response.completed", "response.incomplete") and text == last.response.output_text
+
+
+def test_responses_refuses_what_needs_storage(client):
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        client.responses.create(model="", input="Hi", previous_response_id="resp_123")
+    with pytest.raises(openai.BadRequestError, match="not supported"):
+        client.responses.create(model="", input=[{"type": "computer_call", "id": "x"}])

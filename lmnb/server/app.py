@@ -24,6 +24,7 @@ from ..engine import Engine
 from .convert import version
 from .errors import APIError, as_api_error, error_body, install_handlers  # noqa: F401 - the names app.py had
 from .guard import HostOriginGuard
+from .responses import responses_routes
 from .routes import extra, openai_routes
 from .stats import ServerStats
 
@@ -82,10 +83,11 @@ def create_app(
                        error_body=error_body)
     app.add_middleware(_StatsMiddleware, stats=stats)
     install_handlers(app)
-    app.include_router(openai_routes, prefix="/v1")
-    # the same routes without /v1, for clients configured with the bare server URL (llama-server
-    # and LM Studio answer there too); kept out of the schema, which documents each route once
-    app.include_router(openai_routes, include_in_schema=False)
+    for router in (openai_routes, responses_routes):
+        app.include_router(router, prefix="/v1")
+        # the same routes without /v1, for clients configured with the bare server URL (llama-server
+        # and LM Studio answer there too); kept out of the schema, which documents each route once
+        app.include_router(router, include_in_schema=False)
     app.include_router(extra)
     return app
 

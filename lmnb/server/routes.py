@@ -18,10 +18,11 @@ from typing import Callable, Optional, Sequence, Union
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..engine import Engine, GenerationSpec, Request as EngineRequest
+from ..engine import Engine, GenerationSpec
 from ..types import Completion, ModelInfo
 from . import convert, schemas as S
-from .errors import ERROR_DOCS, APIError, as_api_error, no_model
+from .errors import ERROR_DOCS, APIError, as_api_error
+from .generate import plan_tools, submit_all
 from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
 from .streaming import Chunks, collect, stream
@@ -116,7 +117,8 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
     on_done = _continue(body, key, messages, n)
     if on_done:
         messages = on_done.history + messages
-    tool_plan = _tool_plan(body, messages, info)
+    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
+    tool_plan = plan_tools(convert.tools(body), choice, body.parallel_tool_calls, messages, info)
     tools_kw: dict = {}
     if tool_plan is not None:
         messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
@@ -198,21 +200,6 @@ async def embeddings(body: S.EmbeddingRequest, engine: Engine = Depends(get_engi
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
-def _tool_plan(body: S.ChatCompletionRequest, messages: list[dict], info: ModelInfo):
-    """The ``lmnb.tools`` plan of a request with tools (None without, or with ``tool_choice: none``)."""
-    tools = convert.tools(body)
-    if not tools:
-        return None
-    from ..tools.plan import plan
-
-    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
-    try:
-        return plan(messages, tools, info.chat_template, tool_choice=choice,
-                    parallel=body.parallel_tool_calls is not False)  # fmt: skip
-    except ValueError as e:
-        raise APIError(400, str(e), param="tool_choice") from None
-
-
 class _Continue:
     """Appends a server turn to a named conversation of the session (the ``conversation`` field)."""
 
@@ -252,42 +239,12 @@ async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], 
     ``stages``: makes each request's output stages (they keep per-request state)."""
     if body.stream and len(specs) > 1:
         raise APIError(400, "Streaming supports one prompt and n=1.", param="n")
-    reqs = _submit_all(engine, key, specs, conversation=conversation, on_done=on_done, stages=stages)
+    reqs = submit_all(engine, key, specs, conversation=conversation, on_done=on_done, stages=stages)
     request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await stream(reqs[0], request, fmt, include_usage, prompt_field)
     return list(await asyncio.gather(*[collect(r, request, prompt_field) for r in reqs]))
-
-
-def _submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
-                conversation: Optional[str] = None, on_done: Sequence[Callable[[Completion], None]] = (),
-                stages: Optional[Callable[[], list]] = None) -> list[EngineRequest]:  # fmt: skip
-    """Submit every spec, or none: a failure cancels those already queued.
-
-    With the session's registry (``key`` set) through ``lmnb.api.submit``, so every request gets
-    its history row naming the model that answered, like the notebook's own."""
-    if not engine.loaded:
-        raise no_model()
-    reqs: list[EngineRequest] = []
-    try:
-        for spec in specs:
-            own = stages() if stages else []
-            if key is None:  # one engine, not the session's models: what api.submit adds, here
-                from ..reasoning import for_request
-
-                spec, thinking = for_request(spec, engine.info.chat_template if engine.info else None)
-                reqs.append(engine.submit(spec, stages=[*thinking, *own]))
-            else:
-                from ..api import submit
-
-                reqs.append(submit(spec, kind="server", model=key, conversation=conversation, stages=own,
-                                   on_done=on_done))  # fmt: skip
-    except BaseException as e:
-        for r in reqs:
-            r.cancel()
-        raise as_api_error(e) from None
-    return reqs
 
 
 # ---- health, metrics, tokens -----------------------------------------------------------------

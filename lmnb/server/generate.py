@@ -1,0 +1,53 @@
+"""What the generating routes share: submitting a request's generations, and planning its tools."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from ..engine import Engine, GenerationSpec, Request as EngineRequest
+from ..types import Completion, ModelInfo
+from .errors import APIError, as_api_error, no_model
+
+
+def plan_tools(tools: list, tool_choice: Any, parallel: Optional[bool], messages: list[dict], info: ModelInfo,
+               param: str = "tool_choice") -> Any:  # fmt: skip
+    """The ``lmnb.tools`` plan of a request (None without tools, or with ``tool_choice: none``);
+    a bad choice is a 400 naming ``param``."""
+    if not tools:
+        return None
+    from ..tools.plan import plan
+
+    try:
+        return plan(messages, tools, info.chat_template, tool_choice=tool_choice, parallel=parallel is not False)
+    except ValueError as e:
+        raise APIError(400, str(e), param=param) from None
+
+
+def submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
+                conversation: Optional[str] = None, on_done: Sequence[Callable[[Completion], None]] = (),
+                stages: Optional[Callable[[], list]] = None) -> list[EngineRequest]:  # fmt: skip
+    """Submit every spec, or none: a failure cancels those already queued.
+
+    With the session's registry (``key`` set) through ``lmnb.api.submit``, so every request gets
+    its history row naming the model that answered, like the notebook's own."""
+    if not engine.loaded:
+        raise no_model()
+    reqs: list[EngineRequest] = []
+    try:
+        for spec in specs:
+            own = stages() if stages else []
+            if key is None:  # one engine, not the session's models: what api.submit adds, here
+                from ..reasoning import for_request
+
+                spec, thinking = for_request(spec, engine.info.chat_template if engine.info else None)
+                reqs.append(engine.submit(spec, stages=[*thinking, *own]))
+            else:
+                from ..api import submit
+
+                reqs.append(submit(spec, kind="server", model=key, conversation=conversation, stages=own,
+                                   on_done=on_done))  # fmt: skip
+    except BaseException as e:
+        for r in reqs:
+            r.cancel()
+        raise as_api_error(e) from None
+    return reqs

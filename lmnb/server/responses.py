@@ -1,0 +1,335 @@
+"""OpenAI's Responses API (``POST /v1/responses``), stateless: what the OpenAI Agents SDK and
+Codex-style clients send by default.
+
+Input items (messages, ``function_call`` and ``function_call_output``) become chat messages,
+function tools become ``lmnb.tools`` tools, and the reply comes back as output items: the
+thinking of a reasoning model (``reasoning``), the answer (``message`` with ``output_text``) and
+the calls (``function_call``). ``stream=true`` sends the Responses event stream
+(``response.created`` … ``response.output_text.delta`` … ``response.completed``). Nothing is
+stored: ``previous_response_id`` and ``store=true`` are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator, Literal, Optional, Union
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine import GenerationSpec, Request as EngineRequest
+from ..types import Completion, ModelInfo
+from . import convert, schemas as S
+from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
+from .generate import plan_tools, submit_all
+from .models import choose
+from .routes import authenticate
+from .streaming import collect, until_disconnect
+
+responses_routes = APIRouter(dependencies=[Depends(authenticate)], responses=ERROR_DOCS)
+
+
+# ---- the request -----------------------------------------------------------------------------
+class _Loose(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class TextFormat(_Loose):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: Optional[str] = None
+    schema_: Optional[dict[str, Any]] = Field(None, alias="schema")
+    strict: Optional[bool] = None
+
+
+class TextOptions(_Loose):
+    format: Optional[TextFormat] = None
+
+
+class ResponsesRequest(S.SamplingRequest):
+    """The fields lmnb reads; others (``include``, ``metadata``, ``truncation``…) are accepted and ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    input: Union[str, list[dict[str, Any]]]
+    instructions: Optional[str] = None
+    tools: Optional[list[dict[str, Any]]] = Field(None, max_length=128)
+    tool_choice: Optional[Union[Literal["none", "auto", "required"], dict[str, Any]]] = None
+    parallel_tool_calls: Optional[bool] = None
+    max_output_tokens: Optional[int] = Field(None, ge=1)
+    text: Optional[TextOptions] = None
+    previous_response_id: Optional[str] = None
+    store: Optional[bool] = None
+    metadata: Optional[dict[str, Any]] = None
+
+
+ResponsesRequest.model_rebuild(_types_namespace={"StreamOptions": S.StreamOptions})
+
+
+def _text_of(content: Any, where: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("input_text", "output_text", "text"):
+                parts.append(str(part.get("text", "")))
+            elif kind == "refusal":
+                parts.append(str(part.get("refusal", "")))
+            else:
+                raise APIError(400, f"{where}.content[{i}]: parts of type {kind!r} are not supported (this model reads "
+                                    "text only).", param=f"{where}.content")  # fmt: skip
+        return "".join(parts)
+    raise APIError(400, f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
+
+
+def messages_of(body: ResponsesRequest) -> list[dict]:
+    """The chat messages of the request's ``instructions`` and ``input`` items."""
+    out: list[dict] = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    items = [{"role": "user", "content": body.input}] if isinstance(body.input, str) else body.input
+    if not items:
+        raise APIError(400, "input must not be empty.", param="input")
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        kind = item.get("type", "message")
+        if kind == "message" or (kind is None and "role" in item):
+            role = item.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
+                raise APIError(400, f"{where}: unknown role {role!r}.", param=f"{where}.role")
+            out.append({"role": "system" if role == "developer" else role, "content": _text_of(item.get("content"), where)})
+        elif kind == "function_call":
+            call = {"id": item.get("call_id") or item.get("id") or "", "type": "function",
+                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"}}
+            if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
+                out[-1]["tool_calls"].append(call)  # parallel calls: one assistant turn
+            else:
+                out.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else _text_of(output, where) if isinstance(output, list) else json.dumps(output)
+            out.append({"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text})
+        elif kind in ("reasoning", "item_reference"):
+            continue  # earlier thinking is not sent back to the model; references need storage
+        else:
+            raise APIError(400, f"{where}: items of type {kind!r} are not supported.", param=f"{where}.type")
+    return out
+
+
+def tools_of(body: ResponsesRequest) -> list:
+    from ..tools import Tool
+
+    out = []
+    for i, spec in enumerate(body.tools or ()):
+        try:
+            out.append(Tool.from_openai(spec))
+        except ValueError as e:
+            raise APIError(400, f"tools[{i}]: {e} (lmnb runs function tools only)", param=f"tools.{i}") from None
+    if len({t.name for t in out}) < len(out):
+        raise APIError(400, "Two tools have the same name.", param="tools")
+    return out
+
+
+def _grammar(body: ResponsesRequest) -> Optional[str]:
+    fmt = body.text.format if body.text else None
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return convert.grammar(S.ResponseFormatJSONObject(type="json_object"))
+    return convert.grammar(S.ResponseFormatJSONSchema(
+        type="json_schema", json_schema=S.JSONSchemaSpec(name=fmt.name or "response", schema=fmt.schema_ or {})))
+
+
+# ---- the reply -------------------------------------------------------------------------------
+class _Shape:
+    """The ids and echoed settings of one response."""
+
+    def __init__(self, body: ResponsesRequest, info: ModelInfo) -> None:
+        self.id = f"resp_{uuid.uuid4().hex}"
+        self.msg_id = f"msg_{uuid.uuid4().hex}"
+        self.rs_id = f"rs_{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.body, self.info = body, info
+        self.streamed: dict[str, bool] = {}  # which items the stream opened (reasoning, message)
+
+    def response(self, status: str, output: list[dict], res: Optional[Completion] = None) -> dict:
+        b = self.body
+        incomplete = {"reason": "max_output_tokens"} if res is not None and res.finish_reason == "length" else None
+        return {
+            "id": self.id, "object": "response", "created_at": self.created, "status": status,
+            "model": self.info.name, "output": output, "error": None, "incomplete_details": incomplete,
+            "instructions": b.instructions, "max_output_tokens": b.max_output_tokens,
+            "parallel_tool_calls": b.parallel_tool_calls is not False, "previous_response_id": None,
+            "temperature": b.temperature, "top_p": b.top_p, "tool_choice": b.tool_choice or "auto",
+            "tools": b.tools or [], "text": {"format": {"type": "text"}}, "truncation": "disabled",
+            "metadata": b.metadata or {}, "store": False, "usage": _usage(res) if res is not None else None,
+        }
+
+    def message(self, text: str, status: str = "completed") -> dict:
+        return {"type": "message", "id": self.msg_id, "status": status, "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+    def reasoning(self, text: str) -> dict:
+        return {"type": "reasoning", "id": self.rs_id, "summary": [],
+                "content": [{"type": "reasoning_text", "text": text}]}
+
+    def call(self, call: Any, status: str = "completed") -> dict:
+        return {"type": "function_call", "id": f"fc_{call.id.removeprefix('call_')}", "call_id": call.id,
+                "name": call.name, "arguments": call.arguments, "status": status}
+
+    def output(self, res: Completion) -> list[dict]:
+        out = [self.reasoning(res.reasoning)] if res.reasoning else []
+        if res.text or not res.tool_calls:
+            out.append(self.message(res.text, "incomplete" if res.finish_reason == "length" else "completed"))
+        out += [self.call(c) for c in res.tool_calls or ()]
+        return out
+
+
+def _usage(res: Completion) -> dict:
+    u = res.usage
+    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": u.total_tokens}
+
+
+@responses_routes.post("/responses", responses={200: {"content": {"text/event-stream": {}},
+                                                      "description": "A response, or its event stream"}})
+async def create_response(body: ResponsesRequest, request: Request) -> Response:
+    """A model response to ``input`` (OpenAI's Responses API, without storage)."""
+    if body.previous_response_id:
+        raise APIError(400, "previous_response_id needs stored responses, which lmnb does not keep: send the whole "
+                            "conversation in input.", param="previous_response_id")  # fmt: skip
+    engine, info, key = await choose(request, body.model)
+    messages = messages_of(body)
+    params = convert.sampling(body, body.max_output_tokens or body.max_tokens)
+    grammar = _grammar(body)
+    tool_plan = plan_tools(tools_of(body), body.tool_choice, body.parallel_tool_calls, messages, info)
+    fields: dict = {}
+    if tool_plan is not None:
+        messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
+        fields = {k: v for k, v in tool_plan.spec_fields().items() if k != "grammar"}
+    elif any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        from ..tools.plan import history_messages
+
+        messages = history_messages(messages, info.chat_template)
+    spec = GenerationSpec(messages=messages, params=params, grammar=grammar, **fields)
+    [req] = submit_all(engine, key, [spec], stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)
+    request.app.state.requests.add(req)
+    shape = _Shape(body, info)
+    if body.stream:
+        return await _stream(req, request, shape)
+    res = await collect(req, request, "input")
+    return JSONResponse(shape.response("incomplete" if res.finish_reason == "length" else "completed",
+                                       shape.output(res), res))  # fmt: skip
+
+
+# ---- streaming -------------------------------------------------------------------------------
+async def _stream(req: EngineRequest, request: Request, shape: _Shape) -> Response:
+    from sse_starlette.sse import EventSourceResponse
+
+    it = req.aevents()
+    try:  # the first event before answering, so an early error is a plain HTTP error
+        first: Optional[tuple[str, object]] = await until_disconnect(request, req, it.__anext__())
+    except StopAsyncIteration:
+        first = None
+    except BaseException as e:
+        req.cancel()
+        raise as_api_error(e, "input") from None
+
+    async def events() -> AsyncIterator[dict]:
+        seq = 0
+
+        def event(kind: str, **data: Any) -> dict:
+            nonlocal seq
+            seq += 1
+            return {"event": kind, "data": json.dumps({"type": kind, "sequence_number": seq - 1, **data})}
+
+        try:
+            yield event("response.created", response=shape.response("in_progress", []))
+            yield event("response.in_progress", response=shape.response("in_progress", []))
+            async for e in _text_events(req, shape, first, it, event):
+                yield e
+            res = req.result()
+            if res.finish_reason == "cancelled":
+                raise cancelled_in_kernel()
+            for e in _closing_events(res, shape, event):
+                yield e
+        except BaseException as e:
+            if isinstance(e, Exception):
+                err = as_api_error(e)
+                yield {"event": "error", "data": json.dumps({"type": "error", **error_body(err.status, err.message,
+                                                                                              err.param, err.code)["error"]})}
+            else:
+                raise
+        finally:
+            req.cancel()
+
+    return EventSourceResponse(events(), sep="\n", ping=15)
+
+
+async def _text_events(req: EngineRequest, shape: _Shape, first, it, event) -> AsyncIterator[dict]:
+    """The reasoning item and the message item, as their text streams."""
+    state = {"reasoning": False, "message": False}
+    index = {"n": 0}
+
+    def open_item(kind: str) -> list[dict]:
+        state[kind] = True
+        item = shape.reasoning("") if kind == "reasoning" else {**shape.message("", "in_progress"), "content": []}
+        out = [event("response.output_item.added", output_index=index["n"], item=item)]
+        if kind == "message":
+            out.append(event("response.content_part.added", item_id=shape.msg_id, output_index=index["n"],
+                             content_index=0, part={"type": "output_text", "text": "", "annotations": []}))  # fmt: skip
+        return out
+
+    async def stream_of() -> AsyncIterator[tuple[str, object]]:
+        if first is not None:
+            yield first
+        async for e in it:
+            yield e
+
+    async for kind, payload in stream_of():
+        if kind == "reasoning" and payload:
+            if not state["reasoning"]:
+                for e in open_item("reasoning"):
+                    yield e
+            yield event("response.reasoning_text.delta", item_id=shape.rs_id, output_index=index["n"],
+                        content_index=0, delta=payload)  # fmt: skip
+        elif kind == "delta" and payload:
+            if not state["message"]:
+                if state["reasoning"]:
+                    index["n"] += 1  # the reasoning item is closed below, with the others
+                for e in open_item("message"):
+                    yield e
+            yield event("response.output_text.delta", item_id=shape.msg_id, output_index=index["n"],
+                        content_index=0, delta=payload, logprobs=[])  # fmt: skip
+    shape.streamed = dict(state)
+
+
+def _closing_events(res: Completion, shape: _Shape, event) -> list[dict]:
+    """Each output item done (the calls added and done whole), then ``response.completed``."""
+    out, output = [], shape.output(res)
+    streamed = shape.streamed
+    for i, item in enumerate(output):
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            if not streamed.get("message"):
+                out.append(event("response.output_item.added", output_index=i,
+                                 item={**shape.message("", "in_progress"), "content": []}))  # fmt: skip
+                out.append(event("response.content_part.added", item_id=shape.msg_id, output_index=i, content_index=0,
+                                 part={"type": "output_text", "text": "", "annotations": []}))  # fmt: skip
+            out.append(event("response.output_text.done", item_id=shape.msg_id, output_index=i, content_index=0,
+                             text=text, logprobs=[]))  # fmt: skip
+            out.append(event("response.content_part.done", item_id=shape.msg_id, output_index=i, content_index=0,
+                             part=item["content"][0]))  # fmt: skip
+        elif item["type"] == "function_call":
+            out.append(event("response.output_item.added", output_index=i, item={**item, "arguments": "",
+                                                                                  "status": "in_progress"}))
+            out.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=i,
+                             delta=item["arguments"]))  # fmt: skip
+            out.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=i,
+                             arguments=item["arguments"]))  # fmt: skip
+        out.append(event("response.output_item.done", output_index=i, item=item))
+    status = "incomplete" if res.finish_reason == "length" else "completed"
+    out.append(event(f"response.{status}", response=shape.response(status, output, res)))
+    return out
