@@ -201,6 +201,15 @@ def _connect() -> Parser:
     return p
 
 
+def _mcp() -> Parser:
+    p = Parser(prog="%lm mcp", description="MCP servers whose tools chats can use (--tools mcp:NAME): with no "
+               "arguments, list them and their tools")
+    p.add_argument("action", nargs="?", choices=("add", "remove"), help="add NAME COMMAND [ARGS...] | URL; remove NAME")
+    p.add_argument("name", nargs="?", help="what to call the server")
+    p.add_argument("target", nargs=argparse.REMAINDER, help="the command and its arguments, or an http(s) URL")
+    return p
+
+
 COMMANDS: dict[str, Callable[[], Parser]] = {
     "load": _load,
     "unload": _unload,
@@ -221,6 +230,7 @@ COMMANDS: dict[str, Callable[[], Parser]] = {
     "serve": _serve,
     "connect": _connect,
     "disconnect": _plain("%lm disconnect", "back to the in-kernel engine"),
+    "mcp": _mcp,
 }
 
 

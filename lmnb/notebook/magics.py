@@ -279,6 +279,27 @@ class LMMagics(Magics):
         api.reset(None if args.all else args.name)
         print("All conversations cleared." if args.all else f"Conversation {args.name!r} cleared.")
 
+    def _cmd_mcp(self, args: argparse.Namespace) -> None:
+        from ..tools import mcp
+
+        if args.action == "add":
+            if not args.name or not args.target:
+                raise UsageError("%lm mcp add NAME COMMAND [ARGS...]  or  %lm mcp add NAME URL")
+            server = mcp.connect(args.name, args.target[0], *args.target[1:])
+            print(f"MCP server {args.name!r}: {len(server.tools())} tools ({', '.join(t.name for t in server.tools())}).")
+            return
+        if args.action == "remove":
+            print(f"Stopped {args.name!r}." if mcp.disconnect(args.name or "") else f"No MCP server {args.name!r}.")
+            return
+        found = mcp.servers()
+        if not found:
+            print("No MCP servers. Add one: %lm mcp add NAME COMMAND [ARGS...]  (or a URL)")
+        for name, server in found.items():
+            state = "running" if server.alive else f"stopped: {server.error}"
+            print(f"{name}  ({server.description}; {state})")
+            for tool in server.tools():
+                print(f"    {tool.name}: {tool.description.splitlines()[0] if tool.description else ''}")
+
     def _cmd_history(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
@@ -381,8 +402,13 @@ class LMMagics(Magics):
 
         from .display import StreamingReply, reply_metadata, tool_step
 
-        tools = []
+        tools: list = []
         for name in (n.strip() for n in args.tools.split(",")):
+            if name.startswith("mcp:"):
+                from ..tools.mcp import tools_of
+
+                tools += tools_of([name[4:]])
+                continue
             fn = self.shell.user_ns.get(name)
             if fn is None or not callable(fn):
                 raise UsageError(f"--tools: {name!r} is not a function in the notebook")

@@ -136,7 +136,7 @@ class Tool:
 
 
 def as_tools(items: Optional[Iterable[Any]]) -> list[Tool]:
-    """Tools from what a caller passes: ``Tool``s, Python functions or OpenAI tool dicts.
+    """Tools from what a caller passes: ``Tool``s, Python functions, OpenAI tool dicts or MCP servers.
 
     Raises:
         ValueError: two tools share a name, or a dict is not a function tool.
@@ -148,6 +148,8 @@ def as_tools(items: Optional[Iterable[Any]]) -> list[Tool]:
             tools.append(item)
         elif isinstance(item, dict):
             tools.append(Tool.from_openai(item))
+        elif callable(getattr(item, "tools", None)):  # an MCP server: all its tools
+            tools.extend(item.tools())
         elif callable(item):
             tools.append(Tool.from_function(item))
         else:
