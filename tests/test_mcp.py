@@ -83,3 +83,19 @@ def test_a_server_that_dies_gives_a_clear_error_and_the_kernel_goes_on(weather, 
     with pytest.raises(LmnbError, match="could not start"):
         mcp.connect("nothing", str(tmp_path / "no-such-command"))
     assert lmnb.chat("Hi", max_tokens=2).text is not None  # the kernel works
+
+
+def test_the_server_runs_an_mcp_tool_named_in_a_responses_request(weather, client):
+    import openai
+
+    r = client.responses.create(model="", input="What is the weather in Paris?", max_output_tokens=60, temperature=0,
+                                tools=[{"type": "mcp", "server_label": "weather", "require_approval": "never",
+                                        "allowed_tools": ["get_weather"]}],
+                                tool_choice="required")  # fmt: skip
+    calls = [o for o in r.output if o.type == "mcp_call"]
+    assert calls and calls[0].name == "get_weather" and calls[0].server_label == "weather"
+    assert calls[0].output.startswith("18 degrees and sunny in ") and calls[0].error is None
+    assert r.output[-1].type in ("message", "function_call") and r.status in ("completed", "incomplete")
+    with pytest.raises(openai.BadRequestError, match="connected in the kernel"):
+        client.responses.create(model="", input="Hi", tools=[{"type": "mcp", "server_label": "elsewhere",
+                                                              "server_url": "https://example.com/mcp"}])  # fmt: skip

@@ -11,6 +11,7 @@ stored: ``previous_response_id`` and ``store=true`` are refused with a clear mes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -117,18 +118,36 @@ def messages_of(body: ResponsesRequest) -> list[dict]:
     return out
 
 
-def tools_of(body: ResponsesRequest) -> list:
+def tools_of(body: ResponsesRequest) -> tuple[list, dict[str, tuple[str, Any]]]:
+    """The request's tools, and those of them run here: ``{name: (server_label, tool)}`` of its
+    ``mcp`` tools (servers connected in the kernel; URLs are not fetched from a request)."""
     from ..tools import Tool
 
-    out = []
+    out, run_here = [], {}
     for i, spec in enumerate(body.tools or ()):
+        if isinstance(spec, dict) and spec.get("type") == "mcp":
+            from ..errors import LmnbError
+            from ..tools.mcp import tools_of as mcp_tools
+
+            label = str(spec.get("server_label") or "")
+            try:
+                found = mcp_tools([label])
+            except (LmnbError, ImportError) as e:
+                raise APIError(400, f"tools[{i}]: {e}. The server runs only MCP servers connected in the kernel "
+                                    "(%lm mcp add), named by server_label.", param=f"tools.{i}") from None  # fmt: skip
+            allowed = spec.get("allowed_tools")
+            for tool in found:
+                if not allowed or tool.name in allowed:
+                    out.append(tool)
+                    run_here[tool.name] = (label, tool)
+            continue
         try:
             out.append(Tool.from_openai(spec))
         except ValueError as e:
-            raise APIError(400, f"tools[{i}]: {e} (lmnb runs function tools only)", param=f"tools.{i}") from None
+            raise APIError(400, f"tools[{i}]: {e} (lmnb runs function and mcp tools)", param=f"tools.{i}") from None
     if len({t.name for t in out}) < len(out):
         raise APIError(400, "Two tools have the same name.", param="tools")
-    return out
+    return out, run_here
 
 
 def _grammar(body: ResponsesRequest) -> Optional[str]:
@@ -196,15 +215,56 @@ def _usage(res: Completion) -> dict:
 @responses_routes.post("/responses", responses={200: {"content": {"text/event-stream": {}},
                                                       "description": "A response, or its event stream"}})
 async def create_response(body: ResponsesRequest, request: Request) -> Response:
-    """A model response to ``input`` (OpenAI's Responses API, without storage)."""
+    """A model response to ``input`` (OpenAI's Responses API, without storage).
+
+    ``{"type": "mcp", "server_label": NAME}`` tools are the tools of the MCP server ``NAME``
+    connected in the kernel (``%lm mcp add``); their calls run here, up to ``MAX_MCP_STEPS``
+    rounds, and come back as ``mcp_call`` items before the answer."""
     if body.previous_response_id:
         raise APIError(400, "previous_response_id needs stored responses, which lmnb does not keep: send the whole "
                             "conversation in input.", param="previous_response_id")  # fmt: skip
     engine, info, key = await choose(request, body.model)
     messages = messages_of(body)
-    params = convert.sampling(body, body.max_output_tokens or body.max_tokens)
+    tools, mcp_tools = tools_of(body)
+    if mcp_tools and body.stream:
+        raise APIError(400, "mcp tools are run by the server without streaming yet: send stream=false.", param="stream")
+    shape = _Shape(body, info)
+    choice = body.tool_choice
+    mcp_items: list[dict] = []
+    for _ in range(MAX_MCP_STEPS if mcp_tools else 1):
+        req = _submit(engine, key, body, info, messages, tools, choice)
+        request.app.state.requests.add(req)
+        if body.stream:
+            return await _stream(req, request, shape)
+        res = await collect(req, request, "input")
+        calls = res.tool_calls or []
+        if not calls or any(c.name not in mcp_tools for c in calls):
+            break
+        turn: list[dict] = [{"role": "assistant", "content": res.text, "tool_calls": [c.openai() for c in calls]}]
+        for c in calls:
+            label, tool = mcp_tools[c.name]
+            item = {"type": "mcp_call", "id": f"mcp_{uuid.uuid4().hex}", "server_label": label, "name": c.name,
+                    "arguments": c.arguments, "output": None, "error": None}
+            try:
+                item["output"] = await asyncio.to_thread(tool.call, c.arguments)
+            except Exception as e:  # the model is told, and so is the client
+                item["error"] = str(e)
+            mcp_items.append(item)
+            turn.append({"role": "tool", "tool_call_id": c.id, "content": item["output"] or f"Error: {item['error']}"})
+        messages = messages + turn
+        choice = None  # a forced first call is not forced again
+    output = mcp_items + shape.output(res)
+    return JSONResponse(shape.response("incomplete" if res.finish_reason == "length" else "completed", output, res))
+
+
+MAX_MCP_STEPS = 5  # rounds of server-run MCP calls before the reply is returned as it is
+
+
+def _submit(engine: Any, key: Optional[str], body: ResponsesRequest, info: ModelInfo, messages: list[dict],
+            tools: list, choice: Any) -> EngineRequest:  # fmt: skip
+    """One generation for ``messages`` with ``tools`` (planned for this model)."""
     grammar = _grammar(body)
-    tool_plan = plan_tools(tools_of(body), body.tool_choice, body.parallel_tool_calls, messages, info)
+    tool_plan = plan_tools(tools, choice, body.parallel_tool_calls, messages, info)
     fields: dict = {}
     if tool_plan is not None:
         messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
@@ -213,15 +273,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         from ..tools.plan import history_messages
 
         messages = history_messages(messages, info.chat_template)
+    params = convert.sampling(body, body.max_output_tokens or body.max_tokens)
     spec = GenerationSpec(messages=messages, params=params, grammar=grammar, **fields)
     [req] = submit_all(engine, key, [spec], stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)
-    request.app.state.requests.add(req)
-    shape = _Shape(body, info)
-    if body.stream:
-        return await _stream(req, request, shape)
-    res = await collect(req, request, "input")
-    return JSONResponse(shape.response("incomplete" if res.finish_reason == "length" else "completed",
-                                       shape.output(res), res))  # fmt: skip
+    return req
 
 
 # ---- streaming -------------------------------------------------------------------------------
