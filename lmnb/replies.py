@@ -15,7 +15,10 @@ from .types import Completion, Message
 def append_to(conv: Conversation, user: Message) -> Callable[[Completion], None]:
     def append(result: Completion) -> None:
         if result.error is None:
-            conv.append_turn(user, {"role": "assistant", "content": result.text, "stats": reply_stats(result)})
+            reply = {"role": "assistant", "content": result.text, "stats": reply_stats(result)}
+            if result.reasoning:
+                reply["reasoning"] = result.reasoning  # shown folded by the chat pane; not sent to the template
+            conv.append_turn(user, reply)
 
     return append
 

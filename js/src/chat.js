@@ -65,15 +65,39 @@ function fillBody(body, role, text) {
   }
 }
 
+// Folded text (a tool call, its result, a model's thinking): a <details> whose parts are set as
+// text, never as markup, since arguments, results and thinking are untrusted.
+function folded(cls, summary, text) {
+  const pre = h("pre", { class: "lmnb-folded-text" });
+  pre.textContent = text;
+  const head = h("summary", {});
+  head.textContent = summary;
+  return h("details", { class: cls }, head, pre);
+}
+
+function toolView(m) {
+  const name = m.name || "tool";
+  const el = h("div", { class: "lmnb-msg lmnb-msg-tool" },
+    folded("lmnb-tool-result", `\u{1F527} result of ${name}`, m.content || ""));
+  return el;
+}
+
 function messageView(m) {
+  if (m.role === "tool") return toolView(m);
   const role = m.role === "user" ? "user" : "assistant";
   const body = h("div", { class: "lmnb-msg-body" });
   fillBody(body, role, m.content || "");
   const head = h("div", { class: "lmnb-msg-role" }, role === "user" ? "You" : "Assistant");
+  const extras = [];
+  if (role === "assistant" && m.reasoning) extras.push(folded("lmnb-thinking", "Thinking", m.reasoning));
+  for (const call of (role === "assistant" && m.tool_calls) || []) {
+    const fn = call.function || {};
+    extras.push(folded("lmnb-tool-call", `\u{1F527} ${fn.name || "?"}(…)`, fn.arguments || ""));
+  }
   const foot = h("div", { class: "lmnb-msg-foot" });
   if (m.stats) foot.append(h("span", { class: "lmnb-msg-stats" }, statsLine(m.stats)));
   foot.append(copyButton(() => m.content || ""));
-  const el = h("div", { class: `lmnb-msg lmnb-msg-${role}` }, head, body, foot);
+  const el = h("div", { class: `lmnb-msg lmnb-msg-${role}` }, head, ...extras, body, foot);
   if (m.stats && m.stats.finish_reason === "cancelled") el.classList.add("lmnb-msg-stopped");
   return el;
 }

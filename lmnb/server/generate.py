@@ -23,6 +23,21 @@ def plan_tools(tools: list, tool_choice: Any, parallel: Optional[bool], messages
         raise APIError(400, str(e), param=param) from None
 
 
+def with_tools(tools: list, tool_choice: Any, parallel: Optional[bool], messages: list[dict], info: ModelInfo,
+               grammar: Optional[str]) -> tuple[list[dict], Optional[str], dict, Any]:  # fmt: skip
+    """(messages, grammar, GenerationSpec fields, tool plan) of a chat request with these tools;
+    without tools, earlier tool turns in ``messages`` are written the way the template can take."""
+    tool_plan = plan_tools(tools, tool_choice, parallel, messages, info)
+    if tool_plan is not None:
+        fields = {k: v for k, v in tool_plan.spec_fields().items() if k != "grammar"}
+        return tool_plan.messages, tool_plan.grammar or grammar, fields, tool_plan
+    if any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        from ..tools.plan import history_messages
+
+        messages = history_messages(messages, info.chat_template)
+    return messages, grammar, {}, None
+
+
 def submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
                 conversation: Optional[str] = None, on_done: Sequence[Callable[[Completion], None]] = (),
                 stages: Optional[Callable[[], list]] = None) -> list[EngineRequest]:  # fmt: skip

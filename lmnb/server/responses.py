@@ -25,7 +25,7 @@ from ..engine import GenerationSpec, Request as EngineRequest
 from ..types import Completion, ModelInfo
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
-from .generate import plan_tools, submit_all
+from .generate import submit_all, with_tools
 from .models import choose
 from .routes import authenticate
 from .streaming import collect, until_disconnect
@@ -263,16 +263,8 @@ MAX_MCP_STEPS = 5  # rounds of server-run MCP calls before the reply is returned
 def _submit(engine: Any, key: Optional[str], body: ResponsesRequest, info: ModelInfo, messages: list[dict],
             tools: list, choice: Any) -> EngineRequest:  # fmt: skip
     """One generation for ``messages`` with ``tools`` (planned for this model)."""
-    grammar = _grammar(body)
-    tool_plan = plan_tools(tools, choice, body.parallel_tool_calls, messages, info)
-    fields: dict = {}
-    if tool_plan is not None:
-        messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
-        fields = {k: v for k, v in tool_plan.spec_fields().items() if k != "grammar"}
-    elif any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
-        from ..tools.plan import history_messages
-
-        messages = history_messages(messages, info.chat_template)
+    messages, grammar, fields, tool_plan = with_tools(tools, choice, body.parallel_tool_calls, messages, info,
+                                                      _grammar(body))  # fmt: skip
     params = convert.sampling(body, body.max_output_tokens or body.max_tokens)
     spec = GenerationSpec(messages=messages, params=params, grammar=grammar, **fields)
     [req] = submit_all(engine, key, [spec], stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)

@@ -22,7 +22,7 @@ from ..engine import Engine, GenerationSpec
 from ..types import Completion, ModelInfo
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error
-from .generate import plan_tools, submit_all
+from .generate import submit_all, with_tools
 from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
 from .streaming import Chunks, collect, stream
@@ -118,15 +118,8 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
     if on_done:
         messages = on_done.history + messages
     choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
-    tool_plan = plan_tools(convert.tools(body), choice, body.parallel_tool_calls, messages, info)
-    tools_kw: dict = {}
-    if tool_plan is not None:
-        messages, grammar = tool_plan.messages, tool_plan.grammar or grammar
-        tools_kw = {k: v for k, v in tool_plan.spec_fields().items() if k != "grammar"}
-    elif any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
-        from ..tools.plan import history_messages
-
-        messages = history_messages(messages, info.chat_template)
+    messages, grammar, tools_kw, tool_plan = with_tools(convert.tools(body), choice, body.parallel_tool_calls,
+                                                        messages, info, grammar)  # fmt: skip
     specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs,
                             template_kwargs=body.chat_template_kwargs, **tools_kw)
              for p in convert.n_params(params, n)]  # fmt: skip

@@ -129,4 +129,7 @@ def ask_yes_no(call: ToolCall) -> bool:
 def _answer(result: Completion) -> Message:
     from ..replies import reply_stats
 
-    return {"role": "assistant", "content": result.text, "stats": reply_stats(result)}
+    reply = {"role": "assistant", "content": result.text, "stats": reply_stats(result)}
+    if result.reasoning:
+        reply["reasoning"] = result.reasoning
+    return reply

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.browser
 # Elements that would mean a payload became markup.
 # (<style> is checked by its content: pandas writes one for its tables.)
 FORBIDDEN = "script, img, svg, iframe, form, details, object, video, link, image, a[href^='javascript'], a[href^='data']"
+# lmnb's own folded parts of the chat pane (their text is set as text): every other <details> is forbidden
+OWN_DETAILS = ("details.lmnb-thinking, details.lmnb-tool-call, details.lmnb-tool-result, "
+               "details.lmnb-chat-system-box")
 
 
 class _Listener(http.server.ThreadingHTTPServer):
@@ -93,8 +96,12 @@ def _cells(leak: str, gguf: Path) -> list[str]:
         # 14: ordinary Markdown still renders as formatting
         "lmnb.load('smollm2', n_ctx=4096)\ng2 = 'root ::= ' + json.dumps(ORDINARY)",
         "%%lm --grammar g2 -t 0 -n 1000\nShow me some Markdown.",
-        # 16: the chat pane shows the conversation, with the hostile reply of cell 2
-        "from lmnb.widgets import Chat\nChat()",
+        # 16: the chat pane shows the conversation, with the hostile reply of cell 2, and the same
+        # text as a model's thinking, a tool call's arguments and a tool's result (all folded)
+        "from lmnb.widgets import Chat\nlmnb.conversation().append_turn({'role': 'user', 'content': 'Use a tool.'}, "
+        "{'role': 'assistant', 'content': '', 'reasoning': reply, 'tool_calls': [{'id': 'a', 'type': 'function', "
+        "'function': {'name': 't', 'arguments': reply}}]}, {'role': 'tool', 'tool_call_id': 'a', 'name': 't', "
+        "'content': reply})\nChat()",
         # 17: the control: the unsafe way trips both detectors
         "from IPython.display import Markdown\n"
         f"Markdown('<img src=x onerror=\"window.__control = 1\">\\n\\n![c]({leak}/control)')",
@@ -167,7 +174,11 @@ def test_hostile_replies_and_model_files_run_and_load_nothing(open_notebook, lis
     assert 'onerror="window.__pwned = 2"' in chat.inner_text()
     assert chat.locator("a", has_text="chart").first.get_attribute("href") == f"{listener.url}/image?q=the-users-secret"
     messages = chat.locator(".lmnb-chat-messages")
-    assert messages.locator(FORBIDDEN).count() == 0 and messages.locator("style").count() == 0
+    folded = messages.locator(OWN_DETAILS)
+    assert folded.count() == 3 and all(REPLY_END in folded.nth(k).text_content() for k in range(3))
+    # nothing the reply could have made: lmnb's three folded parts are the only <details>
+    assert messages.locator(FORBIDDEN).count() == folded.count() and messages.locator("style").count() == 0
+    assert folded.locator(FORBIDDEN).count() == 0
     nb.page.wait_for_timeout(500)
     assert nb.page.evaluate("window.__pwned") is None and listener.paths == []
 
