@@ -72,6 +72,8 @@ def split(text: str, fmt: ThinkFormat, inside: bool = False) -> tuple[str, str]:
     """(reasoning, answer) of a finished reply; ``inside``: it started inside the thinking."""
     start = 0 if inside else text.find(fmt.open)
     if start < 0 or (not inside and text[:start].strip()):
+        if fmt.name == "gpt-oss" and _HARMONY_FINAL in text:  # no analysis, only the final channel
+            return "", _final_channel(text)
         return "", text  # no thinking, or the answer came first: all of it is the answer
     body_from = start if inside else start + len(fmt.open)
     end = text.find(fmt.close, body_from)
@@ -79,9 +81,14 @@ def split(text: str, fmt: ThinkFormat, inside: bool = False) -> tuple[str, str]:
         return text[body_from:].strip(), ""
     answer = text[end + len(fmt.close):]
     if fmt.name == "gpt-oss":
-        m = re.search(r"<\|channel\|>final<\|message\|>(.*?)(?:<\|end\|>|<\|return\|>|$)", answer, re.S)
-        answer = m.group(1) if m else answer
+        answer = _final_channel(answer)
     return text[body_from:end].strip(), answer.lstrip()
+
+
+def _final_channel(text: str) -> str:
+    """gpt-oss: the text of the final channel (what the user reads), or ``text`` without one."""
+    m = re.search(r"<\|channel\|>final<\|message\|>(.*?)(?:<\|end\|>|<\|return\|>|$)", text, re.S)
+    return m.group(1) if m else text
 
 
 class ReasoningStage(Stage):
@@ -93,6 +100,8 @@ class ReasoningStage(Stage):
         self.inside = inside
         self.buf = ""
         self.lead = False  # right after the thinking: the answer's leading space is dropped
+        self.ended = False  # gpt-oss: the final channel's end marker was seen (the rest is not answer)
+        self.in_final = False  # gpt-oss: the final channel's header was seen (its text is the answer)
 
     def on_event(self, event: Event) -> Iterable[Event]:
         kind, payload = event
@@ -124,15 +133,30 @@ class ReasoningStage(Stage):
                     out.append(("reasoning", self.buf[: len(self.buf) - keep]))
                     self.buf = self.buf[len(self.buf) - keep:]
                 return out
-            if self.lead:  # answer
+            if self.fmt.name == "gpt-oss" and not self.in_final:  # answer: after the final-channel header
+                i = self.buf.find(_HARMONY_FINAL)
+                if i < 0:
+                    return out  # the header is still coming (or another channel is being written)
+                self.buf, self.in_final = self.buf[i + len(_HARMONY_FINAL):], True
+            if self.lead:
                 self.buf = self.buf.lstrip()
                 self.lead = not self.buf
+            if self.fmt.name == "gpt-oss":
+                self.buf, self.ended = _before_end(self.buf, self.ended)
+                keep = max(_partial_suffix(self.buf, m) for m in _HARMONY_ENDS)
+                chunk, self.buf = self.buf[: len(self.buf) - keep], self.buf[len(self.buf) - keep:]
+                if chunk:
+                    out.append(("delta", chunk))
+                return out
             if self.buf:
                 out.append(("delta", self.buf))
                 self.buf = ""
             return out
 
     def on_end(self, result: Completion) -> Iterable[Event]:
+        if self.fmt.name == "gpt-oss" and self.state == "answer":
+            rest, _ = _before_end(self.buf, self.ended) if self.in_final else ("", True)
+            return (("delta", rest),) if rest else ()
         if self.state == "answer" and self.buf:
             return (("delta", self.buf),)
         if self.state == "start" and self.buf:  # a short reply that never opened thinking
@@ -144,6 +168,18 @@ class ReasoningStage(Stage):
         result.reasoning = reasoning or None
         result.text = answer
         return result
+
+
+_HARMONY_FINAL = "<|channel|>final<|message|>"
+_HARMONY_ENDS = ("<|end|>", "<|return|>")
+
+
+def _before_end(text: str, ended: bool) -> tuple[str, bool]:
+    """gpt-oss: the answer text before the final channel's end marker (nothing once it was seen)."""
+    if ended:
+        return "", True
+    cut = min((i for i in (text.find(m) for m in _HARMONY_ENDS) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 def _partial_suffix(text: str, marker: str) -> int:

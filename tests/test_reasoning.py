@@ -34,6 +34,8 @@ REPLIES = [
     # gpt-oss (harmony): analysis, then the final channel
     ("<|channel|>analysis", "<|channel|>analysis<|message|>Add them.<|end|><|start|>assistant<|channel|>final"
                             "<|message|>2 + 3 = 5<|return|>", False, "Add them.", "2 + 3 = 5"),
+    # gpt-oss answering at once, in its final channel only
+    ("<|channel|>analysis", "<|channel|>final<|message|>Five.<|return|>", False, "", "Five."),
     # no thinking at all
     ("<think>", "5, simply.", False, "", "5, simply."),
     # cut off while thinking (max_tokens): no answer yet
@@ -65,8 +67,7 @@ def test_the_thinking_is_split_from_the_answer_while_streaming(marker, reply, in
     streamed_answer = "".join(p for k, p in events if k == "delta")
     streamed_thinking = "".join(p for k, p in events if k == "reasoning")
     assert result.text == answer and (result.reasoning or "") == thinking
-    if fmt.name != "gpt-oss":  # (the harmony stream keeps the channel headers of the answer)
-        assert streamed_answer == answer
+    assert streamed_answer == answer
     assert streamed_thinking.strip() == thinking
 
 
