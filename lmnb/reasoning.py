@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .engine.request import Event, GenerationSpec, Stage
+from .engine.sequence import partial_suffix
 from .types import Completion
 
 __all__ = ["ThinkFormat", "detect", "ReasoningStage", "split", "json_after_thinking", "for_request"]
@@ -128,7 +129,7 @@ class ReasoningStage(Stage):
                     self.buf = self.buf[i + len(self.fmt.close):]
                     self.state, self.lead = "answer", True
                     continue
-                keep = _partial_suffix(self.buf, self.fmt.close)
+                keep = partial_suffix(self.buf, self.fmt.close)
                 if len(self.buf) > keep:
                     out.append(("reasoning", self.buf[: len(self.buf) - keep]))
                     self.buf = self.buf[len(self.buf) - keep:]
@@ -143,7 +144,7 @@ class ReasoningStage(Stage):
                 self.lead = not self.buf
             if self.fmt.name == "gpt-oss":
                 self.buf, self.ended = _before_end(self.buf, self.ended)
-                keep = max(_partial_suffix(self.buf, m) for m in _HARMONY_ENDS)
+                keep = max(partial_suffix(self.buf, m) for m in _HARMONY_ENDS)
                 chunk, self.buf = self.buf[: len(self.buf) - keep], self.buf[len(self.buf) - keep:]
                 if chunk:
                     out.append(("delta", chunk))
@@ -180,14 +181,6 @@ def _before_end(text: str, ended: bool) -> tuple[str, bool]:
         return "", True
     cut = min((i for i in (text.find(m) for m in _HARMONY_ENDS) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """How many characters at the end of ``text`` could be the start of ``marker``."""
-    for k in range(min(len(marker) - 1, len(text)), 0, -1):
-        if text.endswith(marker[:k]):
-            return k
-    return 0
 
 
 def json_after_thinking(grammar: str, fmt: ThinkFormat, inside: bool = False) -> str:

@@ -11,6 +11,17 @@ from ..types import SamplingParams
 from .request import Request
 
 
+def partial_suffix(text: str, marker: str) -> int:
+    """How many characters at the end of ``text`` could be the start of ``marker`` (0 to len - 1).
+
+    Streamed text is held back by that much: a stop string, a tool call's opening tag or a
+    thinking marker may be cut across two tokens."""
+    for k in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:k]):
+            return k
+    return 0
+
+
 @dataclass
 class Seq:
     """Worker-side state of one active request."""
@@ -54,12 +65,7 @@ class Seq:
         if hit is not None:
             self.held = held[: hit[0]]
             return True
-        keep = 0  # the longest tail of `held` that could still grow into a stop string
-        for x in self.stops:
-            for k in range(min(len(x) - 1, len(held)), keep, -1):
-                if held.endswith(x[:k]):
-                    keep = k
-                    break
+        keep = max(partial_suffix(held, x) for x in self.stops)  # tail that could still grow into a stop string
         if len(held) > keep:
             out = held[: len(held) - keep]
             self.held = held[len(held) - keep :]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from ..engine.request import Event, Stage
+from ..engine.sequence import partial_suffix
 from ..types import Completion, ToolCall
 from .formats import CallFormat, detect, parse_json_calls
 from .grammar import calls_grammar
@@ -235,10 +236,7 @@ class ToolCallStage(Stage):
                 self.holding = True
                 end = min(end, i)
                 continue
-            for k in range(min(len(marker) - 1, len(text)), 0, -1):  # a marker cut at the end
-                if text.endswith(marker[:k]):
-                    end = min(end, len(text) - k)
-                    break
+            end = min(end, len(text) - partial_suffix(text, marker))  # a marker cut at the end
         return end
 
     def on_event(self, event: Event) -> Iterable[Event]:
