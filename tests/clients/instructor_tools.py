@@ -15,7 +15,15 @@ class City(pydantic.BaseModel):
     country: str
 
 
-client = instructor.from_openai(OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0), mode=instructor.Mode.TOOLS)
-city = client.chat.completions.create(model="smollm2", response_model=City, max_retries=2, temperature=0, max_tokens=120,
-                                      messages=[{"role": "user", "content": "Which city is the Eiffel Tower in?"}])
+client = instructor.from_openai(
+    OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0), mode=instructor.Mode.TOOLS
+)
+city = client.chat.completions.create(
+    model="smollm2",
+    response_model=City,
+    max_retries=2,
+    temperature=0,
+    max_tokens=120,
+    messages=[{"role": "user", "content": "Which city is the Eiffel Tower in?"}],
+)
 print(json.dumps({"type": type(city).__name__, **city.model_dump()}))
