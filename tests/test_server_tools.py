@@ -56,11 +56,12 @@ def test_streamed_calls_assemble_to_the_same_call(client):
     kw = dict(model="", messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0.7, seed=11, max_tokens=80)
     whole = client.chat.completions.create(**kw).choices[0].message
     calls: dict[int, dict] = {}
-    finish = None
+    finish, pieces = None, 0
     for chunk in client.chat.completions.create(stream=True, **kw):
         choice = chunk.choices[0]
         finish = choice.finish_reason or finish
         for d in choice.delta.tool_calls or []:
+            pieces += 1
             c = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
             c["id"] += d.id or ""
             c["name"] += (d.function.name or "") if d.function else ""
@@ -68,6 +69,8 @@ def test_streamed_calls_assemble_to_the_same_call(client):
     assert finish == "tool_calls"
     assert [(c["name"], c["arguments"]) for _, c in sorted(calls.items())] == \
         [(c.function.name, c.function.arguments) for c in whole.tool_calls]
+    assert all(c["id"].startswith("call_") for c in calls.values())  # ids are new in each reply
+    assert pieces > 2 * len(calls)  # the arguments came while they were written, not whole at the end
 
 
 def test_auto_answers_in_text_or_with_a_valid_call_and_none_ignores_tools(client):
@@ -143,8 +146,13 @@ def test_responses_stream_events_assemble_to_the_same_output(client):
               temperature=0.7, extra_body={"seed": 4})
     whole = client.responses.create(**kw)
     with client.responses.stream(**kw) as s:
-        kinds = [e.type for e in s]
+        events = list(s)
         final = s.get_final_response()
+    kinds = [e.type for e in events]
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert len(deltas) > len(done) > 0  # streamed in pieces
+    assert ["".join(d.delta for d in deltas if d.item_id == e.item_id) for e in done] == [e.arguments for e in done]
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
     assert "response.function_call_arguments.done" in kinds
     assert [(o.name, o.arguments) for o in final.output if o.type == "function_call"] == \

@@ -10,7 +10,7 @@ import pytest
 
 from lmnb.tools import Tool, as_tools
 from lmnb.tools.formats import FORMATS, detect
-from lmnb.tools.plan import ToolCallStage, plain_messages, plan
+from lmnb.tools.plan import ToolCallStage, ToolPlan, plain_messages, plan
 from lmnb.types import Completion, Timings, Usage
 
 
@@ -183,22 +183,58 @@ def test_a_native_template_gets_the_tools_and_objects_as_arguments():
 
 # ---- the output stage --------------------------------------------------------------------------
 def _run_stage(stage, pieces, finish="stop"):
+    """(text streamed, call pieces streamed, result); the call pieces as (piece, sent before the end)."""
     streamed, other = [], []
+
+    def take(events, before_end):
+        for kind, payload in events:
+            if kind == "delta":
+                streamed.append(payload)
+            else:
+                assert kind == "tool_call"
+                other.append((payload, before_end))
+
     for piece in pieces:
-        streamed += [payload for _, payload in stage.on_event(("delta", piece))]
+        take(stage.on_event(("delta", piece)), True)
     result = Completion("".join(pieces), finish, Usage(), Timings())
-    for kind, payload in stage.on_end(result):
-        (streamed if kind == "delta" else other).append(payload)
+    take(stage.on_end(result), False)
     return "".join(streamed), other, stage.on_result(result)
+
+
+def _assemble(pieces) -> list[tuple[str, str, str]]:
+    """(id, name, arguments) of each call, joined from its pieces as a client joins them by index."""
+    calls: dict[int, list[str]] = {}
+    for piece, _ in pieces:
+        if piece.id is not None:
+            assert piece.index not in calls  # a call begins once
+            calls[piece.index] = [piece.id, piece.name, ""]
+        calls[piece.index][2] += piece.arguments
+    return [tuple(calls[i]) for i in sorted(calls)]
 
 
 def test_the_stage_streams_text_and_holds_back_a_call():
     p = plan([{"role": "user", "content": "x"}], [WEATHER], None)
-    pieces = ["Let me ", "check. <tool", "_call>\n{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"]
+    pieces = ["Let me ", "check. <tool", "_call>\n{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": ",
+              "\"Rome\"}}\n</tool_call>"]
     streamed, other, result = _run_stage(ToolCallStage(p), pieces)
     assert streamed == result.text == "Let me check. "
     assert result.finish_reason == "tool_calls" and [c.name for c in result.tool_calls] == ["get_weather"]
-    assert other == [result.tool_calls]
+    assert _assemble(other) == [(c.id, c.name, c.arguments) for c in result.tool_calls]
+    assert [p.arguments for p, before_end in other if before_end] == ["", '{"city": ', '"Rome"}']  # as written
+
+
+@pytest.mark.parametrize("family,text,content,calls", RECORDED)
+def test_streamed_call_pieces_join_to_the_finished_calls(family, text, content, calls):
+    """Each recorded reply, fed four characters at a time: the text before the calls streams as
+    text, the arguments stream as written, and the pieces join to exactly the result's calls."""
+    tools = [Tool(name, "", {"type": "object"}) for name in {c[0] for c in calls}]
+    stage = ToolCallStage(ToolPlan(FORMATS[family], tools, "auto", True, [], None, None))
+    streamed, pieces, result = _run_stage(stage, [text[i:i + 4] for i in range(0, len(text), 4)])
+    assert streamed == result.text == content
+    assert _assemble(pieces) == [(c.id, c.name, c.arguments) for c in result.tool_calls]
+    assert [(c.name, json.loads(c.arguments)) for c in result.tool_calls] == calls
+    if '"arguments": "' not in text:  # arguments written as an object (not as a JSON string) stream
+        assert sum(1 for p, before_end in pieces if before_end and p.arguments) > 1
 
 
 def test_the_stage_gives_back_held_text_that_was_not_a_call():

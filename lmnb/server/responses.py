@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..engine import GenerationSpec, Request as EngineRequest
-from ..types import Completion, ModelInfo
+from ..tools.stream import CallDelta
+from ..types import Completion, ModelInfo, ToolCall
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
 from .generate import submit_all, with_tools
@@ -170,7 +171,8 @@ class _Shape:
         self.rs_id = f"rs_{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.body, self.info = body, info
-        self.streamed: dict[str, bool] = {}  # which items the stream opened (reasoning, message)
+        self.streamed: dict[str, int] = {}  # the items the stream opened, and where (reasoning, message, calls)
+        self.call_ids: dict[str, str] = {}
 
     def response(self, status: str, output: list[dict], res: Optional[Completion] = None) -> dict:
         b = self.body
@@ -199,7 +201,7 @@ class _Shape:
 
     def output(self, res: Completion) -> list[dict]:
         out = [self.reasoning(res.reasoning)] if res.reasoning else []
-        if res.text or not res.tool_calls:
+        if res.text or not res.tool_calls or "message" in self.streamed:
             out.append(self.message(res.text, "incomplete" if res.finish_reason == "length" else "completed"))
         out += [self.call(c) for c in res.tool_calls or ()]
         return out
@@ -316,16 +318,14 @@ async def _stream(req: EngineRequest, request: Request, shape: _Shape) -> Respon
 
 
 async def _text_events(req: EngineRequest, shape: _Shape, first, it, event) -> AsyncIterator[dict]:
-    """The reasoning item and the message item, as their text streams."""
-    state = {"reasoning": False, "message": False}
-    index = {"n": 0}
+    """The reasoning item, the message item and the function calls, as they are written."""
+    at: dict[str, int] = {}  # output index of each item opened: "reasoning", "message", "call N"
 
-    def open_item(kind: str) -> list[dict]:
-        state[kind] = True
-        item = shape.reasoning("") if kind == "reasoning" else {**shape.message("", "in_progress"), "content": []}
-        out = [event("response.output_item.added", output_index=index["n"], item=item)]
-        if kind == "message":
-            out.append(event("response.content_part.added", item_id=shape.msg_id, output_index=index["n"],
+    def open_item(key: str, item: dict) -> list[dict]:
+        at[key] = len(at)
+        out = [event("response.output_item.added", output_index=at[key], item=item)]
+        if key == "message":
+            out.append(event("response.content_part.added", item_id=shape.msg_id, output_index=at[key],
                              content_index=0, part={"type": "output_text", "text": "", "annotations": []}))  # fmt: skip
         return out
 
@@ -337,30 +337,40 @@ async def _text_events(req: EngineRequest, shape: _Shape, first, it, event) -> A
 
     async for kind, payload in stream_of():
         if kind == "reasoning" and payload:
-            if not state["reasoning"]:
-                for e in open_item("reasoning"):
+            if "reasoning" not in at:
+                for e in open_item("reasoning", shape.reasoning("")):
                     yield e
-            yield event("response.reasoning_text.delta", item_id=shape.rs_id, output_index=index["n"],
+            yield event("response.reasoning_text.delta", item_id=shape.rs_id, output_index=at["reasoning"],
                         content_index=0, delta=payload)  # fmt: skip
         elif kind == "delta" and payload:
-            if not state["message"]:
-                if state["reasoning"]:
-                    index["n"] += 1  # the reasoning item is closed below, with the others
-                for e in open_item("message"):
+            if "message" not in at:
+                for e in open_item("message", {**shape.message("", "in_progress"), "content": []}):
                     yield e
-            yield event("response.output_text.delta", item_id=shape.msg_id, output_index=index["n"],
+            yield event("response.output_text.delta", item_id=shape.msg_id, output_index=at["message"],
                         content_index=0, delta=payload, logprobs=[])  # fmt: skip
-    shape.streamed = dict(state)
+        elif kind == "tool_call":
+            piece: CallDelta = payload  # type: ignore[assignment]
+            key = f"call {piece.index}"
+            if piece.id is not None:
+                item = shape.call(ToolCall(piece.id, piece.name or "", ""), status="in_progress")
+                for e in open_item(key, item):
+                    yield e
+                shape.call_ids[key] = item["id"]
+            if piece.arguments and key in at:
+                yield event("response.function_call_arguments.delta", item_id=shape.call_ids[key],
+                            output_index=at[key], delta=piece.arguments)  # fmt: skip
+    shape.streamed = at
 
 
 def _closing_events(res: Completion, shape: _Shape, event) -> list[dict]:
-    """Each output item done (the calls added and done whole), then ``response.completed``."""
+    """Each output item done (those not streamed added whole first), then ``response.completed``."""
     out, output = [], shape.output(res)
     streamed = shape.streamed
+    calls = 0
     for i, item in enumerate(output):
         if item["type"] == "message":
             text = item["content"][0]["text"]
-            if not streamed.get("message"):
+            if "message" not in streamed:
                 out.append(event("response.output_item.added", output_index=i,
                                  item={**shape.message("", "in_progress"), "content": []}))  # fmt: skip
                 out.append(event("response.content_part.added", item_id=shape.msg_id, output_index=i, content_index=0,
@@ -370,10 +380,12 @@ def _closing_events(res: Completion, shape: _Shape, event) -> list[dict]:
             out.append(event("response.content_part.done", item_id=shape.msg_id, output_index=i, content_index=0,
                              part=item["content"][0]))  # fmt: skip
         elif item["type"] == "function_call":
-            out.append(event("response.output_item.added", output_index=i, item={**item, "arguments": "",
-                                                                                  "status": "in_progress"}))
-            out.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=i,
-                             delta=item["arguments"]))  # fmt: skip
+            if f"call {calls}" not in streamed:
+                out.append(event("response.output_item.added", output_index=i,
+                                 item={**item, "arguments": "", "status": "in_progress"}))  # fmt: skip
+                out.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=i,
+                                 delta=item["arguments"]))  # fmt: skip
+            calls += 1
             out.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=i,
                              arguments=item["arguments"]))  # fmt: skip
         out.append(event("response.output_item.done", output_index=i, item=item))

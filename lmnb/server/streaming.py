@@ -16,7 +16,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..engine import Request as EngineRequest
-from ..types import Completion, ToolCall
+from ..tools.stream import CallDelta
+from ..types import Completion
 from .convert import finish, legacy_logprobs, usage
 from .errors import as_api_error, cancelled_in_kernel, error_body
 
@@ -93,11 +94,11 @@ class Chunks:
         return self.envelope([{"index": 0, "delta": {"reasoning_content": text}, "logprobs": None,
                                "finish_reason": None}])  # fmt: skip
 
-    def tool_call(self, index: int, call: ToolCall) -> str:
-        """One call, whole, as a ``delta.tool_calls`` chunk (clients join the arguments by index)."""
-        item = {"index": index, "id": call.id, "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments}}
-        return self.envelope([{"index": 0, "delta": {"tool_calls": [item]}, "logprobs": None, "finish_reason": None}])
+    def tool_call(self, piece: CallDelta) -> str:
+        """A piece of a call as a ``delta.tool_calls`` chunk: the first with its id and name, then
+        the arguments as they are written (clients join them by index)."""
+        return self.envelope([{"index": 0, "delta": {"tool_calls": [piece.openai()]}, "logprobs": None,
+                               "finish_reason": None}])  # fmt: skip
 
     def logprobs(self, entries: list[dict], offset: int) -> dict:
         return {"content": entries} if self.chat else legacy_logprobs(entries, offset)
@@ -110,7 +111,7 @@ async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[Event], it: As
                  include_usage: bool) -> AsyncIterator[str]:
     """The JSON payloads of the SSE events of one reply: an opening chunk (chat: the role; text:
     the echoed prompt), one chunk per piece of text (a reasoning model's thinking as
-    ``delta.reasoning_content``), the tool calls, the finish reason, then the usage if asked."""
+    ``delta.reasoning_content``), the tool calls as they are written, the finish reason, then the usage if asked."""
     want_lp = req.spec.logprobs is not None
     if fmt.chat:
         yield fmt.text("", role=True)
@@ -121,13 +122,14 @@ async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[Event], it: As
         if kind == "reasoning":
             yield fmt.reasoning(text)
             continue
+        if kind == "tool_call":
+            yield fmt.tool_call(text)  # type: ignore[arg-type]
+            continue
         yield fmt.text(text, logprobs=fmt.logprobs(entries, offset) if want_lp else None)
         offset += sum(len(e["token"]) for e in entries)
     res = req.result()
     if res.finish_reason == "cancelled":
         raise cancelled_in_kernel()
-    for i, call in enumerate(res.tool_calls or ()):
-        yield fmt.tool_call(i, call)
     yield fmt.text("", finish=finish(res))
     if include_usage:
         yield fmt.envelope([], usage=usage([res]))
@@ -153,8 +155,8 @@ async def _deltas(req: EngineRequest, first: Optional[Event], it: AsyncIterator[
     async for kind, payload in events():
         if kind == "delta":
             yield "delta", payload, take()  # type: ignore[misc]
-        elif kind == "reasoning":
-            yield "reasoning", payload, []  # type: ignore[misc]
+        elif kind in ("reasoning", "tool_call"):
+            yield kind, payload, []  # type: ignore[misc]
     if req.logprobs[sent:]:
         yield "delta", "", take()
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 from ..types import ToolCall
 
-__all__ = ["CallFormat", "detect", "FORMATS", "parse_json_calls", "new_call_id"]
+__all__ = ["CallFormat", "detect", "FORMATS", "JSON_HEADS", "parse_json_calls", "new_call_id"]
 
 Parsed = tuple[str, list[ToolCall]]  # (the text before the calls, the calls)
 
@@ -42,6 +42,8 @@ class CallFormat:
         opens: text that starts a call in a reply: streamed text is held back from there on.
         special: its markers are control tokens, which a reply must keep as text to be read.
         parse: reply text -> (content, calls).
+        heads: patterns of a call's start up to its arguments' ``{``, the tool in group ``name``
+            (for streaming the arguments as they are written: ``lmnb.tools.stream``).
     """
 
     name: str
@@ -49,6 +51,7 @@ class CallFormat:
     opens: tuple[str, ...]
     special: bool
     parse: Callable[[str], Parsed]
+    heads: tuple["re.Pattern[str]", ...] = ()
 
 
 # ---- JSON calls ------------------------------------------------------------------------------
@@ -204,12 +207,20 @@ def _parse_gpt_oss(text: str) -> Parsed:
     return content, []
 
 
+# where each family's arguments begin (for streaming them): a JSON call object, named first
+JSON_HEADS = (re.compile(r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"(?P<name>[^"\\]+)"\s*,\s*'
+                         r'"(?:arguments|parameters)"\s*:\s*(?=\{)'),)
+_MISTRAL_HEAD = re.compile(r"\[TOOL_CALLS\]\s*(?P<name>[\w.\-]+)\s*(?:\[CALL_ID\]\s*[\w\-]+\s*)?\[ARGS\]\s*(?=\{)")
+_HARMONY_HEAD = re.compile(r"to=functions\.(?P<name>[\w.\-]+)[^<]*(?:<\|channel\|>[^<]*)?(?:<\|constrain\|>[^<]*)?"
+                           r"<\|message\|>\s*(?=\{)")
+
 FORMATS: dict[str, CallFormat] = {
-    "hermes": CallFormat("hermes", True, ("<tool_call>",), False, _parse_hermes),
-    "llama3": CallFormat("llama3", True, ("<|python_tag|>", '{"name"', '{"type"', "[{"), True, _parse_llama3),
-    "mistral": CallFormat("mistral", True, ("[TOOL_CALLS]",), True, _parse_mistral),
-    "gpt-oss": CallFormat("gpt-oss", True, ("<|channel|>", "<|start|>"), True, _parse_gpt_oss),
-    "fallback": CallFormat("fallback", False, ("<tool_call>",), False, _parse_hermes),
+    "hermes": CallFormat("hermes", True, ("<tool_call>",), False, _parse_hermes, JSON_HEADS),
+    "llama3": CallFormat("llama3", True, ("<|python_tag|>", '{"name"', '{"type"', "[{"), True, _parse_llama3,
+                         JSON_HEADS),
+    "mistral": CallFormat("mistral", True, ("[TOOL_CALLS]",), True, _parse_mistral, (_MISTRAL_HEAD, *JSON_HEADS)),
+    "gpt-oss": CallFormat("gpt-oss", True, ("<|channel|>", "<|start|>"), True, _parse_gpt_oss, (_HARMONY_HEAD,)),
+    "fallback": CallFormat("fallback", False, ("<tool_call>",), False, _parse_hermes, JSON_HEADS),
 }
 
 

@@ -13,7 +13,8 @@
   that tool), arguments valid against its schema. ``none``: no plan; the tools are left out.
 
 The plan's ``stage()`` is an output stage (``lmnb.engine.Stage``): it streams the text before a
-call, holds back what may start one, and sets ``Completion.tool_calls`` (``finish_reason``
+call, holds back what may start one, streams each call's arguments as they are written
+(``lmnb.tools.stream``), and sets ``Completion.tool_calls`` (``finish_reason``
 ``"tool_calls"``) from the finished reply.
 """
 
@@ -26,9 +27,10 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from ..engine.request import Event, Stage
 from ..engine.sequence import partial_suffix
 from ..types import Completion, ToolCall
-from .formats import CallFormat, detect, parse_json_calls
+from .formats import JSON_HEADS, CallFormat, detect, parse_json_calls
 from .grammar import calls_grammar
 from .spec import Tool
+from .stream import CallReader
 
 __all__ = ["ToolPlan", "plan", "choice_of", "history_messages", "FALLBACK_TAGS"]
 
@@ -217,13 +219,17 @@ def fallback_messages(messages: Iterable[dict], tools: Sequence[Tool], choice: s
 
 # ---- reading the reply -------------------------------------------------------------------------
 class ToolCallStage(Stage):
-    """Streams the text before a call; sets the calls on the result (see the module's docstring)."""
+    """Streams the text before a call, then each call's arguments as they are written
+    (``("tool_call", CallDelta)`` events); sets the calls on the result (see the module's docstring)."""
 
     def __init__(self, tool_plan: ToolPlan) -> None:
         self.plan = tool_plan
         self.seen = ""  # all text so far
         self.sent = 0  # how much of it was passed on
         self.holding = tool_plan.forced  # a forced reply is calls only: nothing is streamed as text
+        heads = JSON_HEADS if tool_plan.forced else tool_plan.format.heads
+        names = {t.name for t in tool_plan.tools} if tool_plan.choice in ("auto", "required") else {tool_plan.choice}
+        self.reader = CallReader(heads, names)
         self.calls: list[ToolCall] = []
         self.content = ""
 
@@ -244,20 +250,24 @@ class ToolCallStage(Stage):
         if kind != "delta":
             return (event,)
         self.seen += payload  # type: ignore[operator]
+        out: list[Event] = []
+        if not self.holding:
+            end = self._safe_end()
+            if end > self.sent:
+                out.append(("delta", self.seen[self.sent:end]))
+                self.sent = end
         if self.holding:
-            return ()
-        end = self._safe_end()
-        if end <= self.sent:
-            return ()
-        chunk, self.sent = self.seen[self.sent:end], end
-        return (("delta", chunk),)
+            self.reader.start_at(self.sent)
+            out += [("tool_call", d) for d in self.reader.feed(self.seen)]
+        return out
 
     def on_end(self, result: Completion) -> Iterable[Event]:
         self.content, self.calls = self.plan.read(result.text)
         if self.calls:
             # the text before the calls that was held back with a partial marker
             rest = self.content[self.sent:] if self.content.startswith(self.seen[:self.sent]) else ""
-            return ((("delta", rest),) if rest else ()) + (("tool_calls", list(self.calls)),)
+            settled = self.reader.settle(self.calls, result.text)
+            return ((("delta", rest),) if rest else ()) + tuple(("tool_call", d) for d in settled)
         rest = result.text[self.sent:]
         self.sent = len(result.text)
         return (("delta", rest),) if rest else ()
