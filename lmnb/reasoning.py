@@ -2,8 +2,8 @@
 
 Models that think before answering write it between markers their chat template knows:
 ``<think>…</think>`` (Qwen3, DeepSeek-R1 and its distills, QwQ, SmolLM3, Phi-4 reasoning),
-``[THINK]…[/THINK]`` (Magistral), ``<|START_THINKING|>…<|END_THINKING|>`` (Command R7B), or
-gpt-oss's ``analysis`` channel. Some templates open the thinking themselves at the end of the
+``[THINK]…[/THINK]`` (Magistral), ``<|START_THINKING|>…<|END_THINKING|>`` (Command R7B),
+``<|channel>thought…<channel|>`` (Gemma 4), or gpt-oss's ``analysis`` channel. Some templates open the thinking themselves at the end of the
 prompt (the reply then starts inside it).
 
 ``ReasoningStage`` is an output stage: streamed text inside the markers becomes
@@ -43,6 +43,7 @@ FORMATS = (
     ThinkFormat("mistral", "[THINK]", "[/THINK]", special=True),
     ThinkFormat("command", "<|START_THINKING|>", "<|END_THINKING|>", special=True),
     ThinkFormat("gpt-oss", "<|channel|>analysis<|message|>", "<|end|>", special=True),
+    ThinkFormat("gemma4", "<|channel>thought", "<channel|>", special=True),
 )
 
 
@@ -50,7 +51,8 @@ def detect(template: Optional[str]) -> Optional[ThinkFormat]:
     """The thinking markers a chat template uses, or ``None`` for a model that does not think."""
     t = template or ""
     for fmt in FORMATS:
-        if fmt.open in t or (fmt.name == "gpt-oss" and "<|channel|>" in t and "analysis" in t):
+        if fmt.open in t or (fmt.name == "gpt-oss" and "<|channel|>" in t and "analysis" in t) or \
+                (fmt.name == "gemma4" and "<|channel>" in t and "<channel|>" in t):
             switch = "enable_thinking" if "enable_thinking" in t else None
             return ThinkFormat(fmt.name, fmt.open, fmt.close, fmt.special, switch)
     return None

@@ -96,6 +96,85 @@ RECORDED = [
     # text before the call is kept as the content
     ("hermes", 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}\n</tool_call>',
      "Let me check.\n", [("get_weather", {"city": "Rome"})]),
+    # gpt-oss-20b (the server's log drops <|call|>): https://github.com/kekzl/imp/pull/1719
+    ("gpt-oss", '<|channel|>analysis<|message|>We need to use the get_weather function. Provide city "Berlin".<|end|>\n'
+                '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>'
+                '{"city":"Berlin"}', "", [("get_weather", {"city": "Berlin"})]),
+    # gpt-oss-120b, no <|start|>, arguments over several lines: https://github.com/lmstudio-ai/lmstudio-bug-tracker/issues/873
+    ("gpt-oss", "<|channel|>commentary to=functions.run_javascript <|constrain|>json<|message|>{\n"
+                "\"javascript\": \"console.log('Hello, world!');\",\n\"timeout_seconds\": 5\n}",
+     "", [("run_javascript", {"javascript": "console.log('Hello, world!');", "timeout_seconds": 5})]),
+    # gpt-oss-20b, a garbled first header, then a call: https://github.com/ggml-org/llama.cpp/issues/27720
+    ("gpt-oss", '<|channel|>commentary 2? The request "turn on the light" ambiguous. We have to ask clarifying question: '
+                '"Which light would you like to turn on?" According to rule: If ambiguous request, ask one short '
+                'question. Also we must not add humor. Provide a single question.<|end|><|start|>assistant<|channel|>'
+                'commentary to=functions.HassTurnOn<|constrain|>json<|message|>{"name":"Light","area":"Living Room"}',
+     "", [("HassTurnOn", {"name": "Light", "area": "Living Room"})]),
+    # gpt-oss, a call, a result it wrote itself (no recipient: not a call), then its final answer:
+    # https://github.com/sgl-project/sglang/pull/9097
+    ("gpt-oss", '<|channel|>commentary to=functions.sales_search <|constrain|>json<|message|>{\n  "firstName": "John"\n}'
+                '<|call|><|start|>assistant<|start|>assistant<|channel|>commentary<|message|>{\n  "error": "No data found '
+                'for the given first name."\n}<|call|><|start|>assistant<|channel|>final<|message|>I’m sorry, but I '
+                'couldn’t find any sales data for a representative named\u202fJohn.',
+     "I’m sorry, but I couldn’t find any sales data for a representative named\u202fJohn.",
+     [("sales_search", {"firstName": "John"})]),
+    # Llama-3.2-3B-Instruct, numbers written as strings: https://github.com/ggml-org/llama.cpp/pull/11556
+    ("llama3", '{"name": "add", "parameters": {"a": "1", "b": "9"}}', "", [("add", {"a": "1", "b": "9"})]),
+    # Llama 3.x, a call and then prose: https://github.com/vllm-project/vllm/pull/19024
+    ("llama3", '{"type": "function", "name": "getOpenIncidentsTool", "parameters": {}} \n\nWould you like to know more '
+               'about a specific open incident?',
+     "Would you like to know more about a specific open incident?", [("getOpenIncidentsTool", {})]),
+    # llama3.2:3b, two calls separated by ";": https://github.com/atwmarshall/dead-reckoning/issues/30
+    ("llama3", '{"name": "slugify", "parameters": {}}; {"name": "trace_impact", "parameters": {"symbol": "slugify"}}',
+     "", [("slugify", {}), ("trace_impact", {"symbol": "slugify"})]),
+    # Meta-Llama-3.1-8B-Instruct-4bit: https://github.com/raullenchai/Rapid-MLX/issues/700
+    ("llama3", '{"name": "web_search", "parameters": {"query": "你好"}}', "", [("web_search", {"query": "你好"})]),
+    # Llama 3.1 via Together, the <function=...> form: https://github.com/Tanzania-AI-Community/twiga/issues/63
+    ("llama3", '<function=generate_exercise>{"query": "animal grazing question for secondary school students in '
+               'Tanzania"} </function>',
+     "", [("generate_exercise", {"query": "animal grazing question for secondary school students in Tanzania"})]),
+    # Llama 3.2, pythonic calls (Meta's prompt-format guide, models/llama3_2/text_prompt_format.md)
+    ("llama3", "[get_weather(city='San Francisco', metric='celsius'), get_weather(city='Seattle', metric='celsius')]"
+               "<|eot_id|>",
+     "", [("get_weather", {"city": "San Francisco", "metric": "celsius"}),
+          ("get_weather", {"city": "Seattle", "metric": "celsius"})]),
+    # Gemma 4: https://github.com/ml-explore/mlx-lm/issues/1096
+    ("gemma4", '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|>', "",
+     [("get_current_time", {"timezone": "Asia/Tokyo"})]),
+    # Gemma 4, every kind of value (transformers' tests/utils/test_chat_parsing.py)
+    ("gemma4", '<|tool_call>call:foo{bool_value:true,list_value:[<|"|>foo<|"|>,<|"|>bar<|"|>],null_value:null,'
+               'number_value:1,string_value:<|"|>foo<|"|>,struct_value:{foo:<|"|>bar<|"|>}}<tool_call|>', "",
+     [("foo", {"bool_value": True, "list_value": ["foo", "bar"], "null_value": None, "number_value": 1,
+               "string_value": "foo", "struct_value": {"foo": "bar"}})]),
+    # Qwen3-Coder-Next, one call and then four: https://github.com/pwilkin/llama.cpp/issues/9
+    ("qwen3-coder", "<tool_call>\n<function=bash>\n<parameter=command>\ncd /home/gary/dev/opencode_rs && git status\n"
+                    "</parameter>\n<parameter=description>\nCheck git status\n</parameter>\n</function>\n</tool_call>",
+     "", [("bash", {"command": "cd /home/gary/dev/opencode_rs && git status", "description": "Check git status"})]),
+    ("qwen3-coder", '<tool_call>\n<function=bash>\n<parameter=command>\ntest -d .planning && echo "exists" || echo '
+                    '"missing"\n</parameter>\n<parameter=description>\nCheck if planning directory exists\n</parameter>\n'
+                    "</function>\n</tool_call>\n<tool_call>\n<function=read>\n<parameter=filePath>\n"
+                    "/home/gary/dev/opencode_rs/.planning/STATE.md\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n"
+                    "<function=read>\n<parameter=filePath>\n/home/gary/dev/opencode_rs/.planning/ROADMAP.md\n</parameter>\n"
+                    "</function>\n</tool_call>\n<tool_call>\n<function=read>\n<parameter=filePath>\n"
+                    "/home/gary/dev/opencode_rs/.planning/PROJECT.md\n</parameter>\n</function>\n</tool_call>",
+     "", [("bash", {"command": 'test -d .planning && echo "exists" || echo "missing"',
+                    "description": "Check if planning directory exists"}),
+          ("read", {"filePath": "/home/gary/dev/opencode_rs/.planning/STATE.md"}),
+          ("read", {"filePath": "/home/gary/dev/opencode_rs/.planning/ROADMAP.md"}),
+          ("read", {"filePath": "/home/gary/dev/opencode_rs/.planning/PROJECT.md"})]),
+    # Qwen3, a JSON array and a Python-style boolean: https://github.com/ggml-org/llama.cpp/issues/21771
+    ("qwen3-coder", "<tool_call>\n<function=firecrawl_scrape>\n<parameter=url>\n"
+                    "https://thehill.com/opinion/white-house/5784809-trump-era-scandals-shameful-behavior/\n</parameter>\n"
+                    '<parameter=formats>\n["markdown"]\n</parameter>\n<parameter=onlyMainContent>\nTrue\n</parameter>\n'
+                    "</function>\n</tool_call>",
+     "", [("firecrawl_scrape", {"url": "https://thehill.com/opinion/white-house/5784809-trump-era-scandals-shameful-behavior/",
+                                "formats": ["markdown"], "onlyMainContent": True})]),
+    # Qwen3-Coder-30B-A3B, no opening <tool_call> after its preamble: https://github.com/jundot/omlx/pull/844
+    ("qwen3-coder", "I'll check the model information to confirm I'm running on the local oMLX server.\n\n<function=Bash>\n"
+                    "<parameter=command>\necho $ANTHROPIC_BASE_URL && echo $ANTHROPIC_DEFAULT_SONNET_MODEL\n</parameter>\n"
+                    "</function>\n</tool_call>",
+     "I'll check the model information to confirm I'm running on the local oMLX server.\n\n",
+     [("Bash", {"command": "echo $ANTHROPIC_BASE_URL && echo $ANTHROPIC_DEFAULT_SONNET_MODEL"})]),
 ]
 
 MALFORMED = [
@@ -106,6 +185,19 @@ MALFORMED = [
     ("mistral", "[TOOL_CALLS]I think I should call get_weather"),
     ("llama3", '{"name": "get_weather", "parameters": "Paris"}'),  # arguments not an object
     ("gpt-oss", "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{city: Paris}<|call|>"),
+    # gpt-oss-20b, arguments one brace short: https://github.com/lmstudio-ai/lmstudio-bug-tracker/issues/942
+    ("gpt-oss", '<|start|>assistant<|channel|>commentary to=functions.get_ecs_instructions<|constrain|>json<|message|>'
+                '{"data":{"envs":{"sd":{"namespaces":{"main":{"resources":{"requests":{"cpu":"100m","memory":"128Mi"},'
+                '"limits":{"cpu":"200m","memory":"256Mi"}}}}},"pr":{"namespaces":{"main":{"resources":{"requests":'
+                '{"cpu":"500m","memory":"512Mi"},"limits":{"cpu":"1","memory":"1Gi"}}}}}}}'),
+    # Llama 3.1 70B, a stray quote after the arguments: https://github.com/Tanzania-AI-Community/twiga/issues/63
+    ("llama3", '<function=get_weather>{"city": "New York"}"</function>'),
+    ("llama3", "[get_weather(city=open('/etc/passwd').read())]"),  # pythonic calls take literals only
+    # gemma4:e4b, a value opened with ' and closed with <|"|>: https://github.com/ollama/ollama/issues/15315
+    ("gemma4", '<|tool_call>call:grep{include:<|"|>*.py<|"|>,output_mode:<|"|>content<|"|>,path:<|"|>'
+               '/data/robotics/experiment1<|"|>,pattern:\':\\s*\\w+\'<|"|>}<tool_call|>'),
+    ("gemma4", '<|tool_call>call:write{content:<|"|>cut off'),
+    ("qwen3-coder", "<tool_call>\n<function=bash>\nls -la\n</function>\n</tool_call>"),  # no <parameter=...>
 ]
 
 
@@ -131,6 +223,47 @@ def test_the_family_is_read_from_the_template():
     assert detect("{% if tools %}[AVAILABLE_TOOLS]{{ tools }}{% endif %}[TOOL_CALLS]").name == "mistral"
     assert detect("{% if tools %}{{ '<|python_tag|>' }}{% endif %}").name == "llama3"
     assert detect("{% if tools %}to=functions.{{ name }}<|channel|>{% endif %}").name == "gpt-oss"
+    assert detect("{% if tools %}{{ '<|tool_call>call:' + name }}{% endif %}").name == "gemma4"
+    assert detect("{% if tools %}<tool_call>\n<function={{ name }}>\n<parameter={{ k }}>{% endif %}").name == \
+        "qwen3-coder"
+
+
+def test_a_reply_without_calls_is_its_answer():
+    # gpt-oss-20b, a garbled header and then its final answer: https://github.com/ggml-org/llama.cpp/issues/27720
+    text = ("<|channel|>commentary... The user asks: did the Cubs win yesterday? The sports scores result includes many "
+            "games but includes \"Mariners 1 (record 61-68) vs Cubs 0 (record 74-55) - Top 4th at T-Mobile Park\". That "
+            "indicates Mariners 1 vs Cubs 0. So Cubs lost. The answer: No, the Cubs lost 0-1 to the Mariners yesterday. "
+            "Should also note that the result shows that. Provide answer. No need to call expert. Just state.<|end|>"
+            "<|start|>assistant<|channel|>final<|message|>No, the Cubs fell 0–1 to the Mariners in the game on Tuesday.")
+    assert FORMATS["gpt-oss"].parse(text) == ("No, the Cubs fell 0–1 to the Mariners in the game on Tuesday.", [])
+
+
+def test_thinking_then_a_call_splits_into_reasoning_and_the_call():
+    """Gemma 4 thinks in its thought channel, then calls (transformers' tests/utils/test_chat_parsing.py)."""
+    from lmnb import reasoning
+
+    text = ("<|channel>thought\nThe user is asking for the current temperature in Paris. I should check the available "
+            "tools to see if there's a function that can provide this information.<channel|><|tool_call>call:"
+            "get_current_temperature{detail_level:0,location:<|\"|>Paris, France<|\"|>,unit:<|\"|>celsius<|\"|>}"
+            "<tool_call|><|tool_response>")
+    fmt = reasoning.detect("{{ '<|channel>thought' }}{{ '<channel|>' }}")
+    assert fmt is not None and fmt.name == "gemma4"
+    thought, answer = reasoning.split(text, fmt)
+    assert thought.startswith("The user is asking") and thought.endswith("provide this information.")
+    content, [call] = FORMATS["gemma4"].parse(answer)
+    assert content == "" and call.name == "get_current_temperature"
+    assert call.args() == {"detail_level": 0, "location": "Paris, France", "unit": "celsius"}
+
+
+def test_xml_parameters_are_typed_by_the_tools_schema():
+    """Qwen3-Coder writes every value as text: the schema says a "42" stays a string or becomes a number."""
+    text = ("<tool_call>\n<function=f>\n<parameter=code>\n42\n</parameter>\n<parameter=n>\n42\n</parameter>\n"
+            "<parameter=flag>\nFalse\n</parameter>\n</function>\n</tool_call>")
+    schema = {"type": "object", "properties": {"code": {"type": "string"}, "n": {"type": "integer"},
+                                               "flag": {"type": "boolean"}}}  # fmt: skip
+    p = ToolPlan(FORMATS["qwen3-coder"], [Tool("f", "", schema)], "auto", True, [], None, None)
+    _, [call] = p.read(text)
+    assert call.args() == {"code": "42", "n": 42, "flag": False}
 
 
 # ---- the fallback ------------------------------------------------------------------------------
@@ -233,8 +366,10 @@ def test_streamed_call_pieces_join_to_the_finished_calls(family, text, content, 
     assert streamed == result.text == content
     assert _assemble(pieces) == [(c.id, c.name, c.arguments) for c in result.tool_calls]
     assert [(c.name, json.loads(c.arguments)) for c in result.tool_calls] == calls
-    if '"arguments": "' not in text:  # arguments written as an object (not as a JSON string) stream
+    if any(h.search(text) for h in FORMATS[family].heads):  # JSON arguments stream as they are written
         assert sum(1 for p, before_end in pieces if before_end and p.arguments) > 1
+    else:  # other shapes (a JSON string, Gemma 4's syntax, Qwen3-Coder's XML) come whole at the end
+        assert all(not before_end for p, before_end in pieces)
 
 
 def test_the_stage_gives_back_held_text_that_was_not_a_call():

@@ -106,7 +106,7 @@ class ToolPlan:
             calls = parse_json_calls(text) or []
             content = "" if calls else text
         else:
-            content, calls = self.format.parse(text)
+            content, calls = self.format.parse(text, {t.name: t.parameters for t in self.tools})
             if not calls and self.format.name in ("hermes", "fallback") and text.lstrip().startswith(("{", "[")):
                 calls, content = parse_json_calls(text.strip()) or [], ""
                 content = "" if calls else text
@@ -236,6 +236,10 @@ class ToolCallStage(Stage):
     def _safe_end(self) -> int:
         """How far the text can be streamed: up to a call's opening marker, or a partial one at the end."""
         text, end = self.seen, len(self.seen)
+        start = text.lstrip()
+        if self.sent == 0 and any(start.startswith(m) or m.startswith(start) for m in self.plan.format.leads):
+            self.holding = start != "" and any(start.startswith(m) for m in self.plan.format.leads)
+            return 0
         for marker in self.plan.format.opens:
             i = text.find(marker, self.sent)
             if i >= 0:
