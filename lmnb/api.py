@@ -413,8 +413,15 @@ def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, p
         return _wait(submit(spec, kind="chat", model=model, conversation=conversation,
                             stages=[tool_plan.stage()] if tool_plan else ()))  # fmt: skip
 
-    done = run(messages, tool_list, ask, target.info.chat_template if target.info else None, tool_choice=tool_choice,
-               max_steps=max_steps, confirm=ask_yes_no if confirm is True else (confirm or None), on_step=on_step)  # fmt: skip
+    kept: list[Message] = []
+    try:
+        done = run(messages, tool_list, ask, target.info.chat_template if target.info else None,
+                   tool_choice=tool_choice, max_steps=max_steps, on_step=on_step, record=kept,
+                   confirm=ask_yes_no if confirm is True else (confirm or None))  # fmt: skip
+    except KeyboardInterrupt:
+        if conv is not None and kept:  # the calls that ran, and their results, stay in the conversation
+            conv.append_turn(user, *kept)
+        raise
     if conv is not None:
         conv.append_turn(user, *done.messages)
     done.completion.steps = done.steps

@@ -4,10 +4,16 @@ result, and every step is kept in the conversation."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import pytest
 from IPython.utils.capture import capture_output
 
 import lmnb
+
+from .waiting import wait_for
 
 CALLS: list[dict] = []
 
@@ -83,3 +89,62 @@ def test_the_cell_magic_shows_each_step(shell):
     with pytest.raises(Exception, match="not a function"):
         shell.run_cell_magic("lm", "chat --tools nope", Q)
     lmnb.reset("toolcell")
+
+
+def test_ctrl_c_while_the_model_answers_keeps_the_steps(shell):
+    """SIGINT (what "Interrupt kernel" sends) after a call ran, while the model writes its answer:
+    the cell stops at once, the call is not run again, and the call and its result stay in the
+    conversation; the model serves the next cell."""
+    ran = threading.Event()
+
+    def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        ran.set()
+        return f"18 degrees and sunny in {city}"
+
+    engine = lmnb.get_engine()
+
+    def interrupt() -> None:  # once the answer is under way, whatever the machine's speed
+        assert ran.wait(300)
+        start = engine.tokens_generated
+        wait_for(lambda: engine.tokens_generated >= start + 8, timeout=300)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    shell.user_ns["get_weather"] = get_weather
+    lmnb.reset("stopped")
+    threading.Thread(target=interrupt, daemon=True).start()
+    with capture_output() as cap:
+        r = shell.run_cell("%%lm chat --name stopped --tools get_weather --tool-choice required --max-steps 1 -t 0 "
+                           "-n 3000\nWhat is the weather in Paris? Then write a very long essay about the history "
+                           "of Rome.")  # fmt: skip
+    assert isinstance(r.error_in_exec, KeyboardInterrupt)
+    assert "[interrupted after 1 tool call(s)]" in "".join(o.data.get("text/plain", "") for o in cap.outputs)
+    assert lmnb.history(last=1).iloc[-1]["finish_reason"] == "cancelled"  # the answer's generation stopped
+    roles = [m["role"] for m in lmnb.conversation("stopped").messages]
+    assert roles == ["user", "assistant", "tool"]  # the question, the call and its result are kept
+    r = shell.run_cell("%%lm chat --name stopped -t 0 -n 8\nThanks.")
+    assert r.success
+    lmnb.reset("stopped")
+
+
+def test_ctrl_c_inside_a_tool_stops_the_run(shell):
+    """An interrupt that lands while a tool runs is the user's: it is not turned into the tool's
+    result, the model is not asked again, and the engine is left idle and working."""
+    calls: list[str] = []
+
+    def slow_lookup(city: str) -> str:
+        """Looks a city up in a slow service."""
+        calls.append(city)
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses stop while the tool runs
+        threading.Event().wait(60)  # pragma: no cover - the interrupt lands here
+        return "never"
+
+    shell.user_ns["slow_lookup"] = slow_lookup
+    before = len(lmnb.history())
+    with capture_output():
+        r = shell.run_cell("%%lm chat --tools slow_lookup --tool-choice required -t 0 -n 60\nLook up Paris.")
+    assert isinstance(r.error_in_exec, KeyboardInterrupt)
+    assert len(calls) == 1
+    assert len(lmnb.history()) == before + 1  # only the request that made the call: no second one
+    r = shell.run_cell("%%lm -t 0 -n 4\nStill there?")
+    assert r.success

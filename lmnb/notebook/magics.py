@@ -413,10 +413,20 @@ class LMMagics(Magics):
             if fn is None or not callable(fn):
                 raise UsageError(f"--tools: {name!r} is not a function in the notebook")
             tools.append(fn)
-        result = api.chat(text, system=args.system, conversation=conversation, tools=tools, max_steps=args.max_steps,
-                          tool_choice=args.tool_choice if args.tool_choice in ("auto", "required", "none")
-                          else {"type": "function", "function": {"name": args.tool_choice}},
-                          confirm=args.confirm, on_step=lambda s: display(tool_step(s), raw=True), **params)  # fmt: skip
+        steps: list = []
+
+        def on_step(step) -> None:
+            steps.append(step)
+            display(tool_step(step), raw=True)
+
+        try:
+            result = api.chat(text, system=args.system, conversation=conversation, tools=tools,
+                              max_steps=args.max_steps, confirm=args.confirm, on_step=on_step,
+                              tool_choice=args.tool_choice if args.tool_choice in ("auto", "required", "none")
+                              else {"type": "function", "function": {"name": args.tool_choice}}, **params)  # fmt: skip
+        except KeyboardInterrupt:
+            display({"text/plain": f"[interrupted after {len(steps)} tool call(s)]"}, raw=True)
+            raise
         cfg = get_config()
         out = StreamingReply(markdown=cfg.markdown, stream=False)
         out.add(result.text)

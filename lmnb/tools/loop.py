@@ -74,8 +74,8 @@ def call_tool(tool: Optional[Tool], call: ToolCall, confirm: Optional[Callable[[
 
 def run(messages: Sequence[Message], tools: Sequence[Tool], ask: Callable[[list[Message], Optional[ToolPlan]], Completion],
         template: Optional[str], *, tool_choice: Union[None, str, dict] = None, max_steps: int = 5,
-        confirm: Optional[Callable[[ToolCall], bool]] = None,
-        on_step: Optional[Callable[[Step], None]] = None) -> ToolRun:  # fmt: skip
+        confirm: Optional[Callable[[ToolCall], bool]] = None, on_step: Optional[Callable[[Step], None]] = None,
+        record: Optional[list[Message]] = None) -> ToolRun:  # fmt: skip
     """Chat with ``tools`` until the model answers without calling one (or ``max_steps`` rounds).
 
     Args:
@@ -88,12 +88,17 @@ def run(messages: Sequence[Message], tools: Sequence[Tool], ask: Callable[[list[
         max_steps: rounds of calls before the model must answer without tools.
         confirm: asked before each call runs; False declines it (the model is told).
         on_step: called after each call, with its ``Step``.
+        record: each round's messages (calls and results) are appended here as soon as the round
+            is done, so a caller still has them when the run is interrupted (Ctrl-C).
+
+    A ``KeyboardInterrupt`` (the user stopped the cell) is never caught: not in the model's
+    reply (``ask`` cancels the request) and not inside a tool, whose call is not retried.
     """
     if max_steps < 1:
         raise ValueError("max_steps must be at least 1")
     by_name = {t.name: t for t in tools}
     history = list(messages)
-    added: list[Message] = []
+    added: list[Message] = record if record is not None else []
     steps: list[Step] = []
     choice = tool_choice
     for _ in range(max_steps):
