@@ -1,6 +1,8 @@
 """What tools cost: generation speed of the same chat without tools, with tools offered (the
 fallback's text-or-call grammar, the model answering in text) and with a forced call (the call's
-JSON grammar), on the bundled model, measured in one run.
+JSON grammar), on the bundled model, measured in one run; and the forced call once more with the
+grammar's resamples over the whole vocabulary, to show what resampling among the likeliest tokens
+saves (``lmnb.engine.sampler.NARROW``).
 
     python bench/tools_bench.py [--rounds 5] [--tokens 64]
 
@@ -46,19 +48,31 @@ def main() -> None:
         r = engine.submit(spec, stages=[tool_plan.stage()] if tool_plan else []).result()
         return r.timings.generation_tokens_per_s, r.usage.completion_tokens
 
+    from lmnb.engine import sampler
+
+    def whole_vocabulary(messages, tool_plan) -> tuple[float, int]:
+        """The forced call with the grammar's resamples over the whole vocabulary (as before NARROW)."""
+        narrow, sampler.NARROW = sampler.NARROW, ()
+        try:
+            return run(messages, tool_plan)
+        finally:
+            sampler.NARROW = narrow
+
     run(ask, None)  # warm up
-    rows: dict[str, list[float]] = {"no tools": [], "tools offered (auto)": [], "forced call": []}
+    rows: dict[str, list[float]] = {"no tools": [], "tools offered (auto)": [], "forced call": [],
+                                    "forced, whole-vocab resample": []}
     ratios: dict[str, list[float]] = {k: [] for k in rows}
     for _ in range(args.rounds):
         base, _n = run(ask, None)
         offered, _ = run(auto.messages, auto)
         call, _ = run(forced.messages, forced)
-        for key, v in zip(rows, (base, offered, call)):
+        whole, _ = whole_vocabulary(forced.messages, forced)
+        for key, v in zip(rows, (base, offered, call, whole)):
             rows[key].append(v)
             ratios[key].append(v / base)
-    print(f"{'':24} {'tokens/s (median)':>18} {'ratio to no tools':>18}")
+    print(f"{'':30} {'tokens/s (median)':>18} {'ratio to no tools':>18}")
     for key in rows:
-        print(f"{key:24} {statistics.median(rows[key]):18.1f} {statistics.median(ratios[key]):18.2f}")
+        print(f"{key:30} {statistics.median(rows[key]):18.1f} {statistics.median(ratios[key]):18.2f}")
     print("(tools offered: the fallback prompt is longer, and every token is checked against the grammar)")
 
 

@@ -303,3 +303,39 @@ def test_every_sampler_combination_builds_and_frees():
     for _ in range(300):
         make(temperature=0.8, **full).close()
     assert proc.memory_info().rss - before < 60 * 2**20
+
+
+class Person(__import__("pydantic").BaseModel):
+    name: str
+    age: int
+    city: str
+
+
+@pytest.mark.parametrize("kw,narrows", [
+    (dict(temperature=0), True),
+    (dict(temperature=0, repeat_penalty=1.3, presence_penalty=0.5, logit_bias={"13": -5}), True),
+    (dict(temperature=0.8, seed=5), False),  # top_k=40: fewer allowed tokens than that at these steps
+    (dict(temperature=1.0, top_k=2, repeat_penalty=1.3, seed=9), True),
+])  # fmt: skip
+def test_a_grammars_resample_among_the_likeliest_tokens_changes_nothing(loaded, monkeypatch, kw, narrows):
+    """A refused pick is resampled first among the most likely tokens where that is exact: the
+    replies are token for token those of a resample over the whole vocabulary."""
+    from lmnb.engine import sampler as sampler_mod
+
+    settled: list[int] = []
+    narrow = sampler_mod.Sampler._pick_narrow
+
+    def spy(self, ctx, idx):
+        tok = narrow(self, ctx, idx)
+        settled.append(tok)
+        return tok
+
+    monkeypatch.setattr(sampler_mod.Sampler, "_pick_narrow", spy)
+    prompt = "Invent a person: JSON with name, age and city."
+    fast = lmnb.chat(prompt, schema=Person, max_tokens=60, **kw)
+    assert settled and any(t >= 0 for t in settled) == narrows  # settled among the likeliest tokens?
+    monkeypatch.setattr(sampler_mod, "NARROW", ())
+    settled.clear()
+    whole = lmnb.chat(prompt, schema=Person, max_tokens=60, **kw)
+    assert settled and all(t < 0 for t in settled)  # every resample went over the whole vocabulary
+    assert fast.text == whole.text

@@ -48,6 +48,14 @@ class Sampler:
     again over the tokens the grammar allows (what llama.cpp's own common sampler does). The
     result is the same as grammar-first: the resample draws from the allowed set.
 
+    The resample itself first looks only among the ``n`` most likely tokens (``NARROW`` tiers)
+    when that cannot change the result. The penalties, DRY and a negative logit bias only lower
+    logits, so a token outside those ``n`` ends at most at the ``n``-th raw logit: when at least
+    ``need`` allowed tokens are above it after those filters, they are the best allowed tokens of
+    the whole vocabulary. Greedy decoding needs one; a chain with ``top_k = K`` needs K (top-k
+    then keeps the same K tokens). What looks at, or raises, the whole vocabulary turns this off:
+    a positive bias, negative penalties, top-n-sigma, mirostat.
+
     ``n_ctx``: the sequence's context length, the window of ``dry_penalty_last_n=-1``
     (``DRY_DEFAULT_WINDOW`` when not given).
     """
@@ -64,9 +72,11 @@ class Sampler:
         self._chain = None
         self._grammar = None
         self._penalties = None  # borrowed pointers into the chain (it owns and frees them)
+        self._bias = None
         self._dry = None
         self.n_vocab = n_vocab
         self.resampled = 0  # steps where the grammar refused the first pick (for tests and tuning)
+        self.narrowed = 0  # resamples settled among the most likely tokens (NARROW), not the whole vocabulary
         self.dry_window = 0  # tokens DRY looks back at (0: DRY off)
         bias = check_logit_bias(p.logit_bias, n_vocab)  # before any C allocation: may raise
         seed = seed32(p.seed)
@@ -81,12 +91,14 @@ class Sampler:
                     raise ValueError("the grammar could not be parsed (see `%lm log` for llama.cpp's reason)")
                 self._grammar = g
                 self._init_candidates()
+                self._need = _narrow_need(p, bias)
 
             # 1. logit bias: the user's, plus the tokens the model file says never to emit (as llama.cpp)
             entries = list(bias.items()) + [(t, float("-inf")) for t in self._suppressed(vocab)]
             if entries:
                 arr = (C.llama_logit_bias * len(entries))(*[C.llama_logit_bias(t, b) for t, b in entries])
-                add(C.llama_sampler_init_logit_bias(n_vocab, len(entries), arr))  # copies the array
+                self._bias = C.llama_sampler_init_logit_bias(n_vocab, len(entries), arr)  # copies the array
+                add(self._bias)
 
             # 2. repeat / frequency / presence penalties
             if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
@@ -181,7 +193,9 @@ class Sampler:
         tok = self._pick(ctx, idx, with_grammar=False)
         if not self._allowed(tok):
             self.resampled += 1
-            tok = self._pick(ctx, idx, with_grammar=True)
+            tok = self._pick_narrow(ctx, idx)
+            if tok < 0:
+                tok = self._pick(ctx, idx, with_grammar=True)
         C.llama_sampler_accept(self._grammar, tok)
         C.llama_sampler_accept(self._chain, tok)
         return tok
@@ -221,6 +235,37 @@ class Sampler:
         # read through arr.data, not buf: XTC drops the top choices by moving the data pointer on
         return int(arr.data[arr.selected].id)
 
+    def _pick_narrow(self, ctx: "C.llama_context_p", idx: int) -> int:
+        """The resample among the most likely tokens, or -1 when that could differ from the whole
+        vocabulary's (see the class docstring)."""
+        if not self._need:
+            return -1
+        np = self._np
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, idx), shape=(self.n_vocab,))
+        for n in NARROW:
+            if n >= self.n_vocab:
+                return -1
+            top = np.argpartition(logits, -n)[-n:]
+            sub = self._buf[:n]
+            sub["id"] = top
+            sub["logit"] = logits[top]
+            sub["p"] = 0.0
+            floor = sub["logit"].min()  # the best any token outside these can reach
+            lowered = sub.copy()  # the logits after the filters that only lower them
+            for smp in (self._bias, self._penalties, self._dry):
+                if smp is not None:
+                    C.llama_sampler_apply(smp, ctypes.byref(_as_array(lowered)))
+            arr = _as_array(sub)
+            C.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+            allowed = sub["logit"] != -np.inf
+            if np.count_nonzero(allowed & (lowered["logit"] > floor)) >= self._need:
+                C.llama_sampler_apply(self._chain, ctypes.byref(arr))
+                if not 0 <= arr.selected < arr.size:
+                    raise RuntimeError("the sampler chain selected no token")
+                self.narrowed += 1
+                return int(arr.data[arr.selected].id)
+        return -1
+
     def _allowed(self, tok: int) -> bool:
         one = self._one
         one[0].id, one[0].logit, one[0].p = tok, 1.0, 0.0
@@ -229,7 +274,7 @@ class Sampler:
         return one[0].logit != float("-inf")
 
     def close(self) -> None:
-        self._penalties = self._dry = None  # owned by the chain
+        self._penalties = self._dry = self._bias = None  # owned by the chain
         if self._chain:
             C.llama_sampler_free(self._chain)
             self._chain = None
@@ -242,6 +287,27 @@ class Sampler:
             self.close()
         except Exception:
             pass
+
+
+NARROW = (256, 4096)  # how many of the most likely tokens a grammar's resample looks at first
+
+
+def _as_array(buf) -> "C.llama_token_data_array":
+    return C.llama_token_data_array(data=buf.ctypes.data_as(C.llama_token_data_p), size=len(buf), selected=-1,
+                                    sorted=False)  # fmt: skip
+
+
+def _narrow_need(p: SamplingParams, bias: dict) -> int:
+    """How many allowed tokens among the most likely make a narrowed resample exact; 0: never."""
+    if any(b > 0 for b in bias.values()) or p.mirostat:
+        return 0  # a token from below could rise to the top
+    if p.repeat_penalty < 1.0 or (p.presence_penalty or 0) < 0 or (p.frequency_penalty or 0) < 0:
+        return 0  # penalties that raise the logits of tokens seen before
+    if p.temperature <= 0:
+        return 0 if (p.typical_p is not None and p.typical_p < 1.0) or _xtc_on(p) else 1
+    if p.top_n_sigma is not None and p.top_n_sigma >= 0:
+        return 0  # measured against all the logits
+    return p.top_k if p.top_k and p.top_k > 0 else 0
 
 
 def _xtc_on(p: SamplingParams) -> bool:
