@@ -3,9 +3,11 @@ tool through `%%lm chat` and `lmnb.chat`; a server that dies gives an error, not
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 
+import openai
 import pytest
 from IPython.utils.capture import capture_output
 
@@ -86,8 +88,6 @@ def test_a_server_that_dies_gives_a_clear_error_and_the_kernel_goes_on(weather, 
 
 
 def test_the_server_runs_an_mcp_tool_named_in_a_responses_request(weather, client):
-    import openai
-
     r = client.responses.create(model="", input="What is the weather in Paris?", max_output_tokens=60, temperature=0,
                                 tools=[{"type": "mcp", "server_label": "weather", "require_approval": "never",
                                         "allowed_tools": ["get_weather"]}],
@@ -99,3 +99,42 @@ def test_the_server_runs_an_mcp_tool_named_in_a_responses_request(weather, clien
     with pytest.raises(openai.BadRequestError, match="connected in the kernel"):
         client.responses.create(model="", input="Hi", tools=[{"type": "mcp", "server_label": "elsewhere",
                                                               "server_url": "https://example.com/mcp"}])  # fmt: skip
+
+
+WEATHER_MCP = {"type": "mcp", "server_label": "weather", "allowed_tools": ["get_weather"]}
+
+
+def test_calls_wait_for_the_clients_approval_unless_it_says_never(weather, client):
+    """OpenAI's default for mcp tools is to ask first: the call comes back as an approval request;
+    the client's answer, in the next request's input, runs the call (or tells the model no)."""
+    ask = "What is the weather in Paris?"
+    kw = dict(model="", max_output_tokens=60, temperature=0, tools=[WEATHER_MCP])
+    r = client.responses.create(input=ask, tool_choice="required", **kw)
+    [req] = [o for o in r.output if o.type == "mcp_approval_request"]
+    assert req.name == "get_weather" and req.server_label == "weather" and json.loads(req.arguments)["city"]
+    assert not [o for o in r.output if o.type == "mcp_call"]  # nothing ran
+    history = [{"role": "user", "content": ask}, req.model_dump()]
+    yes = client.responses.create(input=history + [{"type": "mcp_approval_response", "approval_request_id": req.id,
+                                                    "approve": True}], **kw)  # fmt: skip
+    [call] = [o for o in yes.output if o.type == "mcp_call"]
+    assert call.output.startswith("18 degrees and sunny in ") and call.arguments == req.arguments
+    no = client.responses.create(input=history + [{"type": "mcp_approval_response", "approval_request_id": req.id,
+                                                   "approve": False}], **kw)  # fmt: skip
+    assert not [o for o in no.output if o.type == "mcp_call"] and no.status in ("completed", "incomplete")
+    with pytest.raises(openai.BadRequestError, match="approval_request_id"):
+        client.responses.create(input=[{"role": "user", "content": ask},
+                                       {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}],
+                                **kw)  # fmt: skip
+
+
+def test_a_streamed_response_with_mcp_tools(weather, client):
+    kw = dict(model="", input="What is the weather in Paris?", max_output_tokens=60, temperature=0,
+              tools=[{**WEATHER_MCP, "require_approval": "never"}], tool_choice="required")  # fmt: skip
+    events = list(client.responses.create(stream=True, **kw))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] in ("response.completed",
+                                                                                       "response.incomplete")
+    assert "response.mcp_call.completed" in kinds
+    final = events[-1].response
+    [call] = [o for o in final.output if o.type == "mcp_call"]
+    assert call.output.startswith("18 degrees and sunny in ")

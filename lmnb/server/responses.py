@@ -11,7 +11,6 @@ stored: ``previous_response_id`` and ``store=true`` are refused with a clear mes
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -28,6 +27,7 @@ from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
 from .generate import submit_all, with_tools
 from .models import choose
+from .responses_mcp import InputApprovals, McpTool, approval_item, call_item, item_result, mcp_tools_of
 from .routes import authenticate
 from .streaming import collect, until_disconnect
 
@@ -87,8 +87,10 @@ def _text_of(content: Any, where: str) -> str:
     raise APIError(400, f"{where}.content must be a string or a list of parts.", param=f"{where}.content")
 
 
-def messages_of(body: ResponsesRequest) -> list[dict]:
-    """The chat messages of the request's ``instructions`` and ``input`` items."""
+def messages_of(body: ResponsesRequest, approvals: Optional[InputApprovals] = None) -> list[dict]:
+    """The chat messages of the request's ``instructions`` and ``input`` items (``approvals``
+    reads the MCP items: ``responses_mcp.InputApprovals``)."""
+    approvals = approvals if approvals is not None else InputApprovals()
     out: list[dict] = [{"role": "system", "content": body.instructions}] if body.instructions else []
     items = [{"role": "user", "content": body.input}] if isinstance(body.input, str) else body.input
     if not items:
@@ -114,33 +116,24 @@ def messages_of(body: ResponsesRequest) -> list[dict]:
             out.append({"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text})
         elif kind in ("reasoning", "item_reference"):
             continue  # earlier thinking is not sent back to the model; references need storage
+        elif kind in ("mcp_call", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response"):
+            approvals.read(item, out, where)
         else:
             raise APIError(400, f"{where}: items of type {kind!r} are not supported.", param=f"{where}.type")
     return out
 
 
-def tools_of(body: ResponsesRequest) -> tuple[list, dict[str, tuple[str, Any]]]:
-    """The request's tools, and those of them run here: ``{name: (server_label, tool)}`` of its
-    ``mcp`` tools (servers connected in the kernel; URLs are not fetched from a request)."""
+def tools_of(body: ResponsesRequest) -> tuple[list, dict[str, McpTool]]:
+    """The request's tools, and those of them run here: ``{name: McpTool}`` of its ``mcp`` tools
+    (servers connected in the kernel; URLs are not fetched from a request)."""
     from ..tools import Tool
 
     out, run_here = [], {}
     for i, spec in enumerate(body.tools or ()):
         if isinstance(spec, dict) and spec.get("type") == "mcp":
-            from ..errors import LmnbError
-            from ..tools.mcp import tools_of as mcp_tools
-
-            label = str(spec.get("server_label") or "")
-            try:
-                found = mcp_tools([label])
-            except (LmnbError, ImportError) as e:
-                raise APIError(400, f"tools[{i}]: {e}. The server runs only MCP servers connected in the kernel "
-                                    "(%lm mcp add), named by server_label.", param=f"tools.{i}") from None  # fmt: skip
-            allowed = spec.get("allowed_tools")
-            for tool in found:
-                if not allowed or tool.name in allowed:
-                    out.append(tool)
-                    run_here[tool.name] = (label, tool)
+            for found in mcp_tools_of(spec, i):
+                out.append(found.tool)
+                run_here[found.tool.name] = found
             continue
         try:
             out.append(Tool.from_openai(spec))
@@ -221,42 +214,50 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
 
     ``{"type": "mcp", "server_label": NAME}`` tools are the tools of the MCP server ``NAME``
     connected in the kernel (``%lm mcp add``); their calls run here, up to ``MAX_MCP_STEPS``
-    rounds, and come back as ``mcp_call`` items before the answer."""
+    rounds, and come back as ``mcp_call`` items before the answer, or as ``mcp_approval_request``
+    items when ``require_approval`` asks for it (``responses_mcp``). With ``stream``, a request
+    with mcp tools streams its events once the response is complete."""
     if body.previous_response_id:
         raise APIError(400, "previous_response_id needs stored responses, which lmnb does not keep: send the whole "
                             "conversation in input.", param="previous_response_id")  # fmt: skip
     engine, info, key = await choose(request, body.model)
-    messages = messages_of(body)
+    approvals = InputApprovals()
+    messages = messages_of(body, approvals)
     tools, mcp_tools = tools_of(body)
-    if mcp_tools and body.stream:
-        raise APIError(400, "mcp tools are run by the server without streaming yet: send stream=false.", param="stream")
     shape = _Shape(body, info)
-    choice = body.tool_choice
-    mcp_items: list[dict] = []
-    for _ in range(MAX_MCP_STEPS if mcp_tools else 1):
-        req = _submit(engine, key, body, info, messages, tools, choice)
+    if not mcp_tools:
+        if approvals.pending:
+            raise APIError(400, "an approved mcp call needs its server among the request's tools.", param="tools")
+        req = _submit(engine, key, body, info, messages, tools, body.tool_choice)
         request.app.state.requests.add(req)
         if body.stream:
             return await _stream(req, request, shape)
         res = await collect(req, request, "input")
+        return JSONResponse(shape.response("incomplete" if res.finish_reason == "length" else "completed",
+                                           shape.output(res), res))  # fmt: skip
+    mcp_items = await approvals.run(mcp_tools)
+    choice = body.tool_choice if not mcp_items else None  # a forced call was made: it is not forced again
+    for _ in range(MAX_MCP_STEPS):
+        req = _submit(engine, key, body, info, messages, tools, choice)
+        request.app.state.requests.add(req)
+        res = await collect(req, request, "input")
         calls = res.tool_calls or []
         if not calls or any(c.name not in mcp_tools for c in calls):
             break
+        if any(mcp_tools[c.name].approval for c in calls):  # the client decides; nothing runs meanwhile
+            mcp_items += [approval_item(mcp_tools[c.name], c.name, c.arguments) for c in calls]
+            res.text, res.tool_calls = "", None
+            break
         turn: list[dict] = [{"role": "assistant", "content": res.text, "tool_calls": [c.openai() for c in calls]}]
         for c in calls:
-            label, tool = mcp_tools[c.name]
-            item = {"type": "mcp_call", "id": f"mcp_{uuid.uuid4().hex}", "server_label": label, "name": c.name,
-                    "arguments": c.arguments, "output": None, "error": None}
-            try:
-                item["output"] = await asyncio.to_thread(tool.call, c.arguments)
-            except Exception as e:  # the model is told, and so is the client
-                item["error"] = str(e)
+            item = await call_item(mcp_tools[c.name], c.name, c.arguments)
             mcp_items.append(item)
-            turn.append({"role": "tool", "tool_call_id": c.id, "content": item["output"] or f"Error: {item['error']}"})
+            turn.append({"role": "tool", "tool_call_id": c.id, "content": item_result(item)})
         messages = messages + turn
         choice = None  # a forced first call is not forced again
-    output = mcp_items + shape.output(res)
-    return JSONResponse(shape.response("incomplete" if res.finish_reason == "length" else "completed", output, res))
+    output = mcp_items + (shape.output(res) if res.text or res.tool_calls or not mcp_items else [])
+    done = shape.response("incomplete" if res.finish_reason == "length" else "completed", output, res)
+    return _replay(done) if body.stream else JSONResponse(done)
 
 
 MAX_MCP_STEPS = 5  # rounds of server-run MCP calls before the reply is returned as it is
@@ -274,6 +275,50 @@ def _submit(engine: Any, key: Optional[str], body: ResponsesRequest, info: Model
 
 
 # ---- streaming -------------------------------------------------------------------------------
+def _replay(done: dict) -> Response:
+    """The event stream of a response that is already complete (one whose mcp calls ran here)."""
+    from sse_starlette.sse import EventSourceResponse
+
+    seq = iter(range(1 << 30))
+
+    def event(kind: str, **data: Any) -> dict:
+        return {"event": kind, "data": json.dumps({"type": kind, "sequence_number": next(seq), **data})}
+
+    async def events() -> AsyncIterator[dict]:
+        start = {**done, "status": "in_progress", "output": [], "usage": None}
+        yield event("response.created", response=start)
+        yield event("response.in_progress", response=start)
+        for i, item in enumerate(done["output"]):
+            kind, item_id = item["type"], item["id"]
+            if kind == "message":
+                text = item["content"][0]["text"]
+                yield event("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "content": []})
+                yield event("response.content_part.added", item_id=item_id, output_index=i, content_index=0,
+                            part={"type": "output_text", "text": "", "annotations": []})  # fmt: skip
+                yield event("response.output_text.delta", item_id=item_id, output_index=i, content_index=0, delta=text,
+                            logprobs=[])  # fmt: skip
+                yield event("response.output_text.done", item_id=item_id, output_index=i, content_index=0, text=text,
+                            logprobs=[])  # fmt: skip
+                yield event("response.content_part.done", item_id=item_id, output_index=i, content_index=0,
+                            part=item["content"][0])  # fmt: skip
+            elif kind == "function_call":
+                yield event("response.output_item.added", output_index=i, item={**item, "arguments": "", "status": "in_progress"})
+                yield event("response.function_call_arguments.delta", item_id=item_id, output_index=i, delta=item["arguments"])
+                yield event("response.function_call_arguments.done", item_id=item_id, output_index=i, arguments=item["arguments"])
+            elif kind == "mcp_call":
+                yield event("response.output_item.added", output_index=i, item={**item, "output": None, "error": None})
+                yield event("response.mcp_call.in_progress", item_id=item_id, output_index=i)
+                yield event("response.mcp_call_arguments.done", item_id=item_id, output_index=i, arguments=item["arguments"])
+                yield event("response.mcp_call.failed" if item["error"] else "response.mcp_call.completed", item_id=item_id,
+                            output_index=i)  # fmt: skip
+            else:
+                yield event("response.output_item.added", output_index=i, item=item)
+            yield event("response.output_item.done", output_index=i, item=item)
+        yield event(f"response.{done['status']}", response=done)
+
+    return EventSourceResponse(events(), sep="\n", ping=15)
+
+
 async def _stream(req: EngineRequest, request: Request, shape: _Shape) -> Response:
     from sse_starlette.sse import EventSourceResponse
 
