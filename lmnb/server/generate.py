@@ -38,6 +38,16 @@ def with_tools(tools: list, tool_choice: Any, parallel: Optional[bool], messages
     return messages, grammar, {}, None
 
 
+def chat_specs(messages: list[dict], tools: list, tool_choice: Any, parallel: Optional[bool], info: ModelInfo,
+               params: Sequence[Any], *, grammar: Optional[str] = None,
+               **spec_fields: Any) -> tuple[list[GenerationSpec], Optional[Callable[[], list]]]:  # fmt: skip
+    """The ``GenerationSpec`` of a chat request for each of ``params`` (one per choice), with its
+    tools planned, and the factory of the output stages each request gets (None without tools)."""
+    messages, grammar, fields, tool_plan = with_tools(tools, tool_choice, parallel, messages, info, grammar)
+    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, **fields, **spec_fields) for p in params]
+    return specs, (lambda: [tool_plan.stage()]) if tool_plan is not None else None
+
+
 def submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], *,
                 conversation: Optional[str] = None, on_done: Sequence[Callable[[Completion], None]] = (),
                 stages: Optional[Callable[[], list]] = None) -> list[EngineRequest]:  # fmt: skip

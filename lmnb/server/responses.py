@@ -20,12 +20,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine import GenerationSpec, Request as EngineRequest
+from ..engine import Request as EngineRequest
 from ..tools.stream import CallDelta
 from ..types import Completion, ModelInfo, ToolCall
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
-from .generate import submit_all, with_tools
+from .generate import chat_specs, submit_all
 from .models import choose
 from .responses_mcp import InputApprovals, McpTool, approval_item, call_item, item_result, mcp_tools_of
 from .routes import authenticate
@@ -266,11 +266,9 @@ MAX_MCP_STEPS = 5  # rounds of server-run MCP calls before the reply is returned
 def _submit(engine: Any, key: Optional[str], body: ResponsesRequest, info: ModelInfo, messages: list[dict],
             tools: list, choice: Any) -> EngineRequest:  # fmt: skip
     """One generation for ``messages`` with ``tools`` (planned for this model)."""
-    messages, grammar, fields, tool_plan = with_tools(tools, choice, body.parallel_tool_calls, messages, info,
-                                                      _grammar(body))  # fmt: skip
     params = convert.sampling(body, body.max_output_tokens or body.max_tokens)
-    spec = GenerationSpec(messages=messages, params=params, grammar=grammar, **fields)
-    [req] = submit_all(engine, key, [spec], stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)
+    specs, stages = chat_specs(messages, tools, choice, body.parallel_tool_calls, info, [params], grammar=_grammar(body))
+    [req] = submit_all(engine, key, specs, stages=stages)
     return req
 
 

@@ -22,7 +22,7 @@ from ..engine import Engine, GenerationSpec
 from ..types import Completion, ModelInfo
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error
-from .generate import submit_all, with_tools
+from .generate import chat_specs, submit_all
 from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
 from .streaming import Chunks, collect, stream
@@ -118,16 +118,13 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
     if on_done:
         messages = on_done.history + messages
     choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
-    messages, grammar, tools_kw, tool_plan = with_tools(convert.tools(body), choice, body.parallel_tool_calls,
-                                                        messages, info, grammar)  # fmt: skip
-    specs = [GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs,
-                            template_kwargs=body.chat_template_kwargs, **tools_kw)
-             for p in convert.n_params(params, n)]  # fmt: skip
+    specs, stages = chat_specs(messages, convert.tools(body), choice, body.parallel_tool_calls, info,
+                               convert.n_params(params, n), grammar=grammar, logprobs=logprobs,
+                               template_kwargs=body.chat_template_kwargs)  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
     out = await _run(engine, key, specs, body, request, fmt, "messages", conversation=body.conversation,
-                     on_done=[on_done] if on_done else [],
-                     stages=(lambda: [tool_plan.stage()]) if tool_plan is not None else None)
+                     on_done=[on_done] if on_done else [], stages=stages)
     if isinstance(out, Response):
         return out
     choices = [{
