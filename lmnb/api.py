@@ -318,6 +318,7 @@ def chat(
     max_steps: int = 5,
     confirm: Union[bool, Callable[["ToolCall"], bool]] = False,
     on_step: Optional[Callable[["Step"], None]] = None,
+    on_request: Optional[Callable[["Request"], None]] = None,
     think: Optional[bool] = None,
     **params: Any,
 ) -> Union[Completion, "Request"]:
@@ -344,6 +345,8 @@ def chat(
         max_steps: rounds of tool calls before the model must answer without tools.
         confirm: ask before each call runs (``True``: a yes/no prompt; or a function of the call).
         on_step: called after each tool call with its ``lmnb.tools.loop.Step`` (cells show them).
+        on_request: with ``tools``, called with each ``Request`` the loop submits, as it starts
+            (the chat pane streams their text from another thread, and cancels them on Stop).
         think: for reasoning models whose template can switch thinking (Qwen3's ``enable_thinking``):
             ``False`` answers at once. Their thinking is kept apart either way: ``text`` is the
             answer, ``reasoning`` the thinking.
@@ -368,7 +371,7 @@ def chat(
             raise ValueError("tools= cannot be combined with stream=True, schema= or grammar= yet")
         return _chat_with_tools(message, tools, system=system, conversation=conversation, logprobs=logprobs,
                                 model=model, params=p, tool_choice=tool_choice, max_steps=max_steps,
-                                confirm=confirm, on_step=on_step)  # fmt: skip
+                                confirm=confirm, on_step=on_step, on_request=on_request)  # fmt: skip
     stages, grammar = schema_stage(schema, grammar)
     messages, conv, user = _prompt(message, system, conversation)
     if any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):  # earlier tool calls
@@ -398,7 +401,7 @@ def _prompt(message: Union[str, list[Message]], system: Optional[str], conversat
 
 
 def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, params, tool_choice, max_steps,
-                     confirm, on_step) -> Completion:  # fmt: skip
+                     confirm, on_step, on_request=None) -> Completion:  # fmt: skip
     """``chat`` with tools: ``lmnb.tools.loop.run`` asking through ``submit``."""
     from .engine import GenerationSpec
     from .tools import as_tools
@@ -410,8 +413,11 @@ def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, p
 
     def ask(msgs, tool_plan):
         spec = GenerationSpec(messages=msgs, params=params, logprobs=logprobs, **(tool_plan.spec_fields() if tool_plan else {}))
-        return _wait(submit(spec, kind="chat", model=model, conversation=conversation,
-                            stages=[tool_plan.stage()] if tool_plan else ()))  # fmt: skip
+        req = submit(spec, kind="chat", model=model, conversation=conversation,
+                     stages=[tool_plan.stage()] if tool_plan else ())  # fmt: skip
+        if on_request is not None:
+            on_request(req)
+        return _wait(req)
 
     kept: list[Message] = []
     try:

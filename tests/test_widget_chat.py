@@ -262,3 +262,90 @@ def test_chat_with_a_named_model_from_python(loaded):
         assert c.model_name == lmnb.status().model.name
     finally:
         c.close()
+
+
+WEATHER_CALLS: list[str] = []
+
+
+def get_weather(city: str) -> str:
+    """The current weather in a city.
+
+    Args:
+        city: the city's name.
+    """
+    WEATHER_CALLS.append(city)
+    return f"18 degrees and sunny in {city}"
+
+
+def test_tools_in_the_pane_run_show_each_step_and_can_be_switched_off(loaded):
+    lmnb.reset("panetools")
+    chat = Chat("panetools", tools=[get_weather], tool_choice="required", temperature=0, max_tokens=60)
+    rec = Recorder(chat)
+    try:
+        assert chat.tools == [{"name": "get_weather", "description": "The current weather in a city.", "enabled": True}]
+        WEATHER_CALLS.clear()
+        chat.ask("What is the weather in Paris?")
+        result = chat.wait(120)
+        assert WEATHER_CALLS and result.steps  # the call ran in the kernel
+        [step] = rec.of("tool_step")[:1]
+        assert step["name"] == "get_weather" and step["output"].startswith("18 degrees") and step["seconds"] >= 0
+        kinds = [m["type"] for m in rec.sent]
+        assert kinds[0] == "start" and kinds[-1] == "end" and kinds.index("tool_step") < kinds.index("end")
+        assert kinds.count("round") == 2  # the call, then the answer: each request streamed in turn
+        assert "".join(m["text"] for m in rec.of("token")).endswith(result.text)
+        roles = [m["role"] for m in chat.messages]
+        assert roles == ["user", "assistant", "tool", "assistant"]  # kept in the conversation
+        chat._on_front_end(chat, {"type": "tool_toggle", "name": "get_weather", "enabled": False}, [])
+        assert chat.tools[0]["enabled"] is False
+        WEATHER_CALLS.clear()
+        rec.sent.clear()
+        chat.ask("Thanks!")
+        chat.wait(120)
+        assert not WEATHER_CALLS and not rec.of("tool_step") and not rec.of("round")  # a plain reply
+    finally:
+        chat.close()
+        lmnb.reset("panetools")
+
+
+def test_stop_during_a_turn_with_tools(loaded):
+    lmnb.reset("panestop")
+    started = threading.Event()
+
+    def slow(city: str) -> str:
+        """Looks a city up."""
+        started.set()
+        chat.stop()  # pressed while the tool runs: the loop must not ask the model again
+        return "cloudy"
+
+    chat = Chat("panestop", tools=[slow], tool_choice="required", temperature=0, max_tokens=60)
+    rec = Recorder(chat)
+    try:
+        chat.ask("Look up Paris.")
+        chat.wait(120)
+        assert started.is_set() and not chat.busy
+        assert rec.sent[-1]["type"] == "end"
+        assert lmnb.history(last=1).iloc[-1]["finish_reason"] == "cancelled"  # the answer was cancelled at once
+    finally:
+        chat.close()
+        lmnb.reset("panestop")
+
+
+def test_thinking_streams_into_the_pane(smollm2_path):
+    from .test_reasoning import THINK_TEMPLATE
+
+    lmnb.load(smollm2_path, n_ctx=2048, chat_template=THINK_TEMPLATE, name="panethinker")
+    chat = Chat("panethink", model="panethinker", temperature=0, max_tokens=60, reasoning_budget=12)
+    rec = Recorder(chat)
+    try:
+        chat.ask("What is 2+3?")
+        result = chat.wait(120)
+        thinking = "".join(m["text"] for m in rec.of("thinking"))
+        assert thinking.strip() and thinking.strip() == result.reasoning.strip()
+        assert "<think>" not in "".join(m["text"] for m in rec.of("token"))
+        kinds = [m["type"] for m in rec.sent]
+        assert kinds.index("thinking") < kinds.index("end")  # while it streamed, not after
+        assert chat.messages[-1].get("reasoning")
+    finally:
+        chat.close()
+        lmnb.unload("panethinker")
+        lmnb.reset("panethink")

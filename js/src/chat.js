@@ -106,7 +106,11 @@ function render({ model, el }) {
   const title = h("span", { class: "lmnb-chat-model" });
   const picker = h("select", { class: "lmnb-chat-picker", title: "The model that answers", "aria-label": "Model" });
   const clear = h("button", { class: "lmnb-clear", type: "button", title: "Forget this conversation" }, "Clear");
-  const header = h("div", { class: "lmnb-chat-header" }, title, h("span", { class: "lmnb-chat-tools" }, picker, clear));
+  const toolList = h("div", { class: "lmnb-chat-toollist" });
+  const toolSummary = h("summary", { title: "The Python functions the model may call" });
+  const toolbox = h("details", { class: "lmnb-chat-toolbox" }, toolSummary, toolList);
+  const header = h("div", { class: "lmnb-chat-header" }, title,
+    h("span", { class: "lmnb-chat-tools" }, toolbox, picker, clear));
 
   const system = h("textarea", { class: "lmnb-chat-system", rows: "2", placeholder: "e.g. You are a concise tutor." });
   const systemBox = h("details", { class: "lmnb-chat-system-box" }, h("summary", {}, "System prompt"), system);
@@ -137,9 +141,45 @@ function render({ model, el }) {
   function streamingView() {
     const body = h("div", { class: "lmnb-msg-body" });
     const progress = h("div", { class: "lmnb-msg-progress" });
+    // thinking and tool steps stream as text (untrusted), folded like the finished reply's
+    const thinkingText = h("pre", { class: "lmnb-folded-text" });
+    const thinkingHead = h("summary", {});
+    thinkingHead.textContent = "Thinking…";
+    const thinking = h("details", { class: "lmnb-thinking", open: "" }, thinkingHead, thinkingText);
+    thinking.hidden = true;
+    const steps = h("div", { class: "lmnb-msg-steps" });
     const view = h("div", { class: "lmnb-msg lmnb-msg-assistant lmnb-streaming" },
-      h("div", { class: "lmnb-msg-role" }, "Assistant"), progress, body);
-    return { text: "", view, body, progress, dirty: false };
+      h("div", { class: "lmnb-msg-role" }, "Assistant"), progress, thinking, steps, body);
+    return { text: "", thinking: "", view, body, progress, thinkingBox: thinking, thinkingText, steps, dirty: false };
+  }
+
+  function addStep(msg) {
+    const name = typeof msg.name === "string" ? msg.name : "?";
+    const args = typeof msg.arguments === "string" ? msg.arguments : "";
+    const out = typeof msg.output === "string" ? msg.output : "";
+    const secs = typeof msg.seconds === "number" ? ` · ${msg.seconds.toFixed(2)} s` : "";
+    streaming.steps.append(
+      folded("lmnb-tool-call", `\u{1F527} ${name}(…)`, args),
+      folded("lmnb-tool-result", `\u{1F527} result of ${name}${msg.error ? " (error)" : ""}${secs}`, out),
+    );
+  }
+
+  function drawTools() {
+    const tools = (model.get("tools") || []).filter((t) => t && typeof t.name === "string");
+    toolbox.hidden = tools.length === 0;
+    const on = tools.filter((t) => t.enabled).length;
+    toolSummary.textContent = `Tools (${on}/${tools.length})`;
+    toolList.replaceChildren(
+      ...tools.map((t) => {
+        const box = h("input", { type: "checkbox" });
+        box.checked = !!t.enabled;
+        box.addEventListener("change", () => model.send({ type: "tool_toggle", name: t.name, enabled: box.checked }));
+        const label = h("label", { class: "lmnb-chat-tool" }, box, h("span", {}));
+        label.lastChild.textContent = t.name;
+        label.title = typeof t.description === "string" ? t.description : "";
+        return label;
+      }),
+    );
   }
 
   function drawStreaming() {
@@ -148,7 +188,11 @@ function render({ model, el }) {
     const stick = nearBottom();
     streaming.dirty = false;
     fillBody(streaming.body, "assistant", streaming.text);
-    if (streaming.text) streaming.progress.textContent = "";
+    if (streaming.thinking) {
+      streaming.thinkingBox.hidden = false;
+      streaming.thinkingText.textContent = streaming.thinking;
+    }
+    if (streaming.text || streaming.thinking) streaming.progress.textContent = "";
     if (stick) toBottom();
   }
 
@@ -228,6 +272,19 @@ function render({ model, el }) {
       }
       streaming.text = msg.type === "sync" ? msg.text : streaming.text + msg.text;
       schedule();
+    } else if (msg.type === "thinking" && typeof msg.text === "string") {
+      if (!streaming) {
+        streaming = streamingView();
+        drawMessages();
+      }
+      streaming.thinking += msg.text;
+      schedule();
+    } else if (msg.type === "round" && streaming) {
+      streaming.text = ""; // a new request of the tool loop: its own text
+      schedule();
+    } else if (msg.type === "tool_step" && streaming) {
+      addStep(msg);
+      schedule();
     } else if (msg.type === "progress" && streaming) {
       const pct = Math.round((100 * msg.done) / Math.max(1, msg.total));
       streaming.progress.textContent = `Reading the prompt… ${pct}% of ${msg.total} tokens`;
@@ -264,9 +321,11 @@ function render({ model, el }) {
   model.on("change:messages", onMessages);
   model.on("change:busy change:model_name change:status change:system_prompt", drawState);
   model.on("change:models change:model", drawModels);
+  model.on("change:tools", drawTools);
   model.on("msg:custom", onCustom);
   drawMessages();
   drawModels();
+  drawTools();
   drawState();
   if (model.get("busy")) model.send({ type: "hello" }); // opened mid-reply: ask for the text so far
 
@@ -275,6 +334,7 @@ function render({ model, el }) {
     model.off("change:messages", onMessages);
     model.off("change:busy change:model_name change:status change:system_prompt", drawState);
     model.off("change:models change:model", drawModels);
+    model.off("change:tools", drawTools);
     model.off("msg:custom", onCustom);
   };
 }

@@ -10,8 +10,14 @@ With several models loaded (``lmnb.load(..., name=...)``), a picker in the heade
 answers: its entries are the names the models are loaded under (the default model shown by its own
 name), kept current by the registry's listeners; the choice is passed to ``lmnb.chat(model=...)``.
 
+``Chat(tools=[f, g])`` lets the model call Python functions (``lmnb.chat(tools=...)``): a Tools
+menu in the header switches each on or off, every call and its result shows (folded) as it
+happens, and Stop cancels the request under way. A reasoning model's thinking streams into a
+folded block above its answer.
+
 The front end (``static/chat.js``, built from ``js/src/chat.js``) renders Markdown with code
-highlighting and sanitizes the HTML: model output is untrusted.
+highlighting and sanitizes the HTML; thinking, calls and results are set as text: model output
+and tool results are untrusted.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import anywidget
 from traitlets import Bool, Dict, List, Unicode, observe
@@ -47,6 +53,9 @@ class Chat(anywidget.AnyWidget):
         model: the name of the loaded model to chat with (``lmnb.load(..., name=...)``); default:
             the default model (else the first loaded). The header's picker changes it.
         system_prompt: the system prompt for this conversation ('' = the template's own).
+        tools: Python functions (or ``lmnb.tools.Tool`` objects) the model may call; all on at first.
+        tool_choice: for the first request of each turn with tools (``"auto"``, ``"required"`` or a
+            tool's name); see ``lmnb.chat``.
         **params: sampling parameters for this chat's replies (temperature, max_tokens, ...);
             the rest come from the session defaults (the Parameters pane, ``%lm set``).
     """
@@ -64,12 +73,22 @@ class Chat(anywidget.AnyWidget):
     models = List(Dict(), help="The loaded models, the default first: {name, label, model}.").tag(sync=True)
     status = Unicode("", help="The last error or notice, shown under the input.").tag(sync=True)
     conversation = Unicode(api.DEFAULT_CONVERSATION, help="Name of the shared conversation.").tag(sync=True)
+    tools = List(Dict(), help="The tools the model may call: {name, description, enabled}.").tag(sync=True)
 
     def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, model: Optional[str] = None,
-                 system_prompt: Optional[str] = None, **params: Any) -> None:
+                 system_prompt: Optional[str] = None, tools: Optional[Sequence[Any]] = None,
+                 tool_choice: Union[None, str, dict] = None, **params: Any) -> None:  # fmt: skip
         api.sampling_params(dict(params))  # unknown sampling names fail here, not at the first message
-        super().__init__(conversation=conversation, model=model or DEFAULT)
+        from ..tools import as_tools
+
+        self._tools = {t.name: t for t in as_tools(tools or [])}  # bad tools fail here, too
+        super().__init__(conversation=conversation, model=model or DEFAULT,
+                         tools=[{"name": t.name, "description": t.description, "enabled": True}
+                                for t in self._tools.values()])  # fmt: skip
         self.params: dict[str, Any] = params
+        self.tool_choice = tool_choice
+        self._stopping = False  # Stop was pressed during a turn with tools
+        self._forwarders: list[threading.Thread] = []
         self.grammar: Optional[str] = None  # GBNF the replies must follow (None: free text)
         self.last_result: Optional[Completion] = None
         self._req = None
@@ -102,22 +121,31 @@ class Chat(anywidget.AnyWidget):
         with self._lock:
             if self.busy:
                 raise LmnbError("A reply is still being generated; press Stop first.")
+            tools = [self._tools[t["name"]] for t in self.tools if t.get("enabled")]
             try:
-                req = api.chat(text, system=self.system_prompt, conversation=self.conversation, stream=True,
-                               grammar=self.grammar, model=self._target(), **self.params)
+                if tools and self.grammar is not None:
+                    raise ValueError("switch the tools off to reply with a grammar")
+                req = None if tools else api.chat(text, system=self.system_prompt, conversation=self.conversation,
+                                                  stream=True, grammar=self.grammar, model=self._target(),
+                                                  **self.params)  # fmt: skip
+                if tools and getattr(api.backend(self._target()), "loaded", True) is False:
+                    raise NoModelLoaded()  # said now, not from the thread
             except (LmnbError, ValueError) as e:
                 self.status = _message_for(e)
                 raise
-            self._req, self._partial, self.status = req, "", ""
+            self._req, self._partial, self.status, self._stopping = req, "", "", False
             self.busy = True
             # the user's message shows at once; the conversation records it when the reply is done
             self._show(self._view() + [{"role": "user", "content": text}])
-            self._thread = threading.Thread(target=self._stream, args=(req,), name="lmnb-chat", daemon=True)
+            target, args = (self._run_tools, (text, tools)) if tools else (self._stream, (req,))
+            self._thread = threading.Thread(target=target, args=args, name="lmnb-chat", daemon=True)
             self._thread.start()
             return req
 
     def stop(self) -> None:
-        """Stop the reply being generated (the text so far is kept)."""
+        """Stop the reply being generated (the text so far is kept); with tools, the turn ends
+        once a tool that is running returns."""
+        self._stopping = self.busy
         req = self._req
         if req is not None:
             req.cancel()
@@ -166,37 +194,90 @@ class Chat(anywidget.AnyWidget):
     # --- background generation --------------------------------------------------------------
     def _stream(self, req) -> None:
         self.send({"type": "start"})
-        pending, last_sent = "", 0.0
         try:
-            for kind, payload in req.events():
-                if kind == "progress":
-                    done, total = payload  # type: ignore[misc]
-                    self.send({"type": "progress", "done": done, "total": total})
-                    continue
-                if kind != "delta":
-                    continue
-                pending += payload  # type: ignore[operator]
-                self._partial += payload  # type: ignore[operator]
-                now = time.monotonic()
-                if now - last_sent >= _COALESCE_S:
-                    self.send({"type": "token", "text": pending})
-                    pending, last_sent = "", now
-            if pending:
-                self.send({"type": "token", "text": pending})
-            result = req.result()
-            self.last_result = result
-            if result.finish_reason == "length":
-                self.status = f"Stopped at max_tokens={result.params.max_tokens}."
+            self._pump(req)
+            self._finished(req.result())
         except Exception as e:  # shown in the widget; the kernel never sees a thread's traceback
             self.status = _message_for(e)
             self.last_result = None
         finally:
-            with self._lock:
-                self._req = None
-                self._partial = ""
-                self.busy = False
-                self._show(self._view())
-            self.send({"type": "end"})
+            self._end()
+
+    def _pump(self, req) -> None:
+        """Send the request's text and thinking to the front end, a frame's worth at a time."""
+        pending = {"token": "", "thinking": ""}
+        last_sent = 0.0
+        for kind, payload in req.events():
+            if kind == "progress":
+                done, total = payload  # type: ignore[misc]
+                self.send({"type": "progress", "done": done, "total": total})
+                continue
+            if kind not in ("delta", "reasoning"):
+                continue
+            key = "token" if kind == "delta" else "thinking"
+            pending[key] += payload  # type: ignore[operator]
+            if kind == "delta":
+                self._partial += payload  # type: ignore[operator]
+            now = time.monotonic()
+            if now - last_sent >= _COALESCE_S:
+                for key, text in pending.items():
+                    if text:
+                        self.send({"type": key, "text": text})
+                pending, last_sent = {"token": "", "thinking": ""}, now
+        for key, text in pending.items():
+            if text:
+                self.send({"type": key, "text": text})
+
+    def _run_tools(self, text: str, tools: list) -> None:
+        """A turn with tools: the loop runs here; each request's text streams from a forwarder."""
+        self.send({"type": "start"})
+        try:
+            result = api.chat(text, system=self.system_prompt, conversation=self.conversation, tools=tools,
+                              tool_choice=self.tool_choice, model=self._target(), on_step=self._on_step,
+                              on_request=self._follow, **self.params)  # fmt: skip
+            self._join_forwarders()
+            self._finished(result)
+        except Exception as e:
+            self.status = _message_for(e)
+            self.last_result = None
+        finally:
+            self._join_forwarders()
+            self._end()
+
+    def _follow(self, req) -> None:
+        """A request of the tool loop starts: stream it, and let Stop reach it."""
+        self._join_forwarders()  # the previous round's text is all out before this one's
+        with self._lock:
+            self._req = req
+        if self._stopping:
+            req.cancel()
+        self._partial = ""
+        self.send({"type": "round"})
+        t = threading.Thread(target=self._pump, args=(req,), name="lmnb-chat-stream", daemon=True)
+        self._forwarders.append(t)
+        t.start()
+
+    def _on_step(self, step: Any) -> None:
+        self._join_forwarders()
+        self.send({"type": "tool_step", "name": step.call.name, "arguments": step.call.arguments,
+                   "output": step.output, "error": step.error or "", "seconds": round(step.seconds, 3)})  # fmt: skip
+
+    def _join_forwarders(self) -> None:
+        while self._forwarders:
+            self._forwarders.pop(0).join(30)
+
+    def _finished(self, result: Completion) -> None:
+        self.last_result = result
+        if result.finish_reason == "length":
+            self.status = f"Stopped at max_tokens={result.params.max_tokens}."
+
+    def _end(self) -> None:
+        with self._lock:
+            self._req = None
+            self._partial = ""
+            self.busy = False
+            self._show(self._view())
+        self.send({"type": "end"})
 
     # --- front end and shared state -------------------------------------------------------------
     def _on_front_end(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -214,6 +295,9 @@ class Chat(anywidget.AnyWidget):
                 self.clear()
             elif kind == "hello" and self.busy:  # a view opened mid-reply: give it the text so far
                 self.send({"type": "sync", "text": self._partial})
+            elif kind == "tool_toggle":
+                name, on = content.get("name"), content.get("enabled") is True
+                self.tools = [{**t, "enabled": on} if t["name"] == name else t for t in self.tools]
         except (LmnbError, ValueError) as e:
             self.status = _message_for(e)
             if kind == "send":
