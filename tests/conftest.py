@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
+
+# Interrupting a cell raises KeyboardInterrupt in the kernel (ipykernel installs Python's handler).
+# A test run started in the background by a non-interactive shell inherits SIGINT ignored, and
+# the interrupt tests would then test nothing: give the session the handler a kernel has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # huggingface_hub reads HF_HOME once, at import: point it at a scratch dir before any test module
 # (or lmnb) can import it, so no test ever touches the user's real HF cache.
