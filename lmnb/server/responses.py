@@ -27,7 +27,7 @@ from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error, cancelled_in_kernel, error_body
 from .generate import chat_specs, submit_all
 from .models import choose
-from .responses_mcp import InputApprovals, McpTool, approval_item, call_item, item_result, mcp_tools_of
+from .responses_mcp import InputApprovals, McpTool, approval_item, call_item, call_message, item_result, mcp_tools_of
 from .routes import authenticate
 from .streaming import collect, until_disconnect
 
@@ -104,12 +104,8 @@ def messages_of(body: ResponsesRequest, approvals: Optional[InputApprovals] = No
                 raise APIError(400, f"{where}: unknown role {role!r}.", param=f"{where}.role")
             out.append({"role": "system" if role == "developer" else role, "content": _text_of(item.get("content"), where)})
         elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id") or "", "type": "function",
-                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"}}
-            if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
-                out[-1]["tool_calls"].append(call)  # parallel calls: one assistant turn
-            else:
-                out.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            call_message(out, item.get("call_id") or item.get("id") or "", item.get("name", ""),
+                         item.get("arguments") or "{}")  # fmt: skip
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else _text_of(output, where) if isinstance(output, list) else json.dumps(output)

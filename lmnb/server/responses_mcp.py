@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from .errors import APIError
 
-__all__ = ["McpTool", "mcp_tools_of", "call_item", "approval_item", "InputApprovals"]
+__all__ = ["McpTool", "mcp_tools_of", "call_item", "call_message", "approval_item", "InputApprovals"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class InputApprovals:
         if kind == "mcp_list_tools":
             return  # what a server listed: the request's tools say it again
         if kind == "mcp_call":
-            _call_message(out, item.get("id", ""), item.get("name", ""), item.get("arguments") or "{}")
+            call_message(out, item.get("id", ""), item.get("name", ""), item.get("arguments") or "{}")
             out.append({"role": "tool", "tool_call_id": item.get("id", ""), "content": item_result(item)})
         elif kind == "mcp_approval_request":
             self.requests[str(item.get("id"))] = item
@@ -103,7 +103,7 @@ class InputApprovals:
             if request is None:
                 raise APIError(400, f"{where}: approval_request_id names no mcp_approval_request earlier in input.",
                                param=f"{where}.approval_request_id")  # fmt: skip
-            _call_message(out, request["id"], request.get("name", ""), request.get("arguments") or "{}")
+            call_message(out, request["id"], request.get("name", ""), request.get("arguments") or "{}")
             result = {"role": "tool", "tool_call_id": request["id"], "content": "The user declined to run this call."}
             out.append(result)
             if item.get("approve") is True:
@@ -123,7 +123,8 @@ class InputApprovals:
         return items
 
 
-def _call_message(out: list[dict], call_id: str, name: str, arguments: str) -> None:
+def call_message(out: list[dict], call_id: str, name: str, arguments: str) -> None:
+    """Append a call to ``out``: to the assistant turn just before it (parallel calls), else in a new one."""
     call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
     if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
         out[-1]["tool_calls"].append(call)
