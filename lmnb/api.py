@@ -76,6 +76,7 @@ def load(
     n_threads: Optional[int] = None,
     n_batch: Optional[int] = None,
     n_parallel: Optional[int] = None,
+    batch_invariant: Optional[bool] = None,
     flash_attn: Optional[bool] = None,
     use_mmap: Optional[bool] = None,
     seed: Optional[int] = None,
@@ -94,7 +95,9 @@ def load(
             default (the other named models stay loaded).
         n_ctx: context length in tokens (0 = the model's trained length).
         n_gpu_layers: layers on the GPU: an int, ``"auto"`` or ``"max"``.
-        n_parallel: requests decoded together per step (``n_ctx / n_parallel`` tokens each).
+        n_parallel: requests decoded together per step; they share the context's cells.
+        batch_invariant: one KV stream per sequence (``n_ctx / n_parallel`` cells each), so a
+            greedy reply is the same alone and in a batch.
         progress: optional ``callable(fraction)`` called while the weights load.
         download: fetch a Hugging Face model missing from the cache (with a progress bar).
 
@@ -114,6 +117,7 @@ def load(
         n_threads=n_threads,
         n_batch=n_batch,
         n_parallel=n_parallel,
+        batch_invariant=batch_invariant,
         flash_attn=flash_attn,
         use_mmap=use_mmap,
         seed=seed,

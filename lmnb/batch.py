@@ -224,8 +224,8 @@ def _make_room(engine: Any, specs: list, parallel: int, params: Any) -> Optional
     reply = reply if reply and reply > 0 else 512
     need = (max(lengths) if lengths else 0) + reply  # cells per sequence
     limit = min(info.context_length or _MAX_AUTO_CTX, _MAX_AUTO_CTX)
-    # each sequence has its own n_ctx / n_parallel cells: fewer rows side by side rather than rows
-    # that run out of room
+    # the rows side by side must fit at once (in the shared cache, or in n_ctx / n_parallel cells
+    # each with batch_invariant): fewer rows side by side rather than rows that run out of room
     new_par = max(1, min(parallel, len(specs), max(n_ctx, limit) // need))
     new_ctx = max(n_ctx, min(limit, _round_up(new_par * need, 256)))
     old = (n_ctx, engine.n_parallel)

@@ -174,10 +174,15 @@ LOAD: tuple[Param, ...] = (
           help="CPU threads for generation (0 = one per physical core)."),
     Param("n_batch", int, 512, lo=1, flags=("--batch",), group="load",
           help="Prompt tokens evaluated per llama_decode call."),
-    Param("n_parallel", int, 1, brief=True, lo=1, hi=64, flags=("--parallel",), group="load",
+    Param("n_parallel", int, 4, brief=True, lo=1, hi=64, flags=("--parallel",), group="load",
           help="Requests decoded together in each step (continuous batching): concurrent server clients, "
-               "widgets and cells run side by side instead of waiting in line. Each gets n_ctx / n_parallel "
-               "of the context. lmnb.map raises it for its batch, then gives it back."),
+               "widgets and cells run side by side instead of waiting in line. They share the n_ctx cells of "
+               "one KV cache, so each can use the whole context while the others leave room. lmnb.map "
+               "raises it for its batch, then gives it back."),
+    Param("batch_invariant", bool, False, flags=("--batch-invariant",), group="load", widget=("check",),
+          help="Replies identical alone and in a batch: each parallel sequence gets its own KV stream of "
+               "n_ctx / n_parallel cells (in one shared cache, where a reply's cells land depends on the "
+               "others, which can change a greedy reply after a few dozen tokens)."),
     Param("flash_attn", bool, True, group="load", widget=("check",),
           help="Flash attention: a fused attention kernel that saves memory and time, used wherever the "
                "backend has it. It also keeps greedy replies identical whether decoded alone or in a batch."),

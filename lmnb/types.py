@@ -198,6 +198,7 @@ class LoadOptions:
     n_threads: Optional[int] = None
     n_batch: Optional[int] = None
     n_parallel: Optional[int] = None  # sequences decoded together (continuous batching)
+    batch_invariant: Optional[bool] = None  # one KV stream per sequence: replies identical alone and batched
     flash_attn: Optional[bool] = None
     use_mmap: Optional[bool] = None
     seed: Optional[int] = None

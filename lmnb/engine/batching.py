@@ -5,6 +5,12 @@ requests it admitted. A request becomes a ``Seq`` in a free slot (a llama.cpp se
 reusing the longest cached prefix of its prompt from any slot. Each ``_step`` packs one new
 token per generating sequence, then prompt chunks within ``n_batch``, into one ``llama_decode``,
 and samples for every sequence that produced logits. Only the worker calls these methods.
+
+With the shared (unified) KV cache, the slots outnumber ``n_parallel``: an idle slot keeps what
+its last request left (a conversation's turns, a shared system prompt) for the next request
+that starts the same way, until its cells are wanted. When the cache is full, the idle slot
+used longest ago gives its cells back first; if none is left, the newest running sequence is
+paused (its cells dropped, its tokens kept) and resumes, re-reading them, when there is room.
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from .sequence import Seq
 # Prompt chunks at least this long are decoded with llama.cpp's abort callback armed, so that a
 # cancel stops prompt evaluation mid-chunk instead of after it.
 _ABORTABLE_CHUNK = 32
+# Sequence ids of a shared cache: more than run at once, so idle ones keep their prompts cached
+UNIFIED_SLOTS = 16
+
+
+def slots_for(n_parallel: int, unified: bool) -> int:
+    """How many sequence ids a context gets for ``n_parallel`` sequences decoded at once."""
+    return max(n_parallel, UNIFIED_SLOTS) if unified else n_parallel
 
 
 class Batching:
@@ -32,7 +45,9 @@ class Batching:
     _model: Any
     _info: Optional[ModelInfo]
     _active: list[Seq]
+    _paused: list[Seq]
     _slot_tokens: list[list[int]]
+    _slot_used: list[float]
     _lock: threading.Lock
     stats: dict[str, int]
     requests_served: int
@@ -56,7 +71,8 @@ class Batching:
 
         from .sampler import Sampler
 
-        slot = self._pick_slot()
+        slot = self._pick_slot(tokens)
+        self._slot_used[slot] = time.monotonic()
         common = self._reuse_prefix(model, slot, tokens)
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar, n_ctx=model.n_ctx_seq)
         sampler.accept_prompt_tokens(tokens)  # penalties see the prompt's last 64, DRY its whole window
@@ -104,19 +120,70 @@ class Batching:
         del cached[common:]
         return common
 
-    def _pick_slot(self) -> int:
-        busy = {s.slot for s in self._active}
-        free = [i for i in range(self.n_parallel) if i not in busy]
-        # The lowest free slot: llama.cpp decodes a batch of per-sequence KV streams in one ubatch
-        # only while their ids are consecutive (a gap splits it in two, about 25% slower), and
-        # _reuse_prefix borrows a cached prefix from any slot anyway.
-        return min(free)
+    def _pick_slot(self, tokens: list[int]) -> int:
+        busy = {s.slot for s in self._active + self._paused}
+        free = [i for i in range(len(self._slot_tokens)) if i not in busy]
+        if not self._model.unified:
+            # The lowest free slot: llama.cpp decodes a batch of per-sequence KV streams in one
+            # ubatch only while their ids are consecutive (a gap splits it in two, about 25%
+            # slower), and _reuse_prefix borrows a cached prefix from any slot anyway.
+            return min(free)
+        # Shared cache: the slot that holds the longest start of this prompt (a conversation's
+        # earlier turns), else the one used longest ago, so recent prompts stay cached.
+        return max(free, key=lambda i: (common_prefix(self._slot_tokens[i], tokens), -self._slot_used[i]))
+
+    def _make_room(self) -> bool:
+        """The shared cache is full: free cells for the running sequences. False: nothing to free."""
+        model = self._model
+        busy = {s.slot for s in self._active + self._paused}
+        idle = [i for i, t in enumerate(self._slot_tokens) if t and i not in busy]
+        if idle:
+            slot = min(idle, key=lambda i: self._slot_used[i])  # used longest ago
+            model.seq_rm(slot, 0, -1)
+            self._slot_tokens[slot].clear()
+            self.stats["cache_evictions"] += 1
+            return True
+        if len(self._active) < 2:
+            return False
+        s = max(self._active, key=lambda s: s.t_admit)  # the newest waits: the others finish first
+        cached = self._slot_tokens[s.slot]
+        if s.prefilling:
+            s.pending = cached + s.pending
+        else:
+            s.pending, s.recompute = list(cached), True  # its last token is decoded after them
+        model.seq_rm(s.slot, 0, -1)
+        self._slot_tokens[s.slot] = []
+        with self._lock:
+            self._active.remove(s)
+        self._paused.append(s)
+        self.stats["sequences_paused"] += 1
+        return True
+
+    def _resume(self) -> None:
+        """Paused sequences go back to work, oldest first, once they fit beside the running ones."""
+        model = self._model
+        while self._paused:
+            s = self._paused[0]
+            if s.req.cancelled:
+                self._paused.pop(0)
+                with self._lock:
+                    self._active.append(s)
+                self._finish(s, "cancelled")
+                continue
+            used = sum(len(self._slot_tokens[a.slot]) + len(a.pending) + 1 for a in self._active)
+            if self._active and (len(self._active) >= self.n_parallel or used + len(s.pending) + 1 > model.n_ctx):
+                return
+            self._paused.pop(0)
+            with self._lock:
+                self._active.append(s)
 
     def _step(self) -> None:
         model = self._model
         for s in list(self._active):
             if s.req.cancelled:
                 self._finish(s, "cancelled")
+        if self._paused:
+            self._resume()
         if not self._active:
             return
         tokens: list[int] = []
@@ -150,8 +217,8 @@ class Batching:
                     tokens.append(t)
                     seqs.append(s.slot)
                     pos.append(start + i)
-                    want.append(last and i == len(chunk) - 1)
-                if last:
+                    want.append(last and i == len(chunk) - 1 and not s.recompute)
+                if last and not s.recompute:  # a resumed sequence already has its next token
                     owners.append((s, len(tokens) - 1))
                 prefill.append((s, len(chunk)))
                 budget -= len(chunk)
@@ -170,9 +237,12 @@ class Batching:
                     self._finish(s, "cancelled")
             return
         if rc != 0:
-            why = "the KV cache is full" if rc == 1 else f"llama_decode returned {rc}"
             for s in list(self._active):
                 model.seq_rm(s.slot, len(self._slot_tokens[s.slot]), -1)
+            if rc == 1 and model.unified and self._make_room():
+                return  # the same step again, with room
+            why = "the KV cache is full" if rc == 1 else f"llama_decode returned {rc}"
+            for s in list(self._active):
                 self._fail(s, GenerationError(f"Generation failed: {why}."))
             return
 
@@ -180,6 +250,9 @@ class Batching:
         for s, n in prefill:
             self._slot_tokens[s.slot].extend(s.pending[:n])
             del s.pending[:n]
+            if s.recompute:
+                s.recompute = bool(s.pending)  # all back in the cache: it generates again
+                continue
             if not s.pending:
                 s.t_prompt_done = now
                 s.req.prompt_done.set()
@@ -262,6 +335,7 @@ class Batching:
         usage = Usage(prompt_tokens=len(s.prompt), completion_tokens=n_gen, cached_tokens=s.n_cached)
         result = self._completion_for(s.req, s.text, reason, usage, timings, s.params)
         self._retire(s)
+        self._slot_used[s.slot] = time.monotonic()
         if reason == "cancelled" and self._model is not None:
             # a stopped sequence's cells go back to the others at once (a cancelled batch frees all)
             self._model.seq_rm(s.slot, 0, -1)

@@ -29,7 +29,7 @@ from ..types import (
     ModelInfo,
     Status,
 )
-from .batching import Batching
+from .batching import Batching, slots_for
 from .inspection import Inspection
 from .request import GenerationSpec, Request, Stage
 from .sequence import Seq
@@ -47,7 +47,9 @@ class Engine(Batching, Inspection):
         self._info: Optional[ModelInfo] = None
         self._options: Optional[LoadOptions] = None
         self._active: list[Seq] = []
+        self._paused: list[Seq] = []  # moved out of a full shared cache, to resume when there is room
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
+        self._slot_used: list[float] = []  # when each sequence id was last given to a request
         self._held_call: Optional[tuple] = None
         self._embedder = None  # EmbeddingModel, touched only by the worker
         self.embedder_info: Optional[ModelInfo] = None
@@ -59,7 +61,7 @@ class Engine(Batching, Inspection):
         self.stats: dict[str, int] = dict.fromkeys(
             ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
              "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error",
-             "prefix_tokens_shared"), 0)
+             "prefix_tokens_shared", "cache_evictions", "sequences_paused"), 0)
         self.last_tokens_per_s: Optional[float] = None
         # every token sampled, counted as it is generated (stats counts a request when it ends):
         # monitors take its rate for the current tokens/s
@@ -109,9 +111,11 @@ class Engine(Batching, Inspection):
             check_gguf_file(path)  # fail before dropping the current model
             self._drop_model()
             self.n_parallel = opts.n_parallel
-            model = LoadedModel(path, opts, n_seq_max=self.n_parallel, progress=on_progress)
+            unified = not opts.batch_invariant
+            model = LoadedModel(path, opts, n_seq_max=slots_for(self.n_parallel, unified), progress=on_progress,
+                                unified=unified)  # fmt: skip
             self._model = model
-            self._slot_tokens = [[] for _ in range(self.n_parallel)]
+            self._new_slots(model.n_seq_max)
             # report what llama.cpp actually chose (n_ctx=0 -> trained length, threads=0 -> cores)
             self._options = dataclasses.replace(opts, n_ctx=model.n_ctx, n_threads=model.n_threads)
             self._info = model.info
@@ -151,10 +155,11 @@ class Engine(Batching, Inspection):
                 pass
 
     def resize(self, n_ctx: Optional[int] = None, n_parallel: Optional[int] = None) -> None:
-        """Give the loaded model's context ``n_ctx`` cells for ``n_parallel`` sequences (``n_ctx / n_parallel`` each).
+        """Give the loaded model's context ``n_ctx`` cells for ``n_parallel`` sequences (shared, or
+        ``n_ctx / n_parallel`` each with ``batch_invariant``).
 
         Only the context is recreated (about 0.1 s; the weights stay loaded, the KV cache starts
-        empty). Queued like a load: it waits for the running requests. ``lmnb.map`` uses it to
+        empty), and not even that when a shared cache keeps its size and has the sequence ids. Queued like a load: it waits for the running requests. ``lmnb.map`` uses it to
         make room for its parallel sequences.
         """
 
@@ -166,9 +171,11 @@ class Engine(Batching, Inspection):
                 raise ValueError(f"n_parallel={par}: must be between 1 and 64")
             if (ctx, par) == (model.n_ctx, self.n_parallel):
                 return
-            model.resize(ctx, par)
+            if not (model.unified and ctx == model.n_ctx and par <= model.n_seq_max):
+                # a shared cache with enough sequence ids only changes how many run at once
+                model.resize(ctx, slots_for(par, model.unified))
+                self._new_slots(model.n_seq_max)
             self.n_parallel = par
-            self._slot_tokens = [[] for _ in range(par)]
             self._options = dataclasses.replace(self._options, n_ctx=model.n_ctx, n_parallel=par)
 
         self._call(do_resize)
@@ -289,7 +296,7 @@ class Engine(Batching, Inspection):
         self._model = None
         self._info = None
         self._options = None
-        self._slot_tokens = []
+        self._new_slots(0)
         import gc
 
         from ._llama import trim_heap  # llama_cpp is imported by then: a model was loaded
@@ -298,12 +305,17 @@ class Engine(Batching, Inspection):
         trim_heap()
         return had
 
+    def _new_slots(self, n: int) -> None:
+        self._slot_tokens = [[] for _ in range(n)]
+        self._slot_used = [0.0] * n
+
     def _run(self) -> None:
         while True:
             try:
-                if not self._active and self._held_call is not None:
+                busy = self._active or self._paused
+                if not busy and self._held_call is not None:
                     item, self._held_call = self._held_call, None
-                elif not self._active:
+                elif not busy:
                     item = self._queue.get()
                 else:
                     item = self._next_nonblocking()
@@ -313,9 +325,11 @@ class Engine(Batching, Inspection):
                         self._drop_model()
                         return
                     self._dispatch(item)
-                if self._active:
+                if self._active or self._paused:
                     self._step()
             except BaseException as e:  # the worker must survive anything
+                self._active.extend(self._paused)
+                self._paused.clear()
                 for s in list(self._active):
                     # the KV cache of this sequence is in an unknown state: forget it
                     self._slot_tokens[s.slot].clear()
@@ -324,8 +338,9 @@ class Engine(Batching, Inspection):
                     self._fail(s, e)
 
     def _next_nonblocking(self) -> Optional[tuple]:
-        # Admit new requests only while slots are free and no load/unload is waiting its turn.
-        if (self._held_call is not None or len(self._active) >= self.n_parallel) and not self._stopping:
+        # Admit new requests only while slots are free, no sequence waits to resume (it came first)
+        # and no load/unload is waiting its turn.
+        if (self._held_call is not None or self._paused or len(self._active) >= self.n_parallel) and not self._stopping:
             return None
         try:
             return self._queue.get_nowait()

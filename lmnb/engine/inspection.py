@@ -104,7 +104,7 @@ class Inspection:
 
     def slot_positions(self) -> list[int]:
         """For each sequence slot, the highest KV-cache position it holds (-1 = none)."""
-        return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(self.n_parallel)])
+        return self._call(lambda: [self._require_model().seq_pos_max(i) for i in range(len(self._slot_tokens))])
 
     def embed(self, texts: list[str], source: str = "auto") -> tuple["np.ndarray", int]:
         """Unit-length embeddings of ``texts`` (a float32 array, one row each) and the tokens read.

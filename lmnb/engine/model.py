@@ -68,10 +68,12 @@ class LoadedModel:
         opts: LoadOptions,
         n_seq_max: int = 1,
         progress: Optional[Callable[[float], bool]] = None,
+        unified: bool = False,
     ) -> None:
         self.path = os.path.abspath(path)
         self.options = opts
         self.n_seq_max = n_seq_max
+        self.unified = unified  # one KV cache shared by the sequences (else one stream each)
         self.model = None
         self.ctx = None
         self._batch = None
@@ -107,8 +109,8 @@ class LoadedModel:
 
     # --- tokens -----------------------------------------------------------------------------
     def _make_context(self, n_ctx: Optional[int], n_seq_max: int) -> None:
-        """Create the generation context (and its batch) for ``n_seq_max`` sequences, ``n_ctx / n_seq_max``
-        cells each."""
+        """Create the generation context (and its batch) for ``n_seq_max`` sequences: sharing
+        ``n_ctx`` cells (``unified``), or ``n_ctx / n_seq_max`` cells each."""
         opts = self.options
         cparams = C.llama_context_default_params()
         n_train = C.llama_model_n_ctx_train(self.model)
@@ -117,12 +119,14 @@ class LoadedModel:
         cparams.n_batch = opts.n_batch
         cparams.n_ubatch = min(opts.n_batch, 512)
         cparams.n_seq_max = n_seq_max
-        # One KV stream per sequence (not one buffer shared by all): attention then reads only the
-        # sequence's own cells, in the order it wrote them, so a reply decoded in a batch is the
-        # same reply as alone. In a shared buffer the cells of a sequence land wherever there is
-        # room, and llama.cpp's CPU kernels sum over them in a different order (greedy replies
-        # drifted apart after a few dozen tokens in 2 of 3 rows).
-        cparams.kv_unified = False
+        # Unified: one buffer shared by all sequences, so each can use the whole context (what
+        # llama-server and LM Studio do by default). Not unified (LM.batch_invariant): one stream
+        # per sequence; attention then reads only the sequence's own cells, in the order it wrote
+        # them, so a reply decoded in a batch is the same reply as alone. In a shared buffer the
+        # cells of a sequence land wherever there is room, and llama.cpp's CPU kernels sum over
+        # them in a different order (greedy replies drifted apart after a few dozen tokens in 2 of
+        # 3 rows).
+        cparams.kv_unified = self.unified
         threads = opts.n_threads or default_threads()
         cparams.n_threads = threads
         cparams.n_threads_batch = threads

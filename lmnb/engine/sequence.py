@@ -45,6 +45,7 @@ class Seq:
     t_first: float = 0.0
     forced: list[int] = field(default_factory=list)  # tokens to put in next instead of sampling
     think_done: bool = False  # a reasoning model has closed (or skipped) its thinking
+    recompute: bool = False  # paused mid-reply: ``pending`` re-reads its cells, then it goes on
 
     @property
     def prefilling(self) -> bool:

@@ -33,6 +33,7 @@ def resolve_load_options(opts: LoadOptions) -> LoadOptions:
         n_threads=cfg.n_threads if opts.n_threads is None else opts.n_threads,
         n_batch=cfg.n_batch if opts.n_batch is None else opts.n_batch,
         n_parallel=cfg.n_parallel if opts.n_parallel is None else opts.n_parallel,
+        batch_invariant=cfg.batch_invariant if opts.batch_invariant is None else opts.batch_invariant,
         flash_attn=cfg.flash_attn if opts.flash_attn is None else opts.flash_attn,
         use_mmap=cfg.use_mmap if opts.use_mmap is None else opts.use_mmap,
         seed=cfg.load_seed if opts.seed is None else opts.seed,

@@ -33,6 +33,10 @@ def render(engine: Any, stats: ServerStats) -> tuple[bytes, str]:
                                       "from the KV cache)", value=st["prompt_tokens_evaluated"])
             yield CounterMetricFamily("lmnb_generated_tokens", "Tokens generated", value=st["generated_tokens"])
             yield CounterMetricFamily("lmnb_decode_calls", "llama_decode calls", value=st["decode_calls"])
+            yield CounterMetricFamily("lmnb_cache_evictions", "Idle cached prompts dropped to make room in the "
+                                      "shared KV cache", value=st["cache_evictions"])  # fmt: skip
+            yield CounterMetricFamily("lmnb_sequences_paused", "Running sequences paused because the shared KV "
+                                      "cache was full (they resume when there is room)", value=st["sequences_paused"])  # fmt: skip
             yield CounterMetricFamily("lmnb_prefix_tokens_shared", "Prompt tokens a new sequence took from another "
                                       "sequence's KV cache instead of evaluating them", value=st["prefix_tokens_shared"])
             yield CounterMetricFamily("lmnb_decoded_sequences", "Sum over decode calls of the sequences in the "

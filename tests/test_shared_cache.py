@@ -1,0 +1,131 @@
+"""Batching by default: parallel sequences share one KV cache, each with the whole context; idle
+slots keep prompts cached; a full cache pauses the newest sequence instead of failing; and
+``batch_invariant`` gives replies identical alone and in a batch. All on the real SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+
+import lmnb
+
+
+@pytest.fixture
+def shared(loaded, smollm2_path):
+    """SmolLM2 loaded with the defaults' batching (4 sequences, one shared cache of 2048 cells)."""
+    lmnb.load(smollm2_path, n_ctx=2048)
+    eng = lmnb.get_engine()
+    assert eng.status().options.n_parallel == 4 and eng._model.unified
+    yield eng
+    lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+
+
+def _submit(eng, text: str, **params):
+    from lmnb.engine import GenerationSpec
+    from lmnb.types import SamplingParams
+
+    return eng.submit(GenerationSpec(messages=[{"role": "user", "content": text}],
+                                     params=SamplingParams(temperature=0, **params)))  # fmt: skip
+
+
+def test_requests_are_decoded_together_and_each_has_the_whole_context(shared):
+    eng = shared
+    calls0, seqs0 = eng.stats["decode_calls"], eng.stats["sequences_decoded"]
+    long_prompt = "Summarise this: " + "the river runs to the sea and the sea is wide. " * 120  # ~1,400 tokens
+    reqs = [_submit(eng, long_prompt, max_tokens=24)] + [_submit(eng, f"Count to {n}.", max_tokens=64)
+                                                          for n in (10, 20, 30)]  # fmt: skip
+    results = [r.result(300) for r in reqs]
+    assert results[0].usage.prompt_tokens > 2048 // 4  # more than a quarter of the context: one sequence's share before
+    assert all(r.finish_reason in ("stop", "length") and r.text for r in results)
+    calls, seqs = eng.stats["decode_calls"] - calls0, eng.stats["sequences_decoded"] - seqs0
+    assert seqs / calls > 1.5, (seqs, calls)  # several sequences per llama_decode
+
+
+def test_a_conversation_stays_cached_while_other_requests_run(shared):
+    eng = shared
+    lmnb.reset("cached")
+    first = lmnb.chat("Tell me about the moon in three sentences.", conversation="cached", max_tokens=60, temperature=0)
+    for n in range(6):  # other requests, more than the sequences run at once
+        lmnb.chat(f"Name {n + 2} animals.", max_tokens=16, temperature=0)
+    evaluated0 = eng.stats["prompt_tokens_evaluated"]
+    second = lmnb.chat("And the sun?", conversation="cached", max_tokens=8, temperature=0)
+    new_tokens = eng.stats["prompt_tokens_evaluated"] - evaluated0
+    # only the new turn is read: the earlier one (prompt and reply) was still in the cache
+    assert second.usage.cached_tokens >= first.usage.prompt_tokens + first.usage.completion_tokens - 4
+    assert new_tokens == second.usage.prompt_tokens - second.usage.cached_tokens < 40
+    lmnb.reset("cached")
+
+
+def test_a_full_cache_pauses_the_newest_sequence_and_every_reply_completes(loaded, smollm2_path):
+    lmnb.load(smollm2_path, n_ctx=512, n_parallel=4)
+    eng = lmnb.get_engine()
+    try:
+        paused0 = eng.stats["sequences_paused"]
+        reqs = [_submit(eng, f"Count from {n} to 1000, separated by commas.", max_tokens=200) for n in (1, 2, 3, 4)]
+        results = [r.result(600) for r in reqs]  # 4 x ~240 cells do not fit in 512 at once
+        assert eng.stats["sequences_paused"] > paused0
+        assert [r.finish_reason for r in results] == ["length"] * 4
+        assert all(r.usage.completion_tokens == 200 for r in results)
+        alone = _submit(eng, "Count from 4 to 1000, separated by commas.", max_tokens=200).result(300)
+        assert alone.text[:40] == results[3].text[:40]  # a paused reply goes on where it stopped
+    finally:
+        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+
+
+def test_batch_invariant_gives_the_same_greedy_replies_alone_and_batched(loaded, smollm2_path):
+    lmnb.load(smollm2_path, n_ctx=2048, n_parallel=4, batch_invariant=True)
+    eng = lmnb.get_engine()
+    try:
+        assert not eng._model.unified
+        prompts = [f"Write two sentences about the number {i}." for i in range(4)]
+        alone = [_submit(eng, p, max_tokens=48).result(120).text for p in prompts]
+        together = [r.result(300).text for r in [_submit(eng, p, max_tokens=48) for p in prompts]]
+        assert together == alone
+    finally:
+        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "_total "))  # fmt: skip
+
+
+def test_eight_clients_of_a_default_server_share_the_decode_steps(shared):
+    """8 streaming clients on a server with the default settings: they are decoded together
+    (the batching factor in /metrics), and one with a long prompt still has the whole context."""
+    import concurrent.futures
+
+    import httpx
+    import openai
+
+    from lmnb.server import Server
+
+    srv = Server("127.0.0.1", 0)
+    try:
+        root = srv.url.removesuffix("/v1")
+        before = httpx.get(f"{root}/metrics").text
+        client = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=300)
+        long_prompt = "Summarise this: " + "the river runs to the sea and the sea is wide. " * 120
+
+        def ask(i: int) -> tuple[str, int]:
+            text = long_prompt if i == 0 else f"Write a short poem about the number {i}."
+            stream = client.chat.completions.create(model="", messages=[{"role": "user", "content": text}],
+                                                    max_tokens=32, temperature=0, stream=True,
+                                                    stream_options={"include_usage": True})  # fmt: skip
+            out, prompt_tokens = "", 0
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    out += chunk.choices[0].delta.content
+                if chunk.usage:
+                    prompt_tokens = chunk.usage.prompt_tokens
+            return out, prompt_tokens
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(ask, range(8)))
+        after = httpx.get(f"{root}/metrics").text
+        assert all(text for text, _ in replies)
+        assert replies[0][1] > 2048 // 4  # more than one sequence's share of a split context
+        calls = _metric(after, "lmnb_decode_calls") - _metric(before, "lmnb_decode_calls")
+        seqs = _metric(after, "lmnb_decoded_sequences") - _metric(before, "lmnb_decoded_sequences")
+        assert seqs / calls > 2, (seqs, calls)  # sequences per llama_decode step
+    finally:
+        srv.stop()
