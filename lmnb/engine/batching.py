@@ -128,9 +128,15 @@ class Batching:
             # ubatch only while their ids are consecutive (a gap splits it in two, about 25%
             # slower), and _reuse_prefix borrows a cached prefix from any slot anyway.
             return min(free)
-        # Shared cache: the slot that holds the longest start of this prompt (a conversation's
-        # earlier turns), else the one used longest ago, so recent prompts stay cached.
-        return max(free, key=lambda i: (common_prefix(self._slot_tokens[i], tokens), -self._slot_used[i]))
+        # Shared cache: the slot whose cells this prompt continues (a conversation's earlier
+        # turns), else an empty one, else the one used longest ago, so that other requests do not
+        # overwrite a cached conversation. (A prefix held elsewhere is borrowed anyway.)
+        def gain(i: int) -> tuple[int, float]:
+            cached = self._slot_tokens[i]
+            common = common_prefix(cached, tokens)
+            return max(common - (len(cached) - common), 0), -self._slot_used[i]
+
+        return max(free, key=gain)
 
     def _make_room(self) -> bool:
         """The shared cache is full: free cells for the running sequences. False: nothing to free."""
