@@ -61,8 +61,8 @@ def loaded(engine, smollm2_path):
 
     opts = engine.status().options
     if (not engine.loaded or engine.info.path != os.path.abspath(smollm2_path)
-            or (opts.n_ctx, opts.n_parallel) != (2048, 1)):  # fmt: skip
-        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+            or (opts.n_ctx, opts.n_parallel, opts.batch_invariant) != (2048, 4, False)):  # fmt: skip
+        lmnb.load(smollm2_path, n_ctx=2048)  # the defaults' batching: 4 sequences in one shared cache
     return engine
 
 

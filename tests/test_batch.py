@@ -24,6 +24,7 @@ def fresh(loaded, smollm2_path):
 
 def test_map_returns_results_in_order_and_decodes_rows_together(fresh):
     eng = fresh
+    before = (lmnb.status().options.n_parallel, lmnb.status().options.n_ctx)
     calls0, seqs0 = eng.stats["decode_calls"], eng.stats["sequences_decoded"]
     shared0 = eng.stats["prefix_tokens_shared"]
     out = lmnb.map("Reply with only the number {item} in words.", list(range(8)), max_tokens=16, temperature=0,
@@ -39,7 +40,7 @@ def test_map_returns_results_in_order_and_decodes_rows_together(fresh):
     assert seqs / calls > 2.5, (seqs, calls)
     assert eng.stats["prefix_tokens_shared"] - shared0 >= 7 * 10
     # the context was grown for the batch and given back afterwards
-    assert (lmnb.status().options.n_parallel, lmnb.status().options.n_ctx) == (1, 4096)
+    assert (lmnb.status().options.n_parallel, lmnb.status().options.n_ctx) == before == (4, 4096)
     assert out.stats["completion_tokens"] == sum(c.usage.completion_tokens for c in out.completions)
 
 
@@ -62,8 +63,10 @@ def test_one_failing_item_does_not_stop_the_others(fresh):
     assert list(out.errors) == [1]
 
 
-def test_greedy_rows_in_a_batch_match_the_same_prompts_alone(fresh):
-    """A row decoded in a batch of 8 gives the reply it gives alone (the issue asks for >= 95%)."""
+def test_greedy_rows_in_a_batch_match_the_same_prompts_alone(fresh, smollm2_path):
+    """With ``batch_invariant`` a row decoded in a batch of 8 gives exactly the reply it gives alone
+    (each sequence in its own KV stream; the shared cache's kernels depend on the batch)."""
+    lmnb.load(smollm2_path, n_ctx=4096, batch_invariant=True)
     prompts = [f"Write two sentences about the number {i}." for i in range(12)] + [
         "Name three colours.", "What is a cat?", "Say hello in French.", "Explain rain in one sentence.",
         "Give a tip for studying.", "What is 2+2?", "Describe the sea.", "Why is the sky blue?",
@@ -72,8 +75,7 @@ def test_greedy_rows_in_a_batch_match_the_same_prompts_alone(fresh):
     batched = lmnb.map("{item}", prompts, max_tokens=48, temperature=0, parallel=8, progress=False)
     assert batched.stats["parallel"] == 8
     same = sum(a == b for a, b in zip(alone, batched))
-    print(f"greedy batch-of-8 vs alone: {same}/{len(prompts)} identical")
-    assert same / len(prompts) >= 0.95, [(a, b) for a, b in zip(alone, batched) if a != b]
+    assert same == len(prompts), [(a, b) for a, b in zip(alone, batched) if a != b]
 
 
 def test_cancel_mid_batch_keeps_finished_rows_and_frees_every_sequence(fresh):

@@ -74,7 +74,7 @@ def test_loading_without_a_name_replaces_only_the_default(two_models, smollm2_pa
         assert [m.name for m in lmnb.loaded()] == ["default", "g"]
         assert api.current_model().path == gemma_path
     finally:
-        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+        lmnb.load(smollm2_path, n_ctx=2048)
 
 
 def test_magics_load_as_unload_by_name_status_and_model_flag(shell, gemma_path, capsys):

@@ -14,13 +14,10 @@ from lmnb.types import SamplingParams
 
 
 @pytest.fixture
-def shared(loaded, smollm2_path):
-    """SmolLM2 loaded with the defaults' batching (4 sequences, one shared cache of 2048 cells)."""
-    lmnb.load(smollm2_path, n_ctx=2048)
-    eng = lmnb.get_engine()
-    assert eng.status().options.n_parallel == 4 and eng._model.unified
-    yield eng
-    lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+def shared(loaded):
+    """SmolLM2 as the defaults load it: 4 sequences decoded at once in one shared cache of 2048 cells."""
+    assert loaded.status().options.n_parallel == 4 and loaded._model.unified
+    return loaded
 
 
 def _submit(eng, text: str, **params):
@@ -73,7 +70,7 @@ def test_a_full_cache_pauses_the_newest_sequence_and_every_reply_completes(loade
             numbers = [int(x) for x in re.findall(r"\d+", r.text)]
             assert len(numbers) >= 35 and numbers == list(range(n + 10, n + 10 + len(numbers))), r.text
     finally:
-        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+        lmnb.load(smollm2_path, n_ctx=2048)
 
 
 def test_batch_invariant_gives_the_same_greedy_replies_alone_and_batched(loaded, smollm2_path):
@@ -86,7 +83,7 @@ def test_batch_invariant_gives_the_same_greedy_replies_alone_and_batched(loaded,
         together = [r.result(300).text for r in [_submit(eng, p, max_tokens=48) for p in prompts]]
         assert together == alone
     finally:
-        lmnb.load(smollm2_path, n_ctx=2048, n_parallel=1)
+        lmnb.load(smollm2_path, n_ctx=2048)
 
 
 def _metric(text: str, name: str) -> float:
