@@ -92,6 +92,8 @@ def reply_stats(result: Completion) -> dict[str, Any]:
         "tokens": result.usage.completion_tokens,
         "tokens_per_s": round(result.timings.generation_tokens_per_s, 2),
         "ttft_s": round(result.timings.ttft_s, 4),
+        "prompt_tokens": result.usage.prompt_tokens,
+        "cached_tokens": result.usage.cached_tokens,
         "finish_reason": result.finish_reason,
         "model": result.model,
         "seed": result.params.seed if result.params else None,

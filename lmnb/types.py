@@ -141,14 +141,21 @@ class Completion:
     reasoning: Optional[str] = field(default=None, repr=False)
     # with ``chat(tools=...)``: every call the model made on the way to this answer (``lmnb.tools.loop.Step``)
     steps: list = field(default_factory=list, repr=False)
+    # earlier messages the ``context_overflow`` policy left out of this prompt to fit the context
+    # (they stay in the conversation; only the model did not see them)
+    dropped_messages: int = 0
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""
-        t = self.timings
+        t, u = self.timings, self.usage
         extra = "" if self.finish_reason == "stop" else f" · stopped: {self.finish_reason}"
+        if self.dropped_messages:
+            extra += f" · {dropped_text(self.dropped_messages)}"
+        # cached: prompt tokens taken from the KV cache (earlier turns, a shared prefix), not read again
+        cached = f" ({u.cached_tokens} cached)" if u.cached_tokens else ""
         return (
-            f"{self.usage.completion_tokens} tokens · {t.generation_tokens_per_s:.1f} tok/s · "
-            f"first token {t.ttft_s * 1000:.0f} ms · prompt {self.usage.prompt_tokens} tokens"
+            f"{u.completion_tokens} tokens · {t.generation_tokens_per_s:.1f} tok/s · "
+            f"first token {t.ttft_s * 1000:.0f} ms · prompt {u.prompt_tokens} tokens{cached}"
             f"{extra}"
         )
 
@@ -161,6 +168,11 @@ class Completion:
 
     def __str__(self) -> str:
         return self.text
+
+
+def dropped_text(n: int) -> str:
+    """What the cell, the CLI and the chat pane say when ``context_overflow`` left messages out."""
+    return f"{n} earlier message{'s' if n != 1 else ''} left out to fit the context"
 
 
 @dataclass

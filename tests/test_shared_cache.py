@@ -53,6 +53,19 @@ def test_a_conversation_stays_cached_while_other_requests_run(shared):
     lmnb.reset("cached")
 
 
+def test_the_cell_and_the_history_row_show_the_cached_tokens(shared, shell):
+    from .conftest import run_cell
+
+    run_cell(shell, "chat -t 0 -n 40", "Tell me about the moon in two sentences.")
+    result, cap = run_cell(shell, "chat -t 0 -n 8", "And the sun?")
+    assert result.success
+    row = lmnb.history(last=1).iloc[-1]
+    assert row["cached_tokens"] > 20 and row["cached_tokens"] < row["prompt_tokens"]
+    stats = cap.outputs[-1].data["text/plain"]
+    assert f"prompt {row['prompt_tokens']} tokens ({row['cached_tokens']} cached)" in stats, stats
+    shell.run_line_magic("lm", "reset")
+
+
 def test_a_full_cache_pauses_the_newest_sequence_and_every_reply_completes(loaded, smollm2_path):
     lmnb.load(smollm2_path, n_ctx=512, n_parallel=4)
     eng = lmnb.get_engine()
