@@ -1,114 +1,157 @@
-"""lmnb's single-stream generation speed next to raw llama-cpp-python, same model/prompt/threads.
+"""lmnb's single-stream generation speed next to llama-bench (the C++ limit) and llama-cpp-python.
 
-Both sides generate exactly N tokens greedily from the same raw prompt, streaming; this script
-times both the same way (first streamed chunk -> last, over N-1 tokens). Runs alternate, and the
-headline is the median of the per-pair ratios (each pair back to back), which cancels the slow
-drift of a shared machine better than a ratio of two medians (target >= 0.97).
+Each measurement runs in a process of its own, started for it and ended after it, so that no two
+loaded models share a process or its thread pools; the sides take turns, run after run:
 
-    python bench/engine_overhead.py [--model PATH] [--tokens 128] [--runs 5] [--threads 2]
+    llama-bench        $LLAMA_BENCH -m MODEL -p 0 -n N -t TH -fa 1 (tg N: decode only, no sampling),
+                       when the environment variable LLAMA_BENCH names the binary (build it from the
+                       llama.cpp vendored in the llama-cpp-python sdist: ../shared/anchors-measured.md)
+    llama-cpp-python   Llama.create_completion(PROMPT, max_tokens=N, temperature=0, stream=True)
+    lmnb               the engine, the same raw prompt, greedy, streamed
+
+The Python sides generate exactly N tokens greedily from the same prompt with the same threads,
+context and flash attention, and are timed the same way (first streamed chunk -> last, over N-1
+tokens). The headlines are medians of per-run ratios (the sides of one run back to back, which
+cancels the slow drift of a shared machine): lmnb / llama-bench (target >= 0.97) and lmnb /
+llama-cpp-python.
+
+    python bench/engine_overhead.py [--model PATH] [--tokens 128] [--runs 5] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+TARGET = 0.97
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def time_stream(chunks) -> tuple[float, int, str]:
-    """(tokens/s over the stream after its first chunk, number of chunks, finish reason)."""
+def timed(chunks) -> float:
+    """Seconds from the first chunk to the last."""
     t_first = t_last = None
-    n = 0
     for _ in chunks:
-        now = time.perf_counter()
-        t_first = t_first or now
-        t_last = now
-        n += 1
-    return t_first, t_last, n
+        t_last = time.perf_counter()
+        t_first = t_first or t_last
+    return t_last - t_first
 
 
-def raw_run(llm, n_tokens: int) -> float:
-    finish = {}
+def side_llama_cpp(path: str, n: int, threads: int) -> float:
+    from llama_cpp import Llama
 
-    def chunks():
-        for c in llm.create_completion(PROMPT, max_tokens=n_tokens, temperature=0.0, stream=True):
+    llm = Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                flash_attn=True, verbose=False)  # fmt: skip
+    finish: dict = {}
+
+    def chunks(k: int):
+        for c in llm.create_completion(PROMPT, max_tokens=k, temperature=0.0, stream=True):
             finish["reason"] = c["choices"][0]["finish_reason"] or finish.get("reason")
             if c["choices"][0]["text"]:
                 yield c
 
-    t0, t1, _ = time_stream(chunks())
-    assert finish.get("reason") == "length", f"raw run stopped early ({finish}); pick a longer-running prompt"
-    return (n_tokens - 1) / (t1 - t0)
+    timed(chunks(16))  # warm-up: page cache, thread pool
+    s = timed(chunks(n))
+    assert finish.get("reason") == "length", f"llama-cpp-python stopped early ({finish}); pick a longer prompt"
+    return (n - 1) / s
 
 
-def lmnb_run(engine, n_tokens: int) -> tuple[float, float]:
-    from lmnb.engine import GenerationSpec
-    from lmnb.types import SamplingParams
+def side_lmnb(path: str, n: int, threads: int) -> float:
+    import lmnb
+    from lmnb.engine import Engine, GenerationSpec
+    from lmnb.types import LoadOptions, SamplingParams
 
-    spec = GenerationSpec(
-        prompt=PROMPT,
-        params=SamplingParams(
-            temperature=0.0, max_tokens=n_tokens, repeat_penalty=1.0, top_k=40, top_p=0.95, min_p=0.05
-        ),
-    )
-    req = engine.submit(spec)
-    t0, t1, _ = time_stream(req)
-    res = req.result()
-    assert res.finish_reason == "length" and res.usage.completion_tokens == n_tokens, res
-    return (n_tokens - 1) / (t1 - t0), res.timings.generation_tokens_per_s
+    lmnb.configure(history=False)
+    eng = Engine()
+    eng.load(path, LoadOptions(n_ctx=2048, n_batch=512, n_threads=threads, flash_attn=True))
+
+    def run(k: int) -> float:
+        # the same sampling as llama-cpp-python's create_completion defaults (greedy after them)
+        params = SamplingParams(temperature=0.0, max_tokens=k, repeat_penalty=1.0, top_k=40, top_p=0.95, min_p=0.05)
+        req = eng.submit(GenerationSpec(prompt=PROMPT, params=params))
+        s = timed(req)
+        res = req.result()
+        assert res.finish_reason == "length" and res.usage.completion_tokens == k, res
+        return s
+
+    try:
+        run(16)
+        return (n - 1) / run(n)
+    finally:
+        eng.shutdown()
+
+
+def llama_bench(path: str, n: int, threads: int) -> float:
+    out = subprocess.run([os.environ["LLAMA_BENCH"], "-m", path, "-p", "0", "-n", str(n), "-t", str(threads),
+                          "-fa", "1", "-r", "1", "-o", "json"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    if out.returncode:
+        raise RuntimeError(f"llama-bench failed: {out.stderr[-500:]}")
+    return float(json.loads(out.stdout)[0]["avg_ts"])
+
+
+def in_process_of_its_own(side: str, args: argparse.Namespace) -> float:
+    """Run one side in a fresh Python process (this checkout's lmnb first on its path)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--model", args.model, "--tokens", str(args.tokens),
+                          "--threads", str(args.threads)], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    if out.returncode:
+        raise RuntimeError(f"{side} failed: {out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="GGUF path (default: the bundled SmolLM2-135M-Instruct)")
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, help="default: physical cores (what lmnb and llama-bench pick)")
+    ap.add_argument("--side", choices=("lmnb", "llama-cpp-python"), help=argparse.SUPPRESS)  # one measurement
     args = ap.parse_args()
+    if args.threads is None:
+        import psutil
 
-    from llama_cpp import Llama
+        args.threads = psutil.cpu_count(logical=False) or os.cpu_count() or 2
+    if args.model is None:
+        sys.path.insert(0, ROOT)
+        from lmnb.sources.library import bundled_model
 
-    import lmnb
-    from lmnb.engine import Engine
-    from lmnb.sources.library import bundled_model
-    from lmnb.types import LoadOptions
+        args.model = bundled_model("smollm2")
+    if args.side:
+        run = side_lmnb if args.side == "lmnb" else side_llama_cpp
+        print(run(args.model, args.tokens, args.threads))
+        return 0
 
-    lmnb.configure(history=False)
-    path = args.model or bundled_model("smollm2")
-    # the same kernels on both sides (flash attention is lmnb's default), so the ratio is the
-    # engine's own overhead
-    raw = Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=args.threads, n_threads_batch=args.threads,
-                flash_attn=True, verbose=False)  # fmt: skip
-    eng = Engine()
-    eng.load(path, LoadOptions(n_ctx=2048, n_batch=512, n_threads=args.threads, flash_attn=True))
-
-    # warm-up both (page cache, thread pools)
-    raw_run(raw, 16)
-    lmnb_run(eng, 16)
-
-    raw_tps, lm_tps, lm_internal = [], [], []
+    sides = {"llama-cpp-python": lambda: in_process_of_its_own("llama-cpp-python", args),
+             "lmnb": lambda: in_process_of_its_own("lmnb", args)}  # fmt: skip
+    if os.environ.get("LLAMA_BENCH"):
+        sides = {"llama-bench": lambda: llama_bench(args.model, args.tokens, args.threads), **sides}
+    tps: dict[str, list[float]] = {k: [] for k in sides}
     for i in range(args.runs):
-        raw_tps.append(raw_run(raw, args.tokens))
-        a, b = lmnb_run(eng, args.tokens)
-        lm_tps.append(a)
-        lm_internal.append(b)
-        print(f"run {i + 1}: raw llama-cpp-python {raw_tps[-1]:7.1f} tok/s   lmnb {lm_tps[-1]:7.1f} tok/s", flush=True)
+        for name, measure in sides.items():
+            tps[name].append(measure())
+        print(f"run {i + 1}: " + "   ".join(f"{k} {v[-1]:6.1f}" for k, v in tps.items()) + " tok/s", flush=True)
 
-    r, m = statistics.median(raw_tps), statistics.median(lm_tps)
-    ratios = sorted(b / a for a, b in zip(raw_tps, lm_tps))
-    ratio = statistics.median(ratios)
     print()
-    print(f"model: {os.path.basename(path)}, {args.tokens} tokens, {args.threads} threads, flash attention on both, "
-          f"{args.runs} runs (median)")  # fmt: skip
-    print(f"raw llama-cpp-python create_completion(stream=True): {r:7.1f} tok/s")
-    print(f"lmnb engine (streamed):                              {m:7.1f} tok/s  (engine's own timing {statistics.median(lm_internal):.1f})")
-    print(f"ratio lmnb / raw, median of paired runs: {ratio:.3f}  (range {ratios[0]:.3f}-{ratios[-1]:.3f}; target >= 0.97)")
-    eng.shutdown()
-    return 0 if ratio >= 0.97 else 1
+    print(f"model: {os.path.basename(args.model)}, {args.tokens} tokens, {args.threads} threads, flash attention, "
+          f"{args.runs} runs, each side in a process of its own")  # fmt: skip
+    for name, v in tps.items():
+        print(f"{name:<17} {statistics.median(v):7.1f} tok/s (median; range {min(v):.1f}-{max(v):.1f})")
+    status = 0
+    for ref in ("llama-bench", "llama-cpp-python"):
+        if ref in tps:
+            ratios = sorted(b / a for a, b in zip(tps[ref], tps["lmnb"]))
+            ratio = statistics.median(ratios)
+            print(f"lmnb / {ref}: {ratio:.3f} (median of paired runs, range {ratios[0]:.3f}-{ratios[-1]:.3f}; "
+                  f"target >= {TARGET})")
+            status = status or int(ratio < TARGET)
+    if "llama-bench" not in tps:
+        print("llama-bench: skipped (set LLAMA_BENCH to a llama-bench binary to include it)")
+    return status
 
 
 if __name__ == "__main__":

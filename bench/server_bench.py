@@ -1,39 +1,45 @@
-"""lmnb's OpenAI-compatible server next to llama-cpp-python's own server, under concurrent clients.
+"""lmnb's OpenAI-compatible server next to llama.cpp's llama-server and llama-cpp-python's server.
 
-Both servers run the same GGUF file with the same threads and context, one after the other, each
-in its own subprocess (started here, stopped before the next one starts):
+Every server runs the same GGUF file, one after the other, each in its own subprocess (started
+here, stopped before the next one starts), in two configurations:
 
-    (a) python -m lmnb serve MODEL --port 0 --ctx C --threads TH --parallel P
-    (b) python -m llama_cpp.server --model MODEL --port PORT --n_ctx C --n_threads TH --n_threads_batch TH
+    defaults  each server started with only the model and a port, as a user first runs it:
+                  python -m lmnb serve MODEL
+                  $LLAMA_SERVER --model MODEL
+                  python -m llama_cpp.server --model MODEL
+    tuned     the same settings on every side (--parallel P, --ctx C, --threads TH):
+                  python -m lmnb serve MODEL --parallel P --ctx C --threads TH
+                  $LLAMA_SERVER --model MODEL --parallel P --ctx-size C --threads TH --threads-batch TH
+                      --kv-unified   (one KV cache shared by the P sequences, as lmnb's)
+                  python -m llama_cpp.server --model MODEL --n_ctx C --n_threads TH --n_threads_batch TH
+                      (it serves one request at a time: it has no --parallel)
+
+llama-server is included when the environment variable LLAMA_SERVER names its binary (build it
+from the llama.cpp vendored in the llama-cpp-python sdist: ../shared/anchors-measured.md).
 
 N clients (threads, each with the official ``openai`` client) each send R chat requests one after
 the other, all clients at once, asking for T tokens (temperature 0.8, a fixed seed per request,
-prompts that ask for long stories so most answers run to T tokens). Measured per server and mode:
+prompts that ask for long stories so most answers run to T tokens). Measured per server:
 
-    tokens      completion tokens delivered: ``usage.completion_tokens`` (non-streaming, and
-                streaming where the server honours stream_options.include_usage, as lmnb does),
-                else the number of chunks with content
+    tokens      completion tokens delivered: ``usage.completion_tokens`` where the server honours
+                stream_options.include_usage, else the number of chunks with content
     tok/s       tokens / wall time of the whole batch of N*R requests
+    ttft p50    median time to the first content chunk (streaming)
     p50, p95    request latency in seconds (send -> last byte)
-    ttft        mean time to the first content chunk (streaming only)
     cut short   streams that ended without a finish_reason (or with an error). llama_cpp.server
                 ends an in-flight stream as soon as another request arrives (interrupt_requests,
                 on by default), so under concurrency most of its streams are cut short.
 
-The headline is lmnb / llama_cpp.server for throughput (higher is better for lmnb) and for p50
-latency (lower is better for lmnb), measured in the same run. ``--parallel 1`` (the default) is
-lmnb's one-request-at-a-time loop; ``--parallel P`` > 1 turns on continuous batching in lmnb's
-engine (P sequences decoded together per step, sharing the one context of ``--ctx`` tokens, so
-make sure P * (prompt + T) fits). llama_cpp.server always serves one request at a time.
-
-Both servers get the same sampling settings in every request (top_p 0.95, top_k 40, min_p 0.05,
-repeat_penalty 1.1); llama_cpp.server otherwise runs with its own defaults (quiet: --verbose False).
-The clients share the machine's cores with the server, and llama.cpp slows down badly when its
-threads compete with other busy processes: run on an otherwise idle machine.
+Headline, per configuration: lmnb / llama-server throughput (target >= 1.0) and time to first
+token p50 (target <= 1.0), measured in the same run. Every request carries the same sampling
+settings (top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.1). The clients share the machine's
+cores with the server, and llama.cpp slows down badly when its threads compete with other busy
+processes: run on an otherwise idle machine, and compare ratios, not absolute figures.
 
     python bench/server_bench.py [--model PATH] [--clients 8] [--requests 4] [--tokens 64]
-                                 [--threads N] [--ctx 2048] [--parallel 1] [--stream | --no-stream]
-    python bench/server_bench.py --quick      # 2 clients x 1 request x 16 tokens, for CI
+                                 [--threads N] [--ctx 16384] [--parallel 8] [--configs defaults,tuned]
+                                 [--stream | --no-stream | --both]
+    python bench/server_bench.py --quick      # defaults only, 2 clients x 1 request x 16 tokens, for CI
 """
 
 from __future__ import annotations
@@ -75,6 +81,13 @@ TOPICS = [
 SAMPLING = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1}  # llama.cpp extensions, same on both sides
 STARTUP_TIMEOUT_S = 120
 CHILD_ENV = dict(os.environ)
+# Measure the lmnb this file sits next to (not whichever copy is installed), here and in the
+# server subprocesses: the repository root goes first on sys.path and PYTHONPATH.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(ROOT, "lmnb", "__init__.py")):
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    CHILD_ENV["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,8 +110,9 @@ class ServerProcess:
     def __init__(self, name: str, cmd: list[str], url: Optional[str] = None) -> None:
         self.name, self.cmd = name, cmd
         self.log = tempfile.NamedTemporaryFile(prefix=f"server_bench_{name}_", suffix=".log", delete=False)
+        # lmnb prints its URL on stdout (read below); a server given its port writes to the log
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+            cmd, stdin=subprocess.DEVNULL, stdout=self.log if url else subprocess.PIPE, stderr=self.log,
             text=True, start_new_session=True, env=CHILD_ENV,
         )
         try:
@@ -159,18 +173,32 @@ class ServerProcess:
             os.unlink(self.log.name)
 
 
-def start_lmnb(args: argparse.Namespace) -> ServerProcess:
-    cmd = [sys.executable, "-m", "lmnb", "serve", args.model, "--port", "0", "--ctx", str(args.ctx),
-           "--threads", str(args.threads), "--parallel", str(args.parallel)]
+def start_lmnb(args: argparse.Namespace, tuned: bool = True) -> ServerProcess:
+    cmd = [sys.executable, "-m", "lmnb", "serve", args.model, "--port", "0"]
+    if tuned:
+        cmd += ["--ctx", str(args.ctx), "--threads", str(args.threads), "--parallel", str(args.parallel)]
     return ServerProcess("lmnb", cmd)
 
 
-def start_llama_cpp(args: argparse.Namespace) -> ServerProcess:
+def start_llama_server(args: argparse.Namespace, tuned: bool = True) -> ServerProcess:
+    port = free_port()
+    cmd = [os.environ["LLAMA_SERVER"], "--model", args.model, "--host", "127.0.0.1", "--port", str(port)]
+    if tuned:
+        cmd += ["--ctx-size", str(args.ctx), "--threads", str(args.threads), "--threads-batch", str(args.threads),
+                "--parallel", str(args.parallel), "--kv-unified"]
+    return ServerProcess("llama-server", cmd, url=f"http://127.0.0.1:{port}/v1")
+
+
+def start_llama_cpp(args: argparse.Namespace, tuned: bool = True) -> ServerProcess:
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.model, "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", str(args.ctx), "--n_threads", str(args.threads),
-           "--n_threads_batch", str(args.threads), "--verbose", "False"]
+           "--port", str(port), "--verbose", "False"]
+    if tuned:
+        cmd += ["--n_ctx", str(args.ctx), "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)]
     return ServerProcess("llama_cpp.server", cmd, url=f"http://127.0.0.1:{port}/v1")
+
+
+SERVERS = {"lmnb": start_lmnb, "llama-server": start_llama_server, "llama_cpp.server": start_llama_cpp}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,8 +243,9 @@ class RunStats:
 
     @property
     def ttft(self) -> Optional[float]:
+        """Median time to the first content chunk."""
         v = [r.ttft for r in self.ok if r.ttft is not None]
-        return statistics.mean(v) if v else None
+        return statistics.median(v) if v else None
 
     @property
     def cut_short(self) -> int:
@@ -335,8 +364,8 @@ def warm_up(srv: ServerProcess) -> None:
         client.close()
 
 
-def bench_server(start, args: argparse.Namespace, modes: list[bool]) -> list[RunStats]:
-    srv = start(args)  # stops its process itself if it fails to come up
+def bench_server(name: str, args: argparse.Namespace, tuned: bool, modes: list[bool]) -> list[RunStats]:
+    srv = SERVERS[name](args, tuned)  # stops its process itself if it fails to come up
     ok = False
     try:
         warm_up(srv)
@@ -345,10 +374,10 @@ def bench_server(start, args: argparse.Namespace, modes: list[bool]) -> list[Run
             st = run_load(srv, args, stream)
             out.append(st)
             errors = [r.error for r in st.results if r.error]
-            print(f"  {srv.name:<17} {'stream' if stream else 'non-stream':<10} {st.tokens:5d} tokens in "
-                  f"{st.wall:6.1f} s" + (f"  ({len(errors)} errors, first: {errors[0]})" if errors else ""),
-                  flush=True)
-        ok = not any(r.error for st in out for r in st.results if not st.stream)
+            print(f"  {'tuned' if tuned else 'defaults':<8} {srv.name:<17} {'stream' if stream else 'non-stream':<10} "
+                  f"{st.tokens:5d} tokens in {st.wall:6.1f} s"
+                  + (f"  ({len(errors)} errors, first: {errors[0]})" if errors else ""), flush=True)
+        ok = srv.name != "lmnb" or not any(r.error for st in out for r in st.results)
         return out
     finally:
         srv.stop(keep_log=not ok)
@@ -363,36 +392,47 @@ def fmt(v: Optional[float], spec: str = "6.2f") -> str:
     return format(v, spec) if v is not None else "-".rjust(len(format(0.0, spec)))
 
 
-def report(lm: list[RunStats], ref: list[RunStats], args: argparse.Namespace) -> None:
+def ratio(a: Optional[float], b: Optional[float]) -> float:
+    return a / b if a is not None and b else float("nan")
+
+
+def report(runs: dict[tuple[str, str], list[RunStats]], args: argparse.Namespace) -> list[str]:
+    """The table of every run, then the headline ratios; returns the headline lines."""
     n = args.clients * args.requests
     print()
     print(f"model: {os.path.basename(args.model)}, {args.clients} clients x {args.requests} requests x "
-          f"{args.tokens} tokens, {args.threads} threads, ctx {args.ctx}, lmnb --parallel {args.parallel}")
-    hdr = f"{'server':<17} {'mode':<10} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} " \
-          f"{'ttft s':>6}  cut short"
+          f"{args.tokens} tokens; tuned = --parallel {args.parallel} --ctx {args.ctx} --threads {args.threads}")
+    hdr = (f"{'config':<8} {'server':<17} {'mode':<10} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'ttft50':>6} "
+           f"{'p50 s':>6} {'p95 s':>6}  cut short")
     print(hdr)
     print("-" * len(hdr))
-    for st in [s for pair in zip(lm, ref) for s in pair]:
-        src = "" if all(r.from_usage for r in st.ok) else " (chunks)"
-        cut = f"{st.cut_short}/{n}" if st.stream else "-"
-        print(f"{st.server:<17} {'stream' if st.stream else 'non-stream':<10} {st.tokens:6d} {st.wall:7.1f} "
-              f"{st.tps:7.1f} {fmt(st.pct(0.5))} {fmt(st.pct(0.95))} {fmt(st.ttft)}  {cut}{src}")
+    for (config, name), sts in runs.items():
+        for st in sts:
+            src = "" if all(r.from_usage for r in st.ok) else " (chunks)"
+            cut = f"{st.cut_short}/{n}" if st.stream else "-"
+            print(f"{config:<8} {name:<17} {'stream' if st.stream else 'non-stream':<10} {st.tokens:6d} {st.wall:7.1f} "
+                  f"{st.tps:7.1f} {fmt(st.ttft)} {fmt(st.pct(0.5))} {fmt(st.pct(0.95))}  {cut}{src}")
     print()
-    for a, b in zip(lm, ref):
-        mode = "streaming" if a.stream else "non-streaming"
-        line = (f"{mode:<14} lmnb / llama_cpp.server: throughput {a.tps / b.tps:5.2f}x   "
-                f"p50 latency {a.pct(0.5) / b.pct(0.5):5.2f}x")
-        if a.stream:
-            line += f"   streams cut short: lmnb {a.cut_short}/{n}, llama_cpp.server {b.cut_short}/{n}"
-            if a.cut_short or b.cut_short:
-                line += "\n" + " " * 15 + "(a stream cut short ends early: its latency is not comparable)"
+    lines = []
+    for config in args.configs:
+        lm = runs.get((config, "lmnb"), [])
+        for other in ("llama-server", "llama_cpp.server"):
+            for a, b in zip(lm, runs.get((config, other), [])):
+                mode = "streaming" if a.stream else "non-streaming"
+                line = f"{config:<8} {mode:<13} lmnb / {other}: throughput {a.tps / b.tps:5.2f}x"
+                if a.stream:
+                    line += f", time to first token p50 {ratio(a.ttft, b.ttft):5.2f}x"
+                    if b.cut_short:
+                        line += f" ({other}: {b.cut_short}/{n} streams cut short, not comparable)"
+                if other == "llama-server":
+                    met = a.tps >= b.tps and (not a.stream or (a.ttft or 0) <= (b.ttft or 0))
+                    line += f"  (target >= 1.0x, ttft <= 1.0x): {'met' if met else 'below target'}"
+                lines.append(line)
+    if "llama-server" in args.servers and not os.environ.get("LLAMA_SERVER"):
+        lines.append("llama-server: skipped (set LLAMA_SERVER to a llama-server binary to include it)")
+    for line in lines:
         print(line)
-    # the context check lmnb needs: --parallel sequences share the one context
-    prompt = max((r.prompt_tokens for st in lm for r in st.ok), default=0)
-    need = min(args.parallel, args.clients) * (prompt + args.tokens)
-    if need > args.ctx:
-        print(f"warning: {min(args.parallel, args.clients)} x ({prompt} prompt + {args.tokens}) tokens = {need} "
-              f"> --ctx {args.ctx}; raise --ctx or lower --parallel")
+    return lines
 
 
 def main() -> int:
@@ -402,26 +442,38 @@ def main() -> int:
     ap.add_argument("--requests", "-r", type=int, default=4,
                     help="requests per client, one after the other (default 4)")
     ap.add_argument("--tokens", "-t", type=int, default=64, help="max_tokens per request (default 64)")
-    ap.add_argument("--threads", type=int, help="threads for both servers (default: physical cores)")
-    ap.add_argument("--ctx", type=int, default=2048, help="context size for both servers (default 2048)")
-    ap.add_argument("--parallel", type=int, default=1,
-                    help="lmnb's --parallel: >1 enables continuous batching in its engine (default 1)")
+    ap.add_argument("--threads", type=int, help="threads, tuned (default: physical cores)")
+    ap.add_argument("--ctx", type=int, default=16384, help="context size, tuned (default 16384)")
+    ap.add_argument("--parallel", type=int, default=8, help="sequences decoded together, tuned (default 8)")
+    ap.add_argument("--configs", default="defaults,tuned", help="defaults, tuned or both (default both)")
+    ap.add_argument("--servers", default="lmnb,llama-server,llama_cpp.server",
+                    help="which servers (default all three; llama-server only with $LLAMA_SERVER)")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--stream", dest="modes", action="store_const", const=[True], help="streaming only")
+    mode.add_argument("--stream", dest="modes", action="store_const", const=[True], help="streaming only (default)")
     mode.add_argument("--no-stream", dest="modes", action="store_const", const=[False], help="non-streaming only")
-    ap.add_argument("--quick", action="store_true", help="2 clients x 1 request x 16 tokens (CI smoke run)")
+    mode.add_argument("--both", dest="modes", action="store_const", const=[False, True], help="both modes")
+    ap.add_argument("--quick", action="store_true",
+                    help="defaults only, 2 clients x 1 request x 16 tokens (CI smoke run)")
     args = ap.parse_args()
     if args.quick:
-        args.clients, args.requests, args.tokens = 2, 1, 16
-    modes = args.modes or [False, True]
+        args.clients, args.requests, args.tokens, args.configs = 2, 1, 16, "defaults"
+    args.configs = [c for c in args.configs.split(",") if c]
+    args.servers = [s for s in args.servers.split(",") if s]
+    if bad := [c for c in args.configs if c not in ("defaults", "tuned")] + [s for s in args.servers if s not in SERVERS]:
+        ap.error(f"unknown: {', '.join(bad)}")
+    modes = args.modes or [True]
     resolve_common(ap, args)
+    runs: dict[tuple[str, str], list[RunStats]] = {}
     try:
-        lm = bench_server(start_lmnb, args, modes)
-        ref = bench_server(start_llama_cpp, args, modes)
+        for config in args.configs:
+            for name in args.servers:
+                if name == "llama-server" and not os.environ.get("LLAMA_SERVER"):
+                    continue
+                runs[(config, name)] = bench_server(name, args, config == "tuned", modes)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    report(lm, ref, args)
+    report(runs, args)
     return 0
 
 
