@@ -173,23 +173,24 @@ def status() -> Status:
     return st
 
 
-def connect(url: str, *, api_key: Optional[str] = None, model: Optional[str] = None):
+def connect(url: Union[str, Sequence[str]], *, api_key: Optional[str] = None, model: Optional[str] = None):
     """Send generations to an OpenAI-compatible server instead of the in-kernel engine.
 
     Args:
         url: the server's base URL, e.g. ``http://localhost:1234/v1`` (LM Studio),
-            ``http://localhost:11434/v1`` (Ollama), or another lmnb's ``server.url``.
+            ``http://localhost:11434/v1`` (Ollama), or another lmnb's ``server.url``; or a list
+            of URLs (a farm): ``map`` spreads its rows over them, chats use the first that is up.
         api_key: sent as ``Authorization: Bearer``.
         model: the model to use; default: the one the server has loaded, else the first listed.
 
     Returns:
-        The ``RemoteBackend``. ``%%lm``, ``%%lm chat``, ``chat()``, ``complete()`` and the widgets
-        use it until ``disconnect()`` (or a local ``load()``).
+        The ``RemoteBackend`` (a ``Farm`` for several URLs). ``%%lm``, ``%%lm chat``, ``chat()``,
+        ``complete()`` and the widgets use it until ``disconnect()`` (or a local ``load()``).
     """
     global _remote
-    from .remote import RemoteBackend
+    from .farm import connect_backend
 
-    backend = RemoteBackend(url, api_key=api_key, model=model)
+    backend = connect_backend(url, api_key=api_key, model=model)
     _remote = backend
     return backend
 
@@ -452,7 +453,8 @@ def complete(
 
 
 def submit(spec: "GenerationSpec", *, kind: str, model: Optional[str] = None, conversation: Optional[str] = None,
-           stages: Sequence["Stage"] = (), on_done: Sequence[Callable[[Completion], None]] = ()) -> "Request":  # fmt: skip
+           stages: Sequence["Stage"] = (), on_done: Sequence[Callable[[Completion], None]] = (),
+           target: Any = None) -> "Request":  # fmt: skip
     """Send ``spec`` to the current backend and return the streaming ``Request``.
 
     Every generation goes through here (cells, widgets, ``map``, the server), so each gets its
@@ -465,11 +467,12 @@ def submit(spec: "GenerationSpec", *, kind: str, model: Optional[str] = None, co
         conversation: the conversation name recorded with the row.
         stages: output stages (see ``lmnb.engine.Stage``).
         on_done: callbacks for the final ``Completion``, run before the row is written.
+        target: the backend to send it to instead (``map`` picks one server of a farm).
 
     Raises:
         NoModelLoaded: no model is loaded.
     """
-    target = backend(model)
+    target = target if target is not None else backend(model)
     info = target.info
     if not target.loaded:
         raise NoModelLoaded()

@@ -5,13 +5,17 @@ Every item becomes an ordinary request; the engine decodes up to ``n_parallel`` 
 and a prefix the rows share (system prompt, the template's fixed start) is evaluated once and
 shared through the KV cache. Results come back in input order; an item that fails records its
 error in place and the others go on; Ctrl-C / Interrupt stops the batch and keeps what finished.
+Connected to servers, the rows go through ``lmnb.farm`` (``parallel`` in flight at most, retries,
+several endpoints); with a checkpoint file (``lmnb.checkpoint``) finished rows survive a restart.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
+from .checkpoint import Checkpoint, completion as checkpoint_completion
 from .errors import LmnbError, NoModelLoaded
 from .interpolate import interpolate, names
 from .types import Completion
@@ -67,6 +71,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     raw: bool = False,
     progress: bool = True,
     model: Optional[str] = None,
+    checkpoint: "Optional[str | os.PathLike[str]]" = None,
     **params: Any,
 ) -> Any:
     """Run ``template`` over every item, ``parallel`` at a time, and return the replies in order.
@@ -78,17 +83,27 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
         schema: a pydantic model, dataclass, TypedDict, JSON Schema dict or ``"json"``: each reply
             is generated under that grammar and returned parsed.
         grammar: a GBNF grammar (llama.cpp's format) every reply must follow; not with ``schema``.
-        parallel: sequences decoded together (the context is grown to make room when needed).
+        parallel: sequences decoded together (the context is grown to make room when needed);
+            connected to servers (``lmnb.connect``), the requests in flight at most, over all of
+            them (the least busy server gets the next row; a busy or unreachable one is tried
+            again with backoff, honouring ``Retry-After``, then its rows go to another).
         system: a system prompt for every row (evaluated once, shared through the KV cache).
         raw: continue the text as is instead of going through the chat template.
         progress: show a progress bar (done/total, tokens/s, time left).
         model: the loaded model to use (its name, see ``lmnb.load(name=...)``); ``None``: the default.
+        checkpoint: a JSON-lines file each row's reply is appended to as it finishes. Run the
+            same call again with the same file (after an interrupt or a kernel restart) and the
+            rows found there are not sent again; a row whose prompt changed is.
         **params: sampling parameters (temperature, max_tokens, seed, ...).
 
     Returns:
         A ``MapResult`` (list) or, for pandas input, a Series with the input's index. A failed
         item holds an ``ItemError`` (falsy). After an interrupt, finished items keep their results
         and the rest are ``ItemError('cancelled')``.
+
+    Raises:
+        NoModelLoaded: no model is loaded and no server is connected.
+        ValueError: the template names a field the items lack, or ``parallel`` is out of range.
     """
     from . import api
     from .engine import Engine, GenerationSpec
@@ -111,37 +126,35 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
             specs.append(GenerationSpec(messages=msgs, params=p, grammar=grammar))
     if not specs:
         return _package([], index, pandas_name, [], {}, {})
+    ckpt = Checkpoint(checkpoint, specs) if checkpoint is not None else None
+    resumed = ckpt.finished() if ckpt is not None else {}
+    todo = [i for i in range(len(specs)) if i not in resumed]
+    local = isinstance(backend, Engine)
     restore = None
-    if isinstance(backend, Engine):  # a local model: grow its context for the parallel rows
-        restore = _make_room(backend, specs, parallel, p)
+    if local and todo:  # a local model: grow its context for the parallel rows
+        restore = _make_room(backend, [specs[i] for i in todo], parallel, p)
 
-    side_by_side = backend.n_parallel  # what the context made room for
-    bar = _progress_bar(len(specs)) if progress else None
+    side_by_side = backend.n_parallel if local else parallel  # what the context made room for
+    bar = _progress_bar(len(specs), len(resumed)) if progress else None
     t0, tokens0 = time.perf_counter(), backend.tokens_generated
-    reqs: list[Any] = [None] * len(specs)
-    interrupted = False
+    written: set[int] = set()
+
+    def finished(i: int, req: Any) -> None:
+        if bar is not None:
+            _tick(bar, backend, t0, tokens0)
+        _save(ckpt, written, i, req)
+
+    extra: dict[str, int] = {}
     try:
-        # The first row alone until its prompt is cached, so every other row finds the shared
-        # prefix (system prompt, chat template, the template's fixed start) there to borrow.
-        reqs[0] = api.submit(specs[0], kind="map", model=model, stages=stages)
-        cached = getattr(reqs[0], "prompt_done", None)  # remote backends have no KV cache to share
-        while cached is not None and not cached.wait(0.1):
-            pass
-        for i in range(1, len(specs)):
-            reqs[i] = api.submit(specs[i], kind="map", model=model, stages=stages)
-        done: set[int] = set()
-        while len(done) < len(reqs):
-            for i, r in enumerate(reqs):
-                if i not in done and r.done:
-                    done.add(i)
-                    if bar is not None:
-                        _tick(bar, backend, t0, tokens0)
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        interrupted = True
-        for r in reqs:
-            if r is not None:
-                r.cancel()
+        if local:
+            out, interrupted = _run_local(specs, todo, finished, lambda spec: api.submit(
+                spec, kind="map", model=model, stages=stages))  # fmt: skip
+        else:
+            from .farm import Farm
+
+            farm = backend if isinstance(backend, Farm) else Farm([backend])
+            out, interrupted, extra = farm.spread(specs, todo, parallel, finished=finished, submit=lambda spec, target: (
+                api.submit(spec, kind="map", stages=stages, target=target)))  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -153,21 +166,75 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     results: list[Any] = []
     completions: list[Optional[Completion]] = []
     errors: dict[int, str] = {}
-    for i, r in enumerate(reqs):
-        value, comp = _outcome(r, schema)
+    for i in range(len(specs)):
+        if i in resumed:
+            comp = checkpoint_completion(resumed[i], p, stages)
+            value = _value(comp, schema)
+        else:
+            value, comp = _outcome(out.get(i), schema)
+            _save(ckpt, written, i, out.get(i))  # rows that ended as Ctrl-C came
         if isinstance(value, ItemError):
             value.index = index[i] if index is not None else i
             errors[i] = value.message
         results.append(value)
         completions.append(comp)
     elapsed = time.perf_counter() - t0
-    n_tokens = sum(c.usage.completion_tokens for c in completions if c is not None)
+    n_tokens = sum(completions[i].usage.completion_tokens for i in todo if completions[i] is not None)
     stats = {"items": len(specs), "failed": len(errors), "parallel": side_by_side, "seconds": round(elapsed, 3),
-             "completion_tokens": n_tokens, "tokens_per_s": round(n_tokens / elapsed, 1) if elapsed else 0.0}
+             "completion_tokens": n_tokens, "tokens_per_s": round(n_tokens / elapsed, 1) if elapsed else 0.0,
+             "resumed": len(resumed), **extra}  # fmt: skip
     if interrupted:
         kept = len(specs) - sum(1 for e in errors.values() if e == "cancelled")
-        print(f"Interrupted: {kept} of {len(specs)} items finished and are kept; the rest are ItemError('cancelled').")
+        where = f" (and in {ckpt.path}: run the same call again to do the rest)" if ckpt is not None else ""
+        print(f"Interrupted: {kept} of {len(specs)} items finished and are kept{where}; the rest are "
+              "ItemError('cancelled').")  # fmt: skip
     return _package(results, index, pandas_name, completions, errors, stats)
+
+
+def _run_local(specs: list, todo: list[int], finished: Callable[[int, Any], None],
+               submit: Callable[[Any], Any]) -> tuple[dict[int, Any], bool]:  # fmt: skip
+    """Rows ``todo`` on the in-kernel engine, which queues them and decodes ``n_parallel`` at once.
+    Returns each row's request and whether Ctrl-C interrupted (in-flight rows are then cancelled)."""
+    reqs: dict[int, Any] = {}
+    try:
+        if not todo:
+            return reqs, False
+        # The first row alone until its prompt is cached, so every other row finds the shared
+        # prefix (system prompt, chat template, the template's fixed start) there to borrow.
+        reqs[todo[0]] = submit(specs[todo[0]])
+        while not reqs[todo[0]].prompt_done.wait(0.1):
+            pass
+        for i in todo[1:]:
+            reqs[i] = submit(specs[i])
+        waiting = list(todo)
+        while waiting:
+            still = []
+            for i in waiting:
+                if reqs[i].done:
+                    finished(i, reqs[i])
+                else:
+                    still.append(i)
+            waiting = still
+            if waiting:
+                time.sleep(0.05)
+    except KeyboardInterrupt:
+        for r in reqs.values():
+            r.cancel()
+        return reqs, True
+    return reqs, False
+
+
+def _save(ckpt: Optional[Checkpoint], written: set[int], i: int, req: Any) -> None:
+    """Write row ``i`` to the checkpoint once, if it finished (not cancelled, not failed)."""
+    if ckpt is None or i in written or req is None or isinstance(req, BaseException):
+        return
+    try:
+        comp = req.result()
+    except (LmnbError, ValueError):
+        return
+    if comp.finish_reason in ("stop", "length"):
+        ckpt.write(i, comp)
+        written.add(i)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,10 +306,10 @@ def _round_up(n: int, k: int) -> int:
     return (n + k - 1) // k * k
 
 
-def _progress_bar(total: int) -> Any:
+def _progress_bar(total: int, initial: int = 0) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="lmnb.map", unit="item")
+    return tqdm(total=total, initial=initial, desc="lmnb.map", unit="item")
 
 
 def _tick(bar: Any, backend: Any, t0: float, tokens0: int) -> None:
@@ -256,17 +323,24 @@ def _tick(bar: Any, backend: Any, t0: float, tokens0: int) -> None:
 def _outcome(req: Any, schema: Any) -> tuple[Any, Optional[Completion]]:
     if req is None:
         return ItemError("cancelled"), None
+    if isinstance(req, BaseException):  # a row no server was left to take
+        return ItemError(str(req)), None
     try:
         comp = req.result()
     except (LmnbError, ValueError) as e:
         return ItemError(str(e)), None
+    return _value(comp, schema), comp
+
+
+def _value(comp: Completion, schema: Any) -> Any:
+    """A finished row's entry in the results: its text, its parsed object, or an ``ItemError``."""
     if comp.finish_reason == "cancelled":
-        return ItemError("cancelled"), comp
+        return ItemError("cancelled")
     if schema is None:
-        return comp.text, comp
+        return comp.text
     if comp.parse_error is not None:
-        return ItemError(str(comp.parse_error)), comp
-    return comp.parsed, comp
+        return ItemError(str(comp.parse_error))
+    return comp.parsed
 
 
 def _package(results: list, index: Optional[list], name: Optional[str], completions: list, errors: dict,

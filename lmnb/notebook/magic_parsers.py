@@ -195,7 +195,8 @@ def _serve() -> Parser:
 def _connect() -> Parser:
     p = Parser(prog="%lm connect", description="run %%lm / %%lm chat on another OpenAI-compatible server "
                "(LM Studio, Ollama, llama-server, vLLM, another lmnb)")
-    p.add_argument("url", help="an OpenAI-compatible base URL, e.g. http://localhost:1234/v1")
+    p.add_argument("url", nargs="+", help="an OpenAI-compatible base URL, e.g. http://localhost:1234/v1; "
+                   "several: lmnb.map spreads its rows over them, chats use the first that is up")
     p.add_argument("--api-key", dest="api_key")
     p.add_argument("--model")
     return p

@@ -189,7 +189,7 @@ class LMMagics(Magics):
         print(f"Try: openai.OpenAI(base_url={srv.url!r}, api_key={srv.api_key or 'any'!r})")
 
     def _cmd_connect(self, args: argparse.Namespace) -> None:
-        backend = api.connect(args.url, api_key=args.api_key, model=args.model)
+        backend = api.connect(args.url[0] if len(args.url) == 1 else args.url, api_key=args.api_key, model=args.model)
         others = [m for m in backend.available if m != backend.model]
         more = f" (also available: {', '.join(others[:8])})" if others else ""
         print(f"Connected to {backend.url}, model {backend.model!r}{more}.\n"

@@ -47,6 +47,8 @@ def render(engine: Any, stats: ServerStats) -> tuple[bytes, str]:
                                     value=status.queue_depth)
             yield GaugeMetricFamily("lmnb_http_requests_in_flight", "HTTP requests being handled (not "
                                     "counting this scrape)", value=max(stats.in_flight - 1, 0))
+            yield GaugeMetricFamily("lmnb_http_requests_in_flight_max", "The most HTTP requests handled at once "
+                                    "since the server started (scrapes included)", value=stats.in_flight_max)
             yield GaugeMetricFamily("lmnb_tokens_per_second", "Generation speed of the last finished request",
                                     value=status.last_tokens_per_s or 0.0)
             yield GaugeMetricFamily("lmnb_model_loaded", "1 when a model is loaded", value=int(status.loaded))

@@ -22,7 +22,8 @@ class ServerStats:
 
     def __init__(self, keep: int = 50) -> None:
         self.started = time.time()
-        self.in_flight = 0
+        self._in_flight = 0
+        self.in_flight_max = 0  # the most requests handled at once since the start
         self.counts: collections.Counter = collections.Counter()  # (path, status) -> requests
         self.recent: collections.deque[RequestRecord] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
@@ -31,6 +32,19 @@ class ServerStats:
         with self._lock:
             self.counts[(path, status)] += 1
             self.recent.append(RequestRecord(time.time(), method, path, status, duration_s))
+
+    @property
+    def in_flight(self) -> int:
+        """HTTP requests being handled now."""
+        return self._in_flight
+
+    @in_flight.setter
+    def in_flight(self, n: int) -> None:
+        # the middleware counts with += and -= on the event loop's one thread: the peak is kept
+        # here, where every change passes, so a burst between two scrapes is not missed
+        self._in_flight = n
+        if n > self.in_flight_max:
+            self.in_flight_max = n
 
     @property
     def total(self) -> int:
