@@ -92,6 +92,34 @@ def test_chat_stream_has_deltas_finish_and_usage(client, loaded):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
+def test_prompt_progress_is_streamed_before_the_first_token_when_asked(client, loaded):
+    """return_progress (llama-server's field): chunks with prompt_progress while a long prompt is
+    read, the last one complete, all before the first token; none unless asked."""
+    lmnb.reset()  # nothing of this prompt is cached from an earlier test
+    long_text = "Summarise: " + " ".join(f"item {i} is blue." for i in range(250))  # ~1,500 tokens: 3 reads of 512
+
+    def chunks(content: str, **extra) -> list:
+        return list(client.chat.completions.create(
+            model=loaded.info.name, messages=[{"role": "user", "content": content}], max_tokens=4,
+            temperature=0, stream=True, extra_body=extra))  # fmt: skip
+
+    got = chunks(long_text, return_progress=True)
+    first_text = next(i for i, c in enumerate(got) if c.choices and c.choices[0].delta.content)
+    progress = [(i, c.model_extra["prompt_progress"]) for i, c in enumerate(got) if "prompt_progress" in c.model_extra]
+    assert len(progress) >= 3 and all(i < first_text for i, _ in progress)
+    done = [p["processed"] for _, p in progress]
+    assert done == sorted(done) and done[-1] == progress[-1][1]["total"] > 1000
+    assert all(p["time_ms"] >= 0 and p["cache"] < 200 for _, p in progress)
+    # asked again: the prompt is cached now, and a short prompt gets one complete report
+    again = [c.model_extra["prompt_progress"] for c in chunks(long_text, return_progress=True)
+             if "prompt_progress" in c.model_extra]  # fmt: skip
+    assert again[-1]["cache"] > 1000 and again[-1]["processed"] == again[-1]["total"]
+    short = [c.model_extra["prompt_progress"] for c in chunks("Hi", return_progress=True)
+             if "prompt_progress" in c.model_extra]  # fmt: skip
+    assert len(short) == 1 and short[0]["processed"] == short[0]["total"] > 0
+    assert not any("prompt_progress" in c.model_extra for c in chunks(long_text))
+
+
 def test_raw_sse_ends_with_done(server, loaded):
     with httpx.stream("POST", server.url + "/chat/completions", timeout=120,
                       json={"messages": ASK, "max_tokens": 5, "stream": True}) as r:

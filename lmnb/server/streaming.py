@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Optional, TypeVar
 
@@ -100,6 +101,16 @@ class Chunks:
         return self.envelope([{"index": 0, "delta": {"tool_calls": [piece.openai()]}, "logprobs": None,
                                "finish_reason": None}])  # fmt: skip
 
+    def progress(self, req: EngineRequest, done: int, total: int) -> str:
+        """How far the prompt has been read (llama-server's ``prompt_progress``: the share read
+        is processed / total; cache: tokens taken from the KV cache without reading them)."""
+        started = req.admitted or req.submitted
+        elapsed = int((time.perf_counter() - started) * 1000)
+        choice: dict = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": None} if self.chat else \
+            {"index": 0, "text": "", "logprobs": None, "finish_reason": None}  # fmt: skip
+        return self.envelope([choice], prompt_progress={"total": total, "cache": req.prompt_cached,
+                                                          "processed": done, "time_ms": elapsed})  # fmt: skip
+
     def logprobs(self, entries: list[dict], offset: int) -> dict:
         return {"content": entries} if self.chat else legacy_logprobs(entries, offset)
 
@@ -108,9 +119,10 @@ Event = tuple[str, object]
 
 
 async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[Event], it: AsyncIterator[Event],
-                 include_usage: bool) -> AsyncIterator[str]:
+                 include_usage: bool, progress: bool = False) -> AsyncIterator[str]:
     """The JSON payloads of the SSE events of one reply: an opening chunk (chat: the role; text:
-    the echoed prompt), one chunk per piece of text (a reasoning model's thinking as
+    the echoed prompt), with ``progress`` the prompt's reading progress (the last one complete)
+    before the first token, one chunk per piece of text (a reasoning model's thinking as
     ``delta.reasoning_content``), the tool calls as they are written, the finish reason, then the usage if asked."""
     want_lp = req.spec.logprobs is not None
     if fmt.chat:
@@ -118,7 +130,16 @@ async def chunks(fmt: Chunks, req: EngineRequest, first: Optional[Event], it: As
     elif fmt.echo:
         yield fmt.text(fmt.echo)
     offset = len(fmt.echo)
+    read = not progress  # the prompt's complete progress was sent (or is not wanted)
     async for kind, text, entries in _deltas(req, first, it):
+        if kind == "progress":
+            done, total = text  # type: ignore[misc]
+            read = done >= total
+            yield fmt.progress(req, done, total)
+            continue
+        if not read:  # short prompts are read in one step, with no progress event of their own
+            read = True
+            yield fmt.progress(req, req.prompt_total, req.prompt_total)
         if kind == "reasoning":
             yield fmt.reasoning(text)
             continue
@@ -155,19 +176,19 @@ async def _deltas(req: EngineRequest, first: Optional[Event], it: AsyncIterator[
     async for kind, payload in events():
         if kind == "delta":
             yield "delta", payload, take()  # type: ignore[misc]
-        elif kind in ("reasoning", "tool_call"):
+        elif kind in ("reasoning", "tool_call", "progress"):
             yield kind, payload, []  # type: ignore[misc]
     if req.logprobs[sent:]:
         yield "delta", "", take()
 
 
 async def stream(req: EngineRequest, request: Request, fmt: Chunks, include_usage: bool,
-                 prompt_field: str) -> Response:
+                 prompt_field: str, progress: bool = False) -> Response:
     """An SSE response. The first text is awaited before answering, so an error that happens
     before generation starts (e.g. the prompt does not fit) is still a plain HTTP error."""
     from sse_starlette.sse import EventSourceResponse
 
-    it = req.aevents()
+    it = req.aevents(progress=progress)
     try:
         first: Optional[Event] = await until_disconnect(request, req, it.__anext__())
     except StopAsyncIteration:
@@ -180,7 +201,7 @@ async def stream(req: EngineRequest, request: Request, fmt: Chunks, include_usag
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for chunk in chunks(fmt, req, first, it, include_usage):
+            async for chunk in chunks(fmt, req, first, it, include_usage, progress):
                 yield chunk
             yield "[DONE]"
         except asyncio.CancelledError:
