@@ -356,7 +356,9 @@ def chat(
             ``False`` answers at once. Their thinking is kept apart either way: ``text`` is the
             answer, ``reasoning`` the thinking.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
-            presence_penalty, frequency_penalty, max_tokens, seed, stop).
+            presence_penalty, frequency_penalty, max_tokens, seed, stop), and ``context_overflow``
+            (``"stop"``, ``"truncate_middle"``, ``"rolling_window"``: what happens when the chat
+            outgrows the context; ``Completion.dropped_messages`` says how many were left out).
 
     Returns:
         A ``Completion``, or a streaming ``Request`` when ``stream=True`` (with a ``schema``, its

@@ -72,6 +72,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     cfg.jit_load = True  # a client naming another local model gets it loaded (after a memory check)
     if args.idle_unload is not None:
         cfg.idle_unload = args.idle_unload
+    if args.context_overflow is not None:  # the default of requests that do not say
+        cfg.context_overflow = args.context_overflow
     info = api.load(args.model, **load_from_args(args))
     srv = serve(host=args.host, port=args.port, api_key=args.api_key, cors=args.cors,
                 allowed_hosts=args.allowed_hosts)
@@ -151,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_download_arguments,
         add_files_arguments,
         add_load_arguments,
+        add_param_argument,
         add_sampling_arguments,
         add_search_arguments,
         add_serve_arguments,
     )
+    from .params import BY_NAME
 
     p = argparse.ArgumentParser(prog="lmnb", description="Run local GGUF models (llama.cpp).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_arguments(v)
     v.add_argument("--idle-unload", type=float, metavar="SECONDS",
                    help="unload models that requests loaded on demand after this long idle (0 = never)")
+    add_param_argument(v, BY_NAME["context_overflow"])  # the requests' default (each may set its own)
     v.set_defaults(func=_cmd_serve)
 
     i = sub.add_parser("info", help="print a model's GGUF metadata")

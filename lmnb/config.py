@@ -120,7 +120,7 @@ class LM(SingletonConfigurable):
             raise TraitError("n_gpu_layers must be >= 0 (or -1 / 'max' for all layers)")
         return value
 
-    @validate(*(p.name for p in SAMPLING + LOAD if p.type in (int, float)))
+    @validate(*(p.name for p in SAMPLING + LOAD if p.type in (int, float) or p.choices))
     def _check_range(self, proposal: Any) -> Any:
         try:
             return BY_NAME[proposal["trait"].name].check(proposal["value"])

@@ -62,6 +62,8 @@ def add_param_argument(parser: argparse.ArgumentParser, p: Param) -> None:
     elif p.type is bool:
         parser.add_argument(*p.cli_flags, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
                             help=help_)  # fmt: skip
+    elif p.choices:
+        parser.add_argument(*p.cli_flags, dest=p.name, choices=p.choices, help=help_)
     elif p.type is str:
         parser.add_argument(*p.cli_flags, dest=p.name, metavar=p.name.upper(), help=help_)
     else:

@@ -29,6 +29,7 @@ class Param:
     hi: float = INF
     lo_open: bool = False  # ...unless open at that end
     special: tuple = ()  # values allowed outside the range, with a meaning given in ``help``
+    choices: tuple = ()  # the only values of a named setting (context_overflow); the flags and schema list them
     flags: tuple[str, ...] = ()  # command-line flags; default ``--name-with-dashes``
     openai: Optional[str] = None  # the field's name in OpenAI requests; None: a llama.cpp extension
     server: bool = True  # accepted in server requests (under ``openai`` or its own name)
@@ -44,6 +45,8 @@ class Param:
     @property
     def range_text(self) -> str:
         """The valid values in words, as every error message says them."""
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
         if self.type in (bool, str, list, dict):
             return ""
         lo, hi = self.lo, self.hi
@@ -63,6 +66,10 @@ class Param:
         """``value`` if valid for this parameter; else ``ValueError`` saying the valid range."""
         if value is None:
             return value
+        if self.choices:
+            if value not in self.choices:
+                raise ValueError(f"{self.name}={value!r}: must be {self.range_text}")
+            return value
         if self.type in (float, int):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{self.name}={value!r}: expected a number")
@@ -80,6 +87,8 @@ class Param:
     def json_schema(self) -> dict[str, Any]:
         """The parameter's range as JSON Schema keywords (for the server's request schema)."""
         out: dict[str, Any] = {}
+        if self.choices:
+            out["enum"] = list(self.choices)
         if self.type in (float, int) and not self.special:
             if self.lo != -INF:
                 out["exclusiveMinimum" if self.lo_open else "minimum"] = self.lo
@@ -156,6 +165,13 @@ SAMPLING: tuple[Param, ...] = (
           help="Random seed: the same seed, prompt and settings give the same reply "
                "(-1 = a new seed per request; it is recorded)."),
     Param("stop", list, [], openai="stop", group="length", help="Extra stop strings (repeatable)."),
+    Param("context_overflow", str, "stop", choices=("stop", "truncate_middle", "rolling_window"),
+          widget=("choice", ("stop", "truncate_middle", "rolling_window")), group="length",
+          help="When a chat no longer fits the context with room for the reply (max_tokens, at most half the "
+               "context; 512 tokens when unlimited): stop = fail with a clear error; truncate_middle = keep the "
+               "system prompt and the first turn, leave out the oldest turns after it; rolling_window = keep the "
+               "system prompt, leave out the oldest turns. Whole turns are left out of the prompt, never the "
+               "last one, and never from the conversation's history."),
     Param("reasoning_budget", int, -1, lo=0, special=(-1,), widget=("int", -1, 1_000_000), group="length",
           help="Reasoning models: the most tokens of thinking before the answer is started for them "
                "(-1 = no limit, 0 = no thinking)."),

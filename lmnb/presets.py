@@ -30,6 +30,7 @@ from .types import SAMPLING_FIELDS, SamplingParams
 # The fields a preset may set.
 FIELDS: tuple[str, ...] = tuple(f for f in SAMPLING_FIELDS if f != "seed")
 _INT_FIELDS = tuple(p.name for p in SAMPLING if p.type is int)
+_CHOICE_FIELDS = tuple(p.name for p in SAMPLING if p.choices)
 _FILE_VERSION = 1
 _MAX_NAME = 64
 _lock = threading.Lock()  # one read-modify-write of the file at a time in this process
@@ -195,6 +196,9 @@ def check_values(values: Any) -> dict[str, Any]:
             from .params import check_logit_bias
 
             out[name] = {str(k): b for k, b in check_logit_bias(v).items()}
+            continue
+        if name in _CHOICE_FIELDS:  # a named policy (context_overflow): checked below, as the engine does
+            out[name] = v
             continue
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"{name}={v!r}: expected a number")

@@ -97,6 +97,7 @@ def reply_stats(result: Completion) -> dict[str, Any]:
         "finish_reason": result.finish_reason,
         "model": result.model,
         "seed": result.params.seed if result.params else None,
+        "dropped_messages": result.dropped_messages,  # left out of the prompt by context_overflow
     }
 
 

@@ -19,7 +19,7 @@ from lmnb.server import Server
 
 # Fuzzed requests may ask for thousands of tokens; cap valid values so a run stays bounded in
 # time (values over the schema's maximum are left alone: they must be rejected); a request that
-# gives no limit gets the cap too.
+# gives no limit (or -1) gets the cap too.
 CAPS = {"max_tokens": (8, None), "max_completion_tokens": (8, None), "n": (2, 16)}
 
 
@@ -48,7 +48,9 @@ def test_openapi_contract(case):
             case.body["max_tokens"] = CAPS["max_tokens"][0]  # the default is "until the context is full"
         for key, (cap, maximum) in CAPS.items():
             value = case.body.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and cap < value <= (maximum or value):
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            if cap < value <= (maximum or value) or (key == "max_tokens" and value == -1):  # -1: no limit
                 case.body[key] = cap
     case.call_and_validate(
         checks=[

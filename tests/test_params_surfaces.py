@@ -14,6 +14,8 @@ def _inside(p: Param) -> list:
     """Values the declared range accepts (the ends, a middle, the special ones)."""
     if p.type is bool:
         return [True, False]
+    if p.choices:
+        return list(p.choices)
     if p.type not in (int, float):
         return []
     lo = p.lo if p.lo != -INF else -1e6
@@ -25,6 +27,8 @@ def _inside(p: Param) -> list:
 
 
 def _outside(p: Param) -> list:
+    if p.choices:
+        return ["no_such_policy"]
     if p.type not in (int, float):
         return []
     out = []
@@ -86,7 +90,8 @@ def test_every_sampling_parameter_has_a_flag_with_the_same_range(p, surface):
     flag = p.cli_flags[-1]
     for v in _inside(p):
         args = parser.parse_args(prefix + [f"{flag}={v}"])
-        assert math.isclose(sampling_from_args(args)[p.name], v)
+        got = sampling_from_args(args)[p.name]
+        assert got == v if isinstance(v, str) else math.isclose(got, v)
     for v in _outside(p):
         with pytest.raises((SystemExit, Exception)):
             parser.parse_args(prefix + [f"{flag}={v}"])
@@ -130,7 +135,7 @@ def test_the_parameters_pane_draws_every_parameter_within_its_range():
                 assert control.min >= p.lo or control.min in p.special, name
                 assert control.max <= p.hi, name
             if hasattr(control, "options"):
-                assert all(p.lo <= o <= p.hi for o in control.options)
+                assert all(o in p.choices if p.choices else p.lo <= o <= p.hi for o in control.options)
     finally:
         pane.close()
 

@@ -49,6 +49,9 @@ function statsLine(stats) {
   if (stats.ttft_s) parts.push(`first token ${Math.round(stats.ttft_s * 1000)} ms`);
   if (stats.finish_reason === "cancelled") parts.push("stopped");
   else if (stats.finish_reason === "length") parts.push("max tokens reached");
+  // the context_overflow policy left these out of the prompt (they stay in the conversation)
+  const dropped = stats.dropped_messages || 0;
+  if (dropped) parts.push(`${dropped} earlier message${dropped === 1 ? "" : "s"} left out to fit the context`);
   return parts.join(" · ");
 }
 

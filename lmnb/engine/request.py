@@ -101,6 +101,9 @@ class GenerationSpec:
     # the template opened the thinking, so the reply starts inside it
     think_markers: Optional[tuple[str, str]] = None
     think_inside: bool = False
+    # written by the engine as it renders ``messages``: how many its ``context_overflow`` policy left
+    # out to fit the context (``Completion.dropped_messages``); the messages themselves are not changed
+    dropped_messages: int = 0
 
 
 class Request:
@@ -228,6 +231,7 @@ class Request:
 
     def deliver(self, result: Completion) -> None:
         """The final result: stages and ``on_done`` callbacks run, then the request is done."""
+        result.dropped_messages = self.spec.dropped_messages  # known since the prompt was rendered
         REPLIES.post(self._complete, result)
 
     def fail(self, error: BaseException) -> None:

@@ -118,6 +118,7 @@ def reply_metadata(result: Completion, *, model_path: Optional[str], sha256: Opt
         "usage": dataclasses.asdict(result.usage),
         "timings": dataclasses.asdict(result.timings),
         "request_id": result.request_id,
+        "dropped_messages": result.dropped_messages,  # earlier messages context_overflow left out of the prompt
     }
 
 

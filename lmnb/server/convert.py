@@ -111,8 +111,12 @@ def usage(results: list[Completion], n: int = 1) -> dict:
     prompt = sum(r.usage.prompt_tokens for r in firsts)
     cached = sum(r.usage.cached_tokens for r in firsts)
     completion = sum(r.usage.completion_tokens for r in results)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}}
+    dropped = sum(r.dropped_messages for r in firsts)
+    if dropped:  # lmnb's extension: the request's context_overflow left earlier messages out of the prompt
+        out["dropped_messages"] = dropped
+    return out
 
 
 def timings(res: Completion) -> dict[str, float]:

@@ -200,7 +200,8 @@ def _usage(res: Completion) -> dict:
     u = res.usage
     return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": u.total_tokens}
+            "total_tokens": u.total_tokens,
+            **({"dropped_messages": res.dropped_messages} if res.dropped_messages else {})}  # see convert.usage
 
 
 @responses_routes.post("/responses", responses={200: {"content": {"text/event-stream": {}},

@@ -34,6 +34,9 @@ def _sampling_fields() -> dict[str, Any]:
         if p.type is dict:
             fields[p.openai or p.name] = (Optional[dict[str, float]], Field(None, description=p.help))
             continue
+        if p.choices:  # Literal: the schema lists the values, and a wrong one is a 400 naming them
+            fields[p.openai or p.name] = (Optional[Literal[p.choices]], Field(None, description="lmnb extension. " + p.help))
+            continue
         kind = float if p.type is float else int
         extension = "" if p.openai else "llama.cpp extension. "
         fields[p.openai or p.name] = (Optional[kind], Field(None, description=extension + p.help,
@@ -224,6 +227,9 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: Optional[dict[str, int]] = None
+    dropped_messages: Optional[int] = Field(
+        None, description="lmnb extension, present when the request's context_overflow policy left earlier "
+                          "messages out of the prompt to fit the context: how many.")
 
 
 class CalledFunction(BaseModel):
