@@ -144,3 +144,11 @@ def test_eight_clients_of_a_default_server_share_the_decode_steps(shared):
         assert seqs / calls > 2, (seqs, calls)  # sequences per llama_decode step
     finally:
         srv.stop()
+
+
+def test_map_sizes_its_rows_from_their_rendered_prompts(shared):
+    """count_prompt_tokens (what map sizes the context with) is the prompt the request reads."""
+    spec = GenerationSpec(messages=[{"role": "user", "content": "Name a colour."}],
+                          params=SamplingParams(temperature=0, max_tokens=4))  # fmt: skip
+    counted = shared.count_prompt_tokens([spec])
+    assert counted == [shared.submit(spec).result(120).usage.prompt_tokens] and counted[0] > 10

@@ -74,6 +74,7 @@ class Batching:
         slot = self._pick_slot(tokens)
         self._slot_used[slot] = time.monotonic()
         common = self._reuse_prefix(model, slot, tokens)
+        req.prompt_total, req.prompt_cached, req.admitted = len(tokens), common, time.perf_counter()
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar, n_ctx=model.n_ctx_seq)
         sampler.accept_prompt_tokens(tokens)  # penalties see the prompt's last 64, DRY its whole window
         max_tokens = params.max_tokens if params.max_tokens and params.max_tokens > 0 else model.n_ctx_seq

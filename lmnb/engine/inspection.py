@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ContextOverflow, GenerationError, NoModelLoaded
 from ..types import LoadOptions, ModelInfo
+from .prompt import prompt_tokens
 from .request import GenerationSpec
 from .settings import resolve_load_options
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 class Inspection:
     """Tokenizing, rendering, scoring and embedding, for ``Engine`` (which provides ``_call``,
-    ``_require_model``, ``_prompt_tokens``, ``_reuse_prefix`` and the slots)."""
+    ``_require_model``, ``_reuse_prefix`` and the slots)."""
 
     def count_prompt_tokens(self, specs: list[GenerationSpec]) -> list[int]:
         """How many tokens each prompt is once rendered through the chat template (``-1``: it cannot be)."""
@@ -26,7 +27,7 @@ class Inspection:
             out = []
             for spec in specs:
                 try:
-                    out.append(len(self._prompt_tokens(model, spec)))
+                    out.append(len(prompt_tokens(model, spec)))
                 except Exception:  # the request itself will report why
                     out.append(-1)
             return out

@@ -136,6 +136,9 @@ class Request:
         self.logprobs: list[dict] = []
         # (prompt tokens evaluated, prompt tokens) while a long prompt is read; None for short ones
         self.prompt_progress: Optional[tuple[int, int]] = None
+        self.prompt_total = 0  # prompt tokens, and of them found in the KV cache, when admitted
+        self.prompt_cached = 0
+        self.admitted: Optional[float] = None  # perf_counter() when the worker started reading its prompt
         self.prompt_done = threading.Event()  # set once the prompt is in the KV cache
 
     # --- consumer side ----------------------------------------------------------------------
@@ -166,9 +169,10 @@ class Request:
             if kind == "delta":
                 yield payload  # type: ignore[misc]
 
-    async def aevents(self) -> "AsyncIterator[tuple[str, object]]":
+    async def aevents(self, progress: bool = False) -> "AsyncIterator[tuple[str, object]]":
         """``(kind, payload)`` events for asyncio code (the server): text deltas and what stages
-        send (``reasoning`` text, ``tool_calls``), not progress. Raises the request's error."""
+        send (``reasoning`` text, ``tool_calls``), and with ``progress`` the prompt's ``("progress",
+        (evaluated, total))``. Raises the request's error."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -185,7 +189,7 @@ class Request:
                     continue
                 if _text_or_end(event) is _END:
                     return
-                if event[0] != "progress":
+                if progress or event[0] != "progress":
                     yield event
         finally:
             self._wakers.remove(waker)

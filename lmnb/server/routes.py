@@ -233,7 +233,7 @@ async def _run(engine: Engine, key: Optional[str], specs: list[GenerationSpec], 
     request.app.state.requests.update(reqs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await stream(reqs[0], request, fmt, include_usage, prompt_field)
+        return await stream(reqs[0], request, fmt, include_usage, prompt_field, bool(body.return_progress))
     return list(await asyncio.gather(*[collect(r, request, prompt_field) for r in reqs]))
 
 

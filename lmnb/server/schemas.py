@@ -65,6 +65,9 @@ class SamplingRequest(_SamplingFields):  # type: ignore[misc, valid-type]
     stream: Optional[bool] = False
     stream_options: Optional["StreamOptions"] = None
     n: Optional[int] = Field(1, ge=1, le=16)
+    return_progress: Optional[bool] = Field(False, description=(
+        "Streaming: chunks with prompt_progress {total, cache, processed, time_ms} while the prompt is "
+        "read, before the first token (llama-server's field)."))
 
     @field_validator(*_SPECIAL, "logit_bias")
     @classmethod
