@@ -80,7 +80,8 @@ def test_models_without_thinking_are_left_alone():
 # ---- live, on the bundled model made to think ---------------------------------------------------
 @pytest.fixture(scope="module")
 def thinker(smollm2_path):
-    lmnb.load(smollm2_path, n_ctx=2048, chat_template=THINK_TEMPLATE, name="thinker")
+    # batch_invariant: replies compared across requests (streamed and whole) are computed the same way
+    lmnb.load(smollm2_path, n_ctx=2048, chat_template=THINK_TEMPLATE, name="thinker", batch_invariant=True)
     yield "thinker"
     lmnb.unload("thinker")
 

@@ -333,7 +333,10 @@ def test_api_key_is_enforced(loaded):
 
 
 # ---- concurrency and cancellation ----------------------------------------------------------------
-def test_eight_clients_at_once_get_their_own_answers(client, loaded):
+def test_eight_clients_at_once_get_their_own_answers(client, loaded, smollm2_path):
+    # batch_invariant: decoded together, each reply is exactly the one alone (in the default shared
+    # cache a greedy reply can part from it: tests/test_shared_cache.py covers that mode)
+    lmnb.load(smollm2_path, n_ctx=2048, batch_invariant=True)
     questions = [f"Repeat exactly: {w}" for w in ("apple", "river", "seven", "violet", "Paris", "laptop",
                                                   "thunder", "oxygen")]
     alone = [lmnb.chat(q, max_tokens=12, temperature=0).text for q in questions]

@@ -291,7 +291,7 @@ def test_without_pydantic(loaded, monkeypatch):
 
 # ---- the magics ------------------------------------------------------------------------------------
 def test_magic_json(shell):
-    result, cap = run_cell(shell, "--json -t 0.8 --seed 3 -n 128 -o obj", "A JSON object describing a cat.")
+    result, cap = run_cell(shell, "--json -t 0.8 --seed 3 -n 400 -o obj", "A JSON object describing a cat.")
     assert result.success, result.error_in_exec
     obj = shell.user_ns["obj"]
     assert isinstance(obj, dict)
