@@ -25,7 +25,7 @@ The targets are informational: the exit code is 0 whether they are met or not. T
 the servers share the machine's cores, and llama.cpp slows down badly when its threads compete
 with other busy processes: the load is printed at the start and the end; compare the ratios.
 
-    python bench/batch_bench.py [--model PATH] [--prompts 32] [--tokens 48] [--parallel 8]
+    python bench/batch_bench.py [--model PATH] [--prompts 32] [--tokens 48] [--parallel 16]
                                 [--threads N] [--ctx 4096]
     python bench/batch_bench.py --quick      # 16 prompts x 32 tokens, for CI
 """
@@ -188,7 +188,7 @@ def main() -> int:
     ap.add_argument("--model", help="GGUF path (default: the bundled SmolLM2-135M-Instruct)")
     ap.add_argument("--prompts", type=int, default=32, help="prompts in the batch (default 32)")
     ap.add_argument("--tokens", "-t", type=int, default=48, help="max_tokens per prompt (default 48)")
-    ap.add_argument("--parallel", type=int, default=8, help="sequences decoded together, tuned (default 8)")
+    ap.add_argument("--parallel", type=int, default=16, help="sequences decoded together, tuned (default 16)")
     ap.add_argument("--threads", type=int, help="threads, tuned and the loop (default: physical cores)")
     ap.add_argument("--ctx", type=int, default=4096, help="context size, tuned and the loop (default 4096)")
     ap.add_argument("--quick", action="store_true", help="16 prompts x 32 tokens (CI smoke run)")

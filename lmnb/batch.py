@@ -20,6 +20,10 @@ from .errors import LmnbError, NoModelLoaded
 from .interpolate import interpolate, names
 from .types import Completion
 
+# Rows decoded together by default: on a 2-core CPU llama-batched-bench peaks at 16 sequences
+# (1.84x one sequence; 1.55x at 8), and the shared KV cache makes them cost no extra memory.
+MAP_PARALLEL = 16
+
 # Growing the context for a batch is capped: beyond this, rows wait for room instead (the KV
 # cache of a 7B model is ~0.5 MB per cell).
 _MAX_AUTO_CTX = 16384
@@ -66,7 +70,7 @@ def map(  # noqa: A001 - the verb users know; `lmnb.map` never shadows the built
     *,
     schema: Any = None,
     grammar: Optional[str] = None,
-    parallel: int = 8,
+    parallel: int = MAP_PARALLEL,
     system: Optional[str] = None,
     raw: bool = False,
     progress: bool = True,

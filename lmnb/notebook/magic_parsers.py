@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from IPython.core.error import UsageError
 
+from ..batch import MAP_PARALLEL
 from ..options import (
     add_download_arguments,
     add_files_arguments,
@@ -79,7 +80,7 @@ def cell_parser(mode: str) -> Parser:
     if mode == "map":
         p.add_argument("--over", required=True, metavar="EXPR",
                        help="the items: a list, a pandas Series (df.column) or a DataFrame in the notebook")
-        p.add_argument("--parallel", type=int, default=8, help="rows decoded together (default 8)")
+        p.add_argument("--parallel", type=int, default=MAP_PARALLEL, help=f"rows decoded together (default {MAP_PARALLEL})")
     add_sampling_arguments(p)
     return p
 
