@@ -131,9 +131,12 @@ def main() -> int:
     if os.environ.get("LLAMA_BENCH"):
         sides = {"llama-bench": lambda: llama_bench(args.model, args.tokens, args.threads), **sides}
     tps: dict[str, list[float]] = {k: [] for k in sides}
+    names = list(sides)
     for i in range(args.runs):
-        for name, measure in sides.items():
-            tps[name].append(measure())
+        # each run starts with the next side: the host's speed drifts within a run, and a side
+        # always measured first (or last) would carry that drift into every ratio
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            tps[name].append(sides[name]())
         print(f"run {i + 1}: " + "   ".join(f"{k} {v[-1]:6.1f}" for k, v in tps.items()) + " tok/s", flush=True)
 
     print()
