@@ -28,9 +28,9 @@ FACTS = ["the tide", "the harbour wall", "the lighthouse", "the fishing boats", 
          "the old church", "the ferry", "the cliffs", "the school", "the bakery", "the storm"]  # fmt: skip
 
 
-def user_turn(i: int, words: int) -> str:
-    """About ``words`` * 1.3 tokens of notes, different every turn (no shared text to borrow)."""
-    body = " ".join(f"Note {i}.{k}: {FACTS[(i + k) % len(FACTS)]} changed at {k + 7} past {i + 1}." for k in range(words // 8))
+def user_turn(i: int, tokens: int) -> str:
+    """About ``tokens`` tokens of notes (~16 each), different every turn (no shared text to borrow)."""
+    body = " ".join(f"Note {i}.{k}: {FACTS[(i + k) % len(FACTS)]} changed at {k + 7} past {i + 1}." for k in range(tokens // 16))
     return f"Here are my notes for day {i + 1}. {body} What stands out? Answer in one sentence."
 
 
@@ -42,7 +42,7 @@ def chat(srv, args: argparse.Namespace, stop: threading.Event) -> list[tuple[flo
     messages: list[dict] = []
     out = []
     for i in range(args.turns):
-        messages.append({"role": "user", "content": user_turn(i, args.user_tokens * 3 // 4)})
+        messages.append({"role": "user", "content": user_turn(i, args.user_tokens)})
         t0 = time.perf_counter()
         ttft, text, usage, extra = None, [], None, {}
         for c in client.chat.completions.create(model=srv.model_id, messages=messages, max_tokens=args.reply,
