@@ -52,6 +52,7 @@ _EXPORTS = {
     "rm": "api",
     "studio": "widgets.studio",
     "map": "batch",
+    "lora": "adapters",
     "ItemError": "batch",
     "serve": "server",
     "Server": "server",
@@ -112,6 +113,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
         NoModelLoaded as NoModelLoaded,
         StructuredOutputError as StructuredOutputError,
     )
+    from .adapters import lora as lora
     from .server import Server as Server, serve as serve
     from .teaching.comparison import compare as compare
     from .teaching.token_view import token_probs as token_probs, tokens as tokens

@@ -81,6 +81,7 @@ def load(
     use_mmap: Optional[bool] = None,
     seed: Optional[int] = None,
     chat_template: Optional[str] = None,
+    lora: Union[None, str, Sequence[str]] = None,
     progress: Any = None,
     download: bool = True,
 ) -> ModelInfo:
@@ -98,6 +99,8 @@ def load(
         n_parallel: requests decoded together per step; they share the context's cells.
         batch_invariant: one KV stream per sequence (``n_ctx / n_parallel`` cells each), so a
             greedy reply is the same alone and in a batch.
+        lora: LoRA adapters to add once it is loaded: ``"PATH"``, ``"PATH:SCALE"`` or a list of
+            them (GGUF files, PEFT folders or repo ids; see ``lmnb.lora``).
         progress: optional ``callable(fraction)`` called while the weights load.
         download: fetch a Hugging Face model missing from the cache (with a progress bar).
 
@@ -134,6 +137,10 @@ def load(
 
     record_use(info.path, history_path())
     hash_in_background(info.path, history_path())
+    from .adapters import lora as add_lora, split_scale
+
+    for item in [lora] if isinstance(lora, str) else lora or ():
+        add_lora(*split_scale(item), model=name)
     return info
 
 
@@ -325,6 +332,7 @@ def chat(
     on_step: Optional[Callable[["Step"], None]] = None,
     on_request: Optional[Callable[["Request"], None]] = None,
     think: Optional[bool] = None,
+    lora: Any = None,
     **params: Any,
 ) -> Union[Completion, "Request"]:
     """Ask a loaded model, through its chat template.
@@ -355,6 +363,8 @@ def chat(
         think: for reasoning models whose template can switch thinking (Qwen3's ``enable_thinking``):
             ``False`` answers at once. Their thinking is kept apart either way: ``text`` is the
             answer, ``reasoning`` the thinking.
+        lora: this request's LoRA adapters: a name, ``"name:scale"``, a list of those, ``{name: scale}``,
+            or ``[]`` for the base alone; ``None``: the adapters at their ``lmnb.lora`` scales.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop), and ``context_overflow``
             (``"stop"``, ``"truncate_middle"``, ``"rolling_window"``: what happens when the chat
@@ -378,7 +388,7 @@ def chat(
             raise ValueError("tools= cannot be combined with stream=True, schema= or grammar= yet")
         return _chat_with_tools(message, tools, system=system, conversation=conversation, logprobs=logprobs,
                                 model=model, params=p, tool_choice=tool_choice, max_steps=max_steps,
-                                confirm=confirm, on_step=on_step, on_request=on_request)  # fmt: skip
+                                confirm=confirm, on_step=on_step, on_request=on_request, lora=lora)  # fmt: skip
     stages, grammar = schema_stage(schema, grammar)
     messages, conv, user = _prompt(message, system, conversation)
     if any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):  # earlier tool calls
@@ -387,7 +397,7 @@ def chat(
         info = backend(model).info
         messages = history_messages(messages, info.chat_template if info else None)
     on_done = [append_to(conv, user)] if conv is not None else []
-    spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs,
+    spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, lora=lora,
                           template_kwargs=None if think is None else {"enable_thinking": think})  # fmt: skip
     req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)
     return req if stream else _wait(req)
@@ -408,7 +418,7 @@ def _prompt(message: Union[str, list[Message]], system: Optional[str], conversat
 
 
 def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, params, tool_choice, max_steps,
-                     confirm, on_step, on_request=None) -> Completion:  # fmt: skip
+                     confirm, on_step, on_request=None, lora=None) -> Completion:  # fmt: skip
     """``chat`` with tools: ``lmnb.tools.loop.run`` asking through ``submit``."""
     from .engine import GenerationSpec
     from .tools import as_tools
@@ -419,7 +429,7 @@ def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, p
     messages, conv, user = _prompt(message, system, conversation)
 
     def ask(msgs, tool_plan):
-        spec = GenerationSpec(messages=msgs, params=params, logprobs=logprobs, **(tool_plan.spec_fields() if tool_plan else {}))
+        spec = GenerationSpec(messages=msgs, params=params, logprobs=logprobs, lora=lora, **(tool_plan.spec_fields() if tool_plan else {}))
         req = submit(spec, kind="chat", model=model, conversation=conversation,
                      stages=[tool_plan.stage()] if tool_plan else ())  # fmt: skip
         if on_request is not None:
@@ -443,13 +453,13 @@ def _chat_with_tools(message, tools, *, system, conversation, logprobs, model, p
 
 def complete(
     prompt: str, *, stream: bool = False, grammar: Optional[str] = None, schema: Any = None,
-    logprobs: Optional[int] = None, model: Optional[str] = None, **params: Any,
+    logprobs: Optional[int] = None, model: Optional[str] = None, lora: Any = None, **params: Any,
 ) -> Union[Completion, "Request"]:  # fmt: skip
     """Continue ``prompt`` as raw text (no chat template). Same parameters as ``chat``."""
     from .engine import GenerationSpec
 
     stages, grammar = schema_stage(schema, grammar)
-    spec = GenerationSpec(prompt=prompt, params=sampling_params(params), grammar=grammar, logprobs=logprobs)
+    spec = GenerationSpec(prompt=prompt, params=sampling_params(params), grammar=grammar, logprobs=logprobs, lora=lora)
     req = submit(spec, kind="complete", model=model, stages=stages)
     return req if stream else _wait(req)
 

@@ -48,6 +48,9 @@ class Batching:
     _paused: list[Seq]
     _slot_tokens: list[list[int]]
     _slot_used: list[float]
+    _slot_lora: list[tuple]
+    _adapters: Any
+    _last_lora: tuple = ()  # the adapter set of the last step that had a choice (round robin)
     _lock: threading.Lock
     stats: dict[str, int]
     requests_served: int
@@ -71,9 +74,10 @@ class Batching:
 
         from .sampler import Sampler
 
-        slot = self._pick_slot(tokens)
+        lora = self._adapters.resolve(spec.lora)  # before any cache change: may raise for an unknown name
+        slot = self._pick_slot(tokens, lora)
         self._slot_used[slot] = time.monotonic()
-        common = self._reuse_prefix(model, slot, tokens)
+        common = self._reuse_prefix(model, slot, tokens, lora)
         req.prompt_total, req.prompt_cached, req.admitted = len(tokens), common, time.perf_counter()
         sampler = Sampler(params, model.n_vocab, model.vocab, grammar=spec.grammar, n_ctx=model.n_ctx_seq)
         sampler.accept_prompt_tokens(tokens)  # penalties see the prompt's last 64, DRY its whole window
@@ -89,22 +93,28 @@ class Batching:
             t_admit=time.perf_counter(),
             stops=list(params.stop or []),
             max_tokens=max_tokens,
+            lora=lora,
         )
         with self._lock:
             self._active.append(seq)
 
-    def _reuse_prefix(self, model, slot: int, tokens: list[int]) -> int:
+    def _reuse_prefix(self, model, slot: int, tokens: list[int], lora: tuple = ()) -> int:
         """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
 
         A shared system prompt or template prefix is evaluated once: a new sequence takes the
         cells another one already holds (copied, which costs far less than evaluating them), and
-        evaluates only the rest.
+        evaluates only the rest. Only cells written with the same LoRA set (``lora``) count: an
+        adapter changes every layer's keys and values.
         """
+        if self._slot_lora[slot] != lora:
+            model.seq_rm(slot, 0, -1)
+            self._slot_tokens[slot].clear()
+            self._slot_lora[slot] = lora
         cached = self._slot_tokens[slot]
         common = common_prefix(cached, tokens)
         donor, best = slot, common
         for i, other in enumerate(self._slot_tokens):
-            if i != slot:
+            if i != slot and self._slot_lora[i] == lora:
                 n = common_prefix(other, tokens)
                 if n > best:
                     donor, best = i, n
@@ -121,7 +131,7 @@ class Batching:
         del cached[common:]
         return common
 
-    def _pick_slot(self, tokens: list[int]) -> int:
+    def _pick_slot(self, tokens: list[int], lora: tuple = ()) -> int:
         busy = {s.slot for s in self._active + self._paused}
         free = [i for i in range(len(self._slot_tokens)) if i not in busy]
         if not self._model.unified:
@@ -133,7 +143,7 @@ class Batching:
         # turns), else an empty one, else the one used longest ago, so that other requests do not
         # overwrite a cached conversation. (A prefix held elsewhere is borrowed anyway.)
         def gain(i: int) -> tuple[int, float]:
-            cached = self._slot_tokens[i]
+            cached = self._slot_tokens[i] if self._slot_lora[i] == lora else []
             common = common_prefix(cached, tokens)
             return max(common - (len(cached) - common), 0), -self._slot_used[i]
 
@@ -193,6 +203,7 @@ class Batching:
             self._resume()
         if not self._active:
             return
+        lora = self._lora_turn()
         tokens: list[int] = []
         seqs: list[int] = []
         pos: list[int] = []
@@ -202,7 +213,7 @@ class Batching:
         budget = model.n_batch
         # Generating sequences first (one token each), so a long prompt never stalls their stream.
         for s in sorted(self._active, key=lambda s: s.slot):
-            if not s.prefilling:
+            if not s.prefilling and s.lora == lora:
                 generating.append(s)
                 owners.append((s, len(tokens)))
                 tokens.append(s.last_token)
@@ -212,7 +223,7 @@ class Batching:
                 budget -= 1
         prefill: list[tuple[Seq, int]] = []
         for s in self._active:
-            if s.prefilling and budget > 0:
+            if s.prefilling and budget > 0 and s.lora == lora:
                 # The last prompt token is always decoded on its own: its logits then come from the
                 # same kernels whether or not the rest of the prompt was cached, so a seed replays
                 # exactly (batched matmuls differ from single-token ones in the last bits).
@@ -236,6 +247,7 @@ class Batching:
         if any(n >= _ABORTABLE_CHUNK for _, n in prefill):
             watched = [s.req for s, _ in prefill]
             abort = lambda: any(r.cancelled for r in watched)  # noqa: E731
+        self._adapters.apply(model.ctx, lora)
         rc = model.decode(tokens, seqs, pos, want, abort=abort)
         if rc == 2:  # aborted: drop whatever part of the chunks reached the cache
             for s in list(self._active):
@@ -275,6 +287,20 @@ class Batching:
             if s.req.spec.logprobs is not None and not model.is_eog(tok):
                 s.req.logprobs.append(model.logprob_entry(idx, tok, s.req.spec.logprobs))
             self._on_token(s, tok)
+
+    def _lora_turn(self) -> tuple:
+        """The adapter set this step decodes: llama.cpp applies one set to a whole batch, so
+        sequences that want different sets take turns, one step each (the base included)."""
+        keys = sorted({s.lora for s in self._active})
+        if len(keys) == 1:
+            return keys[0]
+        last = self._last_lora
+        later = [k for k in keys if k > last]
+        key = later[0] if later else keys[0]
+        if key != last:
+            self.stats["lora_switches"] += 1
+        self._last_lora = key
+        return key
 
     def _next_token(self, s: Seq, idx: int) -> int:
         """The sampled token, or the next one of text forced in (the end of a reasoning budget)."""

@@ -29,6 +29,7 @@ from ..types import (
     ModelInfo,
     Status,
 )
+from .adapters import Adapter, Adapters, LoraChoice, check_scale
 from .batching import Batching, slots_for
 from .inspection import Inspection
 from .request import GenerationSpec, Request, Stage
@@ -50,6 +51,8 @@ class Engine(Batching, Inspection):
         self._paused: list[Seq] = []  # moved out of a full shared cache, to resume when there is room
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._slot_used: list[float] = []  # when each sequence id was last given to a request
+        self._slot_lora: list[tuple] = []  # the adapter set that wrote each sequence id's cells
+        self._adapters = Adapters()  # LoRA adapters on the model, touched only by the worker
         self._held_call: Optional[tuple] = None
         self._embedder = None  # EmbeddingModel, touched only by the worker
         self.embedder_info: Optional[ModelInfo] = None
@@ -61,7 +64,7 @@ class Engine(Batching, Inspection):
         self.stats: dict[str, int] = dict.fromkeys(
             ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
              "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error",
-             "prefix_tokens_shared", "cache_evictions", "sequences_paused"), 0)
+             "prefix_tokens_shared", "cache_evictions", "sequences_paused", "lora_switches"), 0)
         self.last_tokens_per_s: Optional[float] = None
         # every token sampled, counted as it is generated (stats counts a request when it ends):
         # monitors take its rate for the current tokens/s
@@ -146,6 +149,50 @@ class Engine(Batching, Inspection):
         if had:
             self._model_changed(None)
         return had
+
+    # --- LoRA adapters ------------------------------------------------------------------------
+    def add_lora(self, path: str, scale: float = 1.0, name: Optional[str] = None, source: str = "") -> Adapter:
+        """Load a GGUF LoRA adapter onto the model, applied at ``scale`` to requests that do not
+        choose their adapters. Waits for running requests; the base stays loaded if it fails."""
+        scale = check_scale(scale)
+        return self._call(lambda: self._adapters.add(self._require_model(), path, name, scale, source))
+
+    def scale_lora(self, name: str, scale: float) -> Adapter:
+        """Change an adapter's session scale (0: loaded but off)."""
+        scale = check_scale(scale)
+
+        def run() -> Adapter:
+            adapter = self._adapters.get(name)
+            adapter.scale = scale
+            return adapter
+
+        return self._call(run)
+
+    def remove_lora(self, name: str) -> Adapter:
+        """Free an adapter: later requests get the base (or the other adapters) again."""
+
+        def run() -> Adapter:
+            model = self._require_model()
+            adapter = self._adapters.remove(model.ctx, name)
+            self._forget_slots(lambda key: any(n == adapter.name for n, _ in key))
+            return adapter
+
+        return self._call(run)
+
+    def loras(self) -> list[Adapter]:
+        """The loaded adapters, in the order they were added (llama-server's ids are positions here)."""
+        return list(self._adapters.loaded.values())
+
+    def lora_key(self, choice: LoraChoice = None) -> tuple:
+        """The adapter set a request with ``lora=choice`` gets; ``ValueError`` for an unknown name."""
+        return self._adapters.resolve(choice)
+
+    def _forget_slots(self, which: Callable[[tuple], bool]) -> None:
+        for i, key in enumerate(self._slot_lora):
+            if which(key) and self._slot_tokens[i]:
+                self._model.seq_rm(i, 0, -1)
+                self._slot_tokens[i].clear()
+                self._slot_lora[i] = ()
 
     def _model_changed(self, info: Optional[ModelInfo]) -> None:
         for listener in list(self.model_listeners):
@@ -292,7 +339,8 @@ class Engine(Batching, Inspection):
             self._finish(s, "cancelled")
         had = self._model is not None
         if self._model is not None:
-            self._model.close()
+            self._model.close()  # llama.cpp frees the model's adapters with it
+        self._adapters.forget()
         self._model = None
         self._info = None
         self._options = None
@@ -308,6 +356,7 @@ class Engine(Batching, Inspection):
     def _new_slots(self, n: int) -> None:
         self._slot_tokens = [[] for _ in range(n)]
         self._slot_used = [0.0] * n
+        self._slot_lora = [()] * n
 
     def _run(self) -> None:
         while True:

@@ -73,12 +73,12 @@ class Inspection:
         """The prompt text the chat template makes of ``messages`` (ready for the reply)."""
         return self._call(lambda: self._require_model().render_chat(messages))
 
-    def next_token_logits(self, tokens: list[int]) -> "np.ndarray":
+    def next_token_logits(self, tokens: list[int], lora: Any = None) -> "np.ndarray":
         """The model's scores for the token after ``tokens``: one float32 per vocabulary entry.
 
         Only this position's logits are copied out. Runs on the worker between generations, in
         sequence 0's KV stream, reusing its cached prefix (stepping a prompt forward one token
-        evaluates one token).
+        evaluates one token). ``lora``: the adapters, as a request's ``lora`` takes them.
         """
 
         def run() -> "np.ndarray":
@@ -88,7 +88,9 @@ class Inspection:
             if len(tokens) >= model.n_ctx_seq:
                 raise ContextOverflow(f"The text is {len(tokens)} tokens but the context holds {model.n_ctx_seq}. "
                                       f"Shorten it, or reload with a larger context (`%lm load --ctx N`).")  # fmt: skip
-            common = self._reuse_prefix(model, 0, tokens)  # slot 0 now holds tokens[:common]
+            key = self._adapters.resolve(lora)  # the session's adapters unless ``lora`` chooses
+            common = self._reuse_prefix(model, 0, tokens, key)  # slot 0 now holds tokens[:common]
+            self._adapters.apply(model.ctx, key)
             chunk: list[int] = []
             for start in range(common, len(tokens), model.n_batch):
                 chunk = tokens[start : start + model.n_batch]

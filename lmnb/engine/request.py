@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 from ..errors import LmnbError
 from ..types import Completion, Message, SamplingParams
@@ -104,6 +104,9 @@ class GenerationSpec:
     # written by the engine as it renders ``messages``: how many its ``context_overflow`` policy left
     # out to fit the context (``Completion.dropped_messages``); the messages themselves are not changed
     dropped_messages: int = 0
+    # LoRA adapters: None, the model's adapters at their session scales; else a name, names,
+    # (name, scale) pairs or {name: scale} (``engine.adapters.parse_choice``); [] the base alone
+    lora: Any = None
 
 
 class Request:

@@ -46,6 +46,7 @@ class Seq:
     forced: list[int] = field(default_factory=list)  # tokens to put in next instead of sampling
     think_done: bool = False  # a reasoning model has closed (or skipped) its thinking
     recompute: bool = False  # paused mid-reply: ``pending`` re-reads its cells, then it goes on
+    lora: tuple = ()  # the LoRA adapter set (``adapters.Key``) its cells are computed with
 
     @property
     def prefilling(self) -> bool:

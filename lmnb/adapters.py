@@ -1,0 +1,127 @@
+"""``lmnb.lora``: LoRA adapters on a loaded model, added, rescaled and removed without reloading it.
+
+    lmnb.lora("runs/reports-lora")            # a PEFT folder (converted to GGUF once, then cached)
+    lmnb.lora("reports.gguf", scale=0.5)      # a GGUF LoRA, at half strength
+    lmnb.lora("reports", scale=0)             # rescale (0: loaded but off)
+    lmnb.lora("reports", remove=True)
+    lmnb.lora()                               # what is loaded: [{id, name, path, scale, alpha}]
+    lmnb.chat("...", lora="reports:0.5")      # one request's own choice; lora=[] is the base alone
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+
+def lora(
+    adapter: Optional[str] = None,
+    scale: Optional[float] = None,
+    *,
+    name: Optional[str] = None,
+    remove: bool = False,
+    model: Optional[str] = None,
+) -> list[dict]:
+    """Add, rescale or remove a LoRA adapter on a loaded model; with no arguments, list them.
+
+    Args:
+        adapter: a GGUF LoRA file, a PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``,
+            as peft, Axolotl and Unsloth write it), a Hugging Face repo id of either, or the name
+            (or path) of an adapter already loaded.
+        scale: how strongly it applies to requests that do not choose their adapters (1.0 as
+            trained, 0 off, negative subtracts it). For a new adapter the default is 1.0.
+        name: the name requests use (``lora="name"``); default: the file or folder name.
+        remove: free the adapter instead.
+        model: which loaded model (its name); ``None``: the default model.
+
+    Returns:
+        The adapters now on the model: ``{"id", "name", "path", "scale", "alpha"}`` each, ``id``
+        being its position (llama-server's ``/lora-adapters`` ids).
+
+    Raises:
+        NoModelLoaded: no model is loaded.
+        AdapterError: a PEFT folder that cannot be converted (another model's shapes, a module
+            the converter does not know, a corrupt file); the base stays loaded and working.
+        LoadError: llama.cpp refused the GGUF file.
+        ValueError: a scale that is not a number, or an unknown adapter name.
+    """
+    from .api import get_engine
+
+    engine = get_engine(model)
+    if adapter is not None:
+        known = _loaded(engine, adapter)
+        if remove:
+            engine.remove_lora(known.name if known else adapter)
+        elif known is not None and name in (None, known.name):
+            if scale is None:
+                raise ValueError(f"the adapter {known.name!r} is loaded already; give scale= to change its strength, "
+                                 "or remove=True")  # fmt: skip
+            engine.scale_lora(known.name, scale)
+        else:
+            path, source = _gguf_for(adapter, engine)
+            engine.add_lora(path, 1.0 if scale is None else scale, name=name, source=source)
+    elif remove or scale is not None:
+        raise ValueError("name the adapter to rescale or remove (lmnb.lora() lists them)")
+    return [dict(id=i, **a.as_dict()) for i, a in enumerate(engine.loras())]
+
+
+def split_scale(item: str) -> tuple[str, Optional[float]]:
+    """``"PATH:0.5"`` as ``("PATH", 0.5)``; ``"PATH"`` as ``("PATH", None)`` (a colon in a path stays)."""
+    head, sep, tail = item.rpartition(":")
+    if not sep or not head or os.path.exists(os.path.expanduser(item)):
+        return item, None
+    try:
+        return head, float(tail)
+    except ValueError:
+        if os.path.exists(os.path.expanduser(head)):
+            raise ValueError(f"LoRA scale {tail!r} in {item!r}: expected a number, as in PATH:0.5") from None
+        return item, None
+
+
+def _loaded(engine: Any, adapter: str) -> Any:
+    full = os.path.abspath(os.path.expanduser(adapter))
+    return next((a for a in engine.loras() if adapter == a.name or full in (a.path, a.source)), None)
+
+
+def _gguf_for(adapter: str, engine: Any) -> tuple[str, str]:
+    """(the GGUF file llama.cpp loads, what the user named) for a file, a PEFT folder or a repo id."""
+    from .errors import NoModelLoaded
+
+    path = os.path.expanduser(adapter)
+    if not os.path.exists(path):
+        if _looks_like_repo(adapter):
+            path = _download(adapter)
+        else:
+            raise FileNotFoundError(f"no LoRA adapter at {adapter!r}: not a file, a folder, or a loaded adapter's name")
+    if os.path.isdir(path):
+        from .sources.peft import convert_peft, is_peft_folder
+
+        ggufs = sorted(f for f in os.listdir(path) if f.lower().endswith(".gguf"))
+        if is_peft_folder(path):
+            info = engine.info
+            if info is None:
+                raise NoModelLoaded()
+            return convert_peft(path, info.path), os.path.abspath(path)
+        if len(ggufs) == 1:
+            return os.path.join(path, ggufs[0]), os.path.abspath(path)
+        raise ValueError(f"{adapter}: neither a PEFT adapter folder (no adapter_config.json) nor a folder "
+                         f"with one GGUF LoRA file ({len(ggufs)} .gguf files)")  # fmt: skip
+    return path, os.path.abspath(path)
+
+
+def _looks_like_repo(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
+
+
+def _download(repo: str) -> str:
+    """A Hugging Face adapter repo's files (the PEFT config and weights, or GGUF files), via the hub cache."""
+    from huggingface_hub import snapshot_download
+
+    from .errors import HubError
+
+    try:
+        return snapshot_download(repo, allow_patterns=["adapter_config.json", "adapter_model.safetensors",
+                                                       "adapter_model.bin", "*.gguf"])  # fmt: skip
+    except Exception as e:  # the hub's many error types, said once
+        raise HubError(f"could not download the adapter {repo!r} from Hugging Face: {e}") from None
