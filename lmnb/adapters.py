@@ -42,7 +42,7 @@ def lora(
         NoModelLoaded: no model is loaded.
         AdapterError: a PEFT folder that cannot be converted (another model's shapes, a module
             the converter does not know, a corrupt file); the base stays loaded and working.
-        LoadError: llama.cpp refused the GGUF file.
+        LoadError: no such file, folder or adapter, or llama.cpp refused the GGUF file.
         ValueError: a scale that is not a number, or an unknown adapter name.
     """
     from .api import get_engine
@@ -85,14 +85,14 @@ def _loaded(engine: Any, adapter: str) -> Any:
 
 def _gguf_for(adapter: str, engine: Any) -> tuple[str, str]:
     """(the GGUF file llama.cpp loads, what the user named) for a file, a PEFT folder or a repo id."""
-    from .errors import NoModelLoaded
+    from .errors import LoadError, NoModelLoaded
 
     path = os.path.expanduser(adapter)
     if not os.path.exists(path):
         if _looks_like_repo(adapter):
             path = _download(adapter)
         else:
-            raise FileNotFoundError(f"no LoRA adapter at {adapter!r}: not a file, a folder, or a loaded adapter's name")
+            raise LoadError(f"no LoRA adapter at {adapter!r}: not a file, a folder, or a loaded adapter's name")
     if os.path.isdir(path):
         from .sources.peft import convert_peft, is_peft_folder
 

@@ -58,6 +58,9 @@ def cell_parser(mode: str) -> Parser:
     p.add_argument("-o", "--output", metavar="VAR", help="store the reply text in this variable")
     p.add_argument("--no-stream", action="store_true", help="show the reply only when complete")
     if mode != "map":
+        p.add_argument("--lora", action="append", metavar="NAME[:SCALE]",
+                       help="LoRA adapters for this cell (repeatable; 'none': the base model alone)")  # fmt: skip
+    if mode != "map":
         p.add_argument("--show-probs", action="store_true",
                        help="colour each reply token by its probability, alternatives on hover")  # fmt: skip
     shape = p.add_mutually_exclusive_group()
@@ -95,6 +98,8 @@ def _load() -> Parser:
                    help="load beside the other models, under NAME (cells choose it with --model NAME)")
     add_load_arguments(p)
     p.add_argument("--seed", type=int, help="the seed stored with the model (-1 = random per request)")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
+                   help="a LoRA adapter to add (repeatable): a GGUF LoRA, a PEFT folder or a repo id")  # fmt: skip
     return p
 
 
@@ -212,6 +217,18 @@ def _mcp() -> Parser:
     return p
 
 
+def _lora() -> Parser:
+    p = Parser(prog="%lm lora", description="LoRA adapters on the loaded model, without reloading it: with no "
+               "arguments, list them with their scales")
+    p.add_argument("action", nargs="?", choices=("add", "scale", "remove"),
+                   help="add PATH[:SCALE] (a GGUF LoRA, a PEFT folder or a repo id); scale NAME S; remove NAME")
+    p.add_argument("target", nargs="?", help="the adapter: a path or repo id to add, or a loaded adapter's name")
+    p.add_argument("scale", nargs="?", help="the new scale (for scale)")
+    p.add_argument("--name", help="what requests call it (default: the file or folder name)")
+    p.add_argument("-m", "--model", metavar="NAME", help="the loaded model (default: the default model)")
+    return p
+
+
 COMMANDS: dict[str, Callable[[], Parser]] = {
     "load": _load,
     "unload": _unload,
@@ -233,6 +250,7 @@ COMMANDS: dict[str, Callable[[], Parser]] = {
     "connect": _connect,
     "disconnect": _plain("%lm disconnect", "back to the in-kernel engine"),
     "mcp": _mcp,
+    "lora": _lora,
 }
 
 

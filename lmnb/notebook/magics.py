@@ -104,7 +104,7 @@ class LMMagics(Magics):
 
         t0 = time.perf_counter()
         try:
-            info = api.load(args.model, name=args.name, progress=progress, **opts)
+            info = api.load(args.model, name=args.name, progress=progress, lora=args.lora, **opts)
         except KeyboardInterrupt:
             handle.update(_Text("Loading cancelled."))
             raise
@@ -160,6 +160,7 @@ class LMMagics(Magics):
                 f"flash attention {'on' if o.flash_attn else 'off'}, mmap {'on' if o.use_mmap else 'off'}\n"
                 f"Memory:   weights and context {human_bytes(one.model_bytes)}\n"
                 f"Speed:    last {tps}; {one.requests_served} requests served, {one.queue_depth} queued"
+                + "".join(f"\nLoRA:     {a.name} at scale {a.scale:g} ({a.source or a.path})" for a in e.loras())
             )
         blocks.append(f"Process memory {human_bytes(st.rss_bytes)} for {len(st.models)} model(s).")
         print("\n\n".join(blocks))
@@ -300,6 +301,26 @@ class LMMagics(Magics):
             for tool in server.tools():
                 print(f"    {tool.name}: {tool.description.splitlines()[0] if tool.description else ''}")
 
+    def _cmd_lora(self, args: argparse.Namespace) -> None:
+        from ..adapters import lora, split_scale
+
+        if args.action == "add":
+            if not args.target:
+                raise UsageError("%lm lora add PATH[:SCALE] [--name NAME]")
+            path, scale = split_scale(args.target)
+            rows = lora(path, scale if args.scale is None else args.scale, name=args.name, model=args.model)
+        elif args.action in ("scale", "remove"):
+            if not args.target or (args.action == "scale" and args.scale is None):
+                raise UsageError("%lm lora scale NAME SCALE  or  %lm lora remove NAME")
+            rows = lora(args.target, args.scale, remove=args.action == "remove", model=args.model)
+        else:
+            rows = lora(model=args.model)
+        if not rows:
+            print("No LoRA adapters. Add one: %lm lora add PATH[:SCALE]  (a GGUF LoRA, a PEFT folder or a repo id)")
+        for r in rows:
+            alpha = f", alpha {r['alpha']:g}" if r["alpha"] is not None else ""
+            print(f"[{r['id']}] {r['name']}  scale {r['scale']:g}{alpha}  ({r['path']})")
+
     def _cmd_history(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
@@ -338,6 +359,8 @@ class LMMagics(Magics):
             params["logprobs"] = 5
         if args.model:
             params["model"] = args.model
+        if args.lora:
+            params["lora"] = [] if [x.lower() for x in args.lora] == ["none"] else args.lora
         if args.tools:
             if schema is not None or args.grammar or getattr(args, "raw", False):
                 raise UsageError("--tools cannot be combined with --json, --schema, --grammar or --raw")

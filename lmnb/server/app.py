@@ -24,6 +24,7 @@ from ..engine import Engine
 from .convert import version
 from .errors import APIError, as_api_error, error_body, install_handlers  # noqa: F401 - the names app.py had
 from .guard import HostOriginGuard
+from .lora import lora_routes
 from .responses import responses_routes
 from .routes import extra, openai_routes
 from .stats import ServerStats
@@ -89,6 +90,7 @@ def create_app(
         # and LM Studio answer there too); kept out of the schema, which documents each route once
         app.include_router(router, include_in_schema=False)
     app.include_router(extra)
+    app.include_router(lora_routes)
     return app
 
 

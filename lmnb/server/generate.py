@@ -76,3 +76,16 @@ def submit_all(engine: Engine, key: Optional[str], specs: list[GenerationSpec], 
             r.cancel()
         raise as_api_error(e) from None
     return reqs
+
+
+def lora_choice(engine: Engine, entries: Optional[list]) -> Optional[list[dict]]:
+    """A request's ``lora`` field as the engine takes it; an unknown id is a 400 naming the field."""
+    if entries is None:
+        return None
+    choice = [{"id": e.id, "scale": e.scale} for e in entries]
+    try:
+        engine.lora_key(choice)
+    except ValueError as e:
+        raise APIError(400, str(e), param="lora") from None
+    return choice
+

@@ -22,7 +22,7 @@ from ..engine import Engine, GenerationSpec
 from ..types import Completion, ModelInfo
 from . import convert, schemas as S
 from .errors import ERROR_DOCS, APIError, as_api_error
-from .generate import chat_specs, submit_all
+from .generate import chat_specs, lora_choice, submit_all
 from .models import choose, listed, loaded_model, names_model, served_model
 from .stats import ServerStats
 from .streaming import Chunks, collect, stream
@@ -120,7 +120,7 @@ async def chat_completions(body: S.ChatCompletionRequest, request: Request) -> R
     choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, S.NamedToolChoice) else body.tool_choice
     specs, stages = chat_specs(messages, convert.tools(body), choice, body.parallel_tool_calls, info,
                                convert.n_params(params, n), grammar=grammar, logprobs=logprobs,
-                               template_kwargs=body.chat_template_kwargs)  # fmt: skip
+                               template_kwargs=body.chat_template_kwargs, lora=lora_choice(engine, body.lora))  # fmt: skip
     fmt = Chunks(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=True)
     out = await _run(engine, key, specs, body, request, fmt, "messages", conversation=body.conversation,
@@ -151,7 +151,8 @@ async def completions(body: S.CompletionRequest, request: Request) -> Response:
         raise APIError(400, "prompt must not be empty.", param="prompt")
     params = convert.sampling(body, body.max_tokens)
     n = body.n or 1
-    specs = [GenerationSpec(prompt=prompt, params=p, logprobs=body.logprobs)
+    lora = lora_choice(engine, body.lora)
+    specs = [GenerationSpec(prompt=prompt, params=p, logprobs=body.logprobs, lora=lora)
              for prompt in prompts for p in convert.n_params(params, n)]  # fmt: skip
     fmt = Chunks(f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), info.name, convert.fingerprint(info),
                  chat=False, echo=prompts[0] if body.echo else "")

@@ -59,12 +59,20 @@ _SamplingFields = create_model("_SamplingFields", __base__=_Request, **_sampling
 _SPECIAL = tuple(p.name for p in SAMPLING if p.special)  # checked by SamplingRequest._declared_ranges
 
 
+class LoraScale(_Request):
+    id: int = Field(ge=0, description="The adapter's position in GET /lora-adapters")
+    scale: float = Field(1.0, allow_inf_nan=False)
+
+
 class SamplingRequest(_SamplingFields):  # type: ignore[misc, valid-type]
     model: Optional[str] = Field(None, description="A loaded model's id (see /v1/models); empty means the default one.")
     stop: Optional[Union[str, Annotated[list[str], Field(max_length=16)]]] = None
     stream: Optional[bool] = False
     stream_options: Optional["StreamOptions"] = None
     n: Optional[int] = Field(1, ge=1, le=16)
+    lora: Optional[Annotated[list[LoraScale], Field(max_length=64)]] = Field(None, description=(
+        "LoRA adapters for this request (llama-server's field): [{id, scale}] with ids from "
+        "GET /lora-adapters; [] is the base model alone. Absent: the adapters at their set scales."))
     return_progress: Optional[bool] = Field(False, description=(
         "Streaming: chunks with prompt_progress {total, cache, processed, time_ms} while the prompt is "
         "read, before the first token (llama-server's field)."))
@@ -82,6 +90,12 @@ class SamplingRequest(_SamplingFields):  # type: ignore[misc, valid-type]
             check_logit_bias(value)
             return value
         return BY_NAME[info.field_name].check(value)
+
+
+class LoraAdapter(BaseModel):
+    id: int
+    path: str
+    scale: float
 
 
 class StreamOptions(_Request):
