@@ -78,6 +78,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tests/test_layout.py keeps them equal)
+    from .adapters import lora as lora
     from .api import (
         chat as chat,
         complete as complete,
@@ -113,7 +114,6 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
         NoModelLoaded as NoModelLoaded,
         StructuredOutputError as StructuredOutputError,
     )
-    from .adapters import lora as lora
     from .server import Server as Server, serve as serve
     from .teaching.comparison import compare as compare
     from .teaching.token_view import token_probs as token_probs, tokens as tokens

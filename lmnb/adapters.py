@@ -58,24 +58,10 @@ def lora(
                                  "or remove=True")  # fmt: skip
             engine.scale_lora(known.name, scale)
         else:
-            path, source = _gguf_for(adapter, engine)
-            engine.add_lora(path, 1.0 if scale is None else scale, name=name, source=source)
+            add(engine, adapter, scale, name)
     elif remove or scale is not None:
         raise ValueError("name the adapter to rescale or remove (lmnb.lora() lists them)")
     return [dict(id=i, **a.as_dict()) for i, a in enumerate(engine.loras())]
-
-
-def split_scale(item: str) -> tuple[str, Optional[float]]:
-    """``"PATH:0.5"`` as ``("PATH", 0.5)``; ``"PATH"`` as ``("PATH", None)`` (a colon in a path stays)."""
-    head, sep, tail = item.rpartition(":")
-    if not sep or not head or os.path.exists(os.path.expanduser(item)):
-        return item, None
-    try:
-        return head, float(tail)
-    except ValueError:
-        if os.path.exists(os.path.expanduser(head)):
-            raise ValueError(f"LoRA scale {tail!r} in {item!r}: expected a number, as in PATH:0.5") from None
-        return item, None
 
 
 def _loaded(engine: Any, adapter: str) -> Any:
@@ -83,45 +69,12 @@ def _loaded(engine: Any, adapter: str) -> Any:
     return next((a for a in engine.loras() if adapter == a.name or full in (a.path, a.source)), None)
 
 
-def _gguf_for(adapter: str, engine: Any) -> tuple[str, str]:
-    """(the GGUF file llama.cpp loads, what the user named) for a file, a PEFT folder or a repo id."""
-    from .errors import LoadError, NoModelLoaded
+def add(engine: Any, adapter: str, scale: Optional[float] = None, name: Optional[str] = None) -> None:
+    """Add ``adapter`` (a GGUF LoRA, a PEFT folder, a repo id) to ``engine``'s model."""
+    from .errors import NoModelLoaded
+    from .sources.adapter_files import gguf_for
 
-    path = os.path.expanduser(adapter)
-    if not os.path.exists(path):
-        if _looks_like_repo(adapter):
-            path = _download(adapter)
-        else:
-            raise LoadError(f"no LoRA adapter at {adapter!r}: not a file, a folder, or a loaded adapter's name")
-    if os.path.isdir(path):
-        from .sources.peft import convert_peft, is_peft_folder
-
-        ggufs = sorted(f for f in os.listdir(path) if f.lower().endswith(".gguf"))
-        if is_peft_folder(path):
-            info = engine.info
-            if info is None:
-                raise NoModelLoaded()
-            return convert_peft(path, info.path), os.path.abspath(path)
-        if len(ggufs) == 1:
-            return os.path.join(path, ggufs[0]), os.path.abspath(path)
-        raise ValueError(f"{adapter}: neither a PEFT adapter folder (no adapter_config.json) nor a folder "
-                         f"with one GGUF LoRA file ({len(ggufs)} .gguf files)")  # fmt: skip
-    return path, os.path.abspath(path)
-
-
-def _looks_like_repo(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
-
-
-def _download(repo: str) -> str:
-    """A Hugging Face adapter repo's files (the PEFT config and weights, or GGUF files), via the hub cache."""
-    from huggingface_hub import snapshot_download
-
-    from .errors import HubError
-
-    try:
-        return snapshot_download(repo, allow_patterns=["adapter_config.json", "adapter_model.safetensors",
-                                                       "adapter_model.bin", "*.gguf"])  # fmt: skip
-    except Exception as e:  # the hub's many error types, said once
-        raise HubError(f"could not download the adapter {repo!r} from Hugging Face: {e}") from None
+    if engine.info is None:
+        raise NoModelLoaded()
+    path, source = gguf_for(adapter, engine.info.path)
+    engine.add_lora(path, 1.0 if scale is None else scale, name=name, source=source)

@@ -137,10 +137,11 @@ def load(
 
     record_use(info.path, history_path())
     hash_in_background(info.path, history_path())
-    from .adapters import lora as add_lora, split_scale
+    from .sources.adapter_files import gguf_for, split_scale
 
-    for item in [lora] if isinstance(lora, str) else lora or ():
-        add_lora(*split_scale(item), model=name)
+    for item, scale in map(split_scale, [lora] if isinstance(lora, str) else lora or ()):
+        path, source = gguf_for(item, info.path)
+        get_engine(name).add_lora(path, 1.0 if scale is None else scale, source=source)
     return info
 
 

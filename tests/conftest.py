@@ -19,6 +19,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 _SCRATCH = tempfile.mkdtemp(prefix="lmnb-tests-")
 os.environ["HF_HOME"] = os.path.join(_SCRATCH, "hf")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_SCRATCH, "config")
+os.environ["XDG_DATA_HOME"] = os.path.join(_SCRATCH, "data")  # converted LoRA adapters, among others
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Discovery of LM Studio / Ollama models must not pick up whatever this machine has installed.
 os.environ.setdefault("LMNB_LMSTUDIO_DIRS", os.path.join(_SCRATCH, "no-lmstudio"))

@@ -302,7 +302,8 @@ class LMMagics(Magics):
                 print(f"    {tool.name}: {tool.description.splitlines()[0] if tool.description else ''}")
 
     def _cmd_lora(self, args: argparse.Namespace) -> None:
-        from ..adapters import lora, split_scale
+        from ..adapters import lora
+        from ..sources.adapter_files import split_scale
 
         if args.action == "add":
             if not args.target:
