@@ -77,7 +77,8 @@ def history_recorder(spec: Any, kind: str, conversation: Optional[str],
                 model=result.model,
                 model_path=model_path,
                 model_sha256=None,  # the writer thread adds it (hashing a large file takes a while)
-                params=result.params.to_dict() if result.params else {},
+                params={**(result.params.to_dict() if result.params else {}),
+                        **({"lora": result.lora} if result.lora else {})},  # the adapters and their scales
                 messages=spec.messages if spec.messages is not None else spec.prompt,
                 completion=result,
             ),
@@ -98,6 +99,7 @@ def reply_stats(result: Completion) -> dict[str, Any]:
         "model": result.model,
         "seed": result.params.seed if result.params else None,
         "dropped_messages": result.dropped_messages,  # left out of the prompt by context_overflow
+        "lora": result.lora,  # {adapter: scale} the reply was generated with
     }
 
 

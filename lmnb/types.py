@@ -144,6 +144,8 @@ class Completion:
     # earlier messages the ``context_overflow`` policy left out of this prompt to fit the context
     # (they stay in the conversation; only the model did not see them)
     dropped_messages: int = 0
+    # the LoRA adapters the reply was generated with, {name: scale} (empty: the base model alone)
+    lora: dict = field(default_factory=dict)
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""
@@ -153,6 +155,8 @@ class Completion:
             extra += f" · {dropped_text(self.dropped_messages)}"
         # cached: prompt tokens taken from the KV cache (earlier turns, a shared prefix), not read again
         cached = f" ({u.cached_tokens} cached)" if u.cached_tokens else ""
+        if self.lora:
+            extra += " · LoRA " + ", ".join(f"{n}×{s:g}" for n, s in self.lora.items())
         return (
             f"{u.completion_tokens} tokens · {t.generation_tokens_per_s:.1f} tok/s · "
             f"first token {t.ttft_s * 1000:.0f} ms · prompt {u.prompt_tokens} tokens{cached}"

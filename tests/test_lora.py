@@ -217,3 +217,21 @@ def test_server_lora_field_and_adapter_routes(loaded, client, server, adapters):
         assert httpx.post(f"{root}/lora-adapters", json=[{"id": 0, "scale": "x"}]).status_code == 400
     finally:
         lmnb.lora("a", remove=True)
+
+
+def test_compare_side_by_side_and_the_history_row_records_the_adapters(eng, adapters, tmp_path):
+    import lmnb
+
+    lmnb.lora(adapters["a"], 0.0, model=NAME)  # loaded but off: compare turns it on per column
+    cmp = lmnb.compare(PROMPT, adapters=[None, "a", ("a", 0.5)], models=[NAME], settings=[GREEDY], max_tokens=16)
+    assert [r.settings["lora"] for r in cmp.runs] == ["none", "a:1", "a:0.5"]
+    assert [r.completion.lora for r in cmp.runs] == [{}, {"a": 1.0}, {"a": 0.5}]
+    texts = [r.text for r in cmp.runs]
+    assert texts == [lmnb.chat(PROMPT, model=NAME, lora=c, **GREEDY).text for c in ([], "a:1", "a:0.5")]
+    assert texts[0] != texts[1]
+    assert "a:0.5" in cmp._repr_html_() and "LoRA a×0.5" in cmp.runs[2].completion.stats_line()
+
+    done = lmnb.chat(PROMPT, model=NAME, lora="a:0.25", **GREEDY)
+    rows = lmnb.history(last=5)  # flushes the writer: the row was queued before chat returned
+    hit = rows[rows["request_id"] == done.request_id]
+    assert len(hit) == 1 and hit.iloc[0]["params"]["lora"] == {"a": 0.25}

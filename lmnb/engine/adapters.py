@@ -57,7 +57,7 @@ def check_scale(scale: Any) -> float:
 def parse_choice(choice: LoraChoice) -> Optional[dict[str, Optional[float]]]:
     """A request's ``lora`` as ``{name: scale or None (its session scale)}``; ``None``: the session's set.
 
-    Accepts ``"name"``, ``"name:0.5"``, ``["a", ("b", 0.5)]``, ``{"a": 1.0}``, llama-server's
+    Accepts ``"name"``, ``"name:0.5"``, ``"a:0.5 b"``, ``["a", ("b", 0.5)]``, ``{"a": 1.0}``, llama-server's
     ``[{"id": 0, "scale": 0.5}]`` (ids are positions in ``lmnb.lora()``'s list, given as ints),
     and ``[]`` / ``"none"`` / ``"base"`` for the base model alone.
     """
@@ -66,7 +66,7 @@ def parse_choice(choice: LoraChoice) -> Optional[dict[str, Optional[float]]]:
     if isinstance(choice, str):
         if choice.strip().lower() in ("", "none", "base"):
             return {}
-        choice = [choice]
+        choice = choice.replace(",", " ").split()  # "a:0.5 b" or "a:0.5,b": several at once
     if isinstance(choice, Mapping):
         return {str(k): check_scale(v) for k, v in choice.items()}
     out: dict[str, Optional[float]] = {}

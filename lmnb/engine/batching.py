@@ -367,6 +367,7 @@ class Batching:
         )
         usage = Usage(prompt_tokens=len(s.prompt), completion_tokens=n_gen, cached_tokens=s.n_cached)
         result = self._completion_for(s.req, s.text, reason, usage, timings, s.params)
+        result.lora = dict(s.lora)
         self._retire(s)
         self._slot_used[s.slot] = time.monotonic()
         if reason == "cancelled" and self._model is not None:

@@ -79,7 +79,8 @@ class Comparison:
 
 
 def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models: Optional[list[str]] = None,
-            *, max_tokens: int = 128, system: Optional[str] = None) -> Comparison:  # fmt: skip
+            *, adapters: Optional[list[Any]] = None, max_tokens: int = 128,
+            system: Optional[str] = None) -> Comparison:  # fmt: skip
     """Run ``prompt`` (as a chat message) under each of ``settings`` on each of ``models``.
 
     Args:
@@ -89,6 +90,9 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
         models: model names or paths, as for ``lmnb.load`` (default: the default model). Loaded
             models answer side by side, each on its own worker; one that is not loaded is loaded
             beside them for the comparison (after a memory check) and unloaded afterwards.
+        adapters: LoRA adapters per column, e.g. ``[None, "reports", ("reports", 0.5)]``: ``None``
+            is the base model alone, a name its adapter at scale 1, ``(name, scale)`` at that scale,
+            a list of those several at once (see ``lmnb.lora``).
         max_tokens: the longest reply per run.
         system: an optional system prompt.
 
@@ -104,6 +108,8 @@ def compare(prompt: str, settings: Optional[list[dict[str, Any]]] = None, models
     from ..types import LoadOptions
 
     settings = [dict(s) for s in (settings or [{}])]
+    if adapters is not None:  # each adapter choice is one more setting: the request's own lora
+        settings = [{**s, "lora": _lora_label(a)} for a in adapters for s in settings]
     reg = api.registry()
     default_opts = api.backend().status().options
     keep = {} if default_opts is None else {"n_ctx": default_opts.n_ctx, "n_gpu_layers": default_opts.n_gpu_layers}
@@ -155,3 +161,15 @@ def _loaded_with_path(reg: Any, wanted: str) -> Optional[str]:
         if os.path.realpath(m.model.path) == path:
             return m.name
     return None
+
+
+def _lora_label(choice: Any) -> str:
+    """An ``adapters`` entry as the request's ``lora`` text: ``"none"``, ``"a:1"``, ``"a:0.5 b:1"``."""
+    if choice is None or choice == [] or choice == "none":
+        return "none"
+    items = [choice] if isinstance(choice, (str, tuple)) else list(choice)
+    out = []
+    for item in items:
+        name, scale = (item, 1.0) if isinstance(item, str) else item
+        out.append(f"{name}:{float(scale):g}")
+    return " ".join(out)
