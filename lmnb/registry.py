@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .errors import LoadError, NoModelLoaded
@@ -32,11 +32,13 @@ class Loaded:
     on_demand: bool  # loaded by a request naming it (unloaded after ``LM.idle_unload`` idle)
     requests_served: int
     idle_s: float
+    lora: dict = field(default_factory=dict)  # its LoRA adapters and their scales, {name: scale}
 
     def __repr__(self) -> str:
         from .tables import human_bytes
 
         how = ", on demand" if self.on_demand else ""
+        how += "".join(f", LoRA {n}×{s:g}" for n, s in self.lora.items())
         return f"Loaded({self.name!r}: {self.model.name}, {human_bytes(self.model_bytes)}{how})"
 
 
@@ -148,7 +150,8 @@ class Registry:
             if st is None or not st.loaded:
                 continue
             out.append(Loaded(n, st.model, st.options, st.model_bytes, n in self._on_demand,
-                              st.requests_served, now - e.last_activity))  # fmt: skip
+                              st.requests_served, now - e.last_activity,
+                              {a.name: a.scale for a in e.loras()}))  # fmt: skip
         return out
 
     def shutdown(self, timeout: float = 10) -> None:

@@ -235,3 +235,28 @@ def test_compare_side_by_side_and_the_history_row_records_the_adapters(eng, adap
     rows = lmnb.history(last=5)  # flushes the writer: the row was queued before chat returned
     hit = rows[rows["request_id"] == done.request_id]
     assert len(hit) == 1 and hit.iloc[0]["params"]["lora"] == {"a": 0.25}
+
+
+def test_models_pane_and_lab_status_list_the_adapters_as_they_change(eng, adapters):
+    """The Models pane's Loaded rows and the lab side panel's status follow ``lmnb.lora`` calls."""
+    import lmnb
+    from lmnb.notebook.labcomm import loaded_models
+    from lmnb.widgets import Models
+
+    def row() -> str:
+        rows = {name: str(r.children[1].value) for name, r in zip(w.loaded.unload_buttons, w.loaded.rows.children)}
+        return rows[NAME]
+
+    w = Models()
+    try:
+        assert "LoRA" not in row()
+        lmnb.lora(adapters["a"], 0.5, model=NAME)
+        assert "LoRA a ×0.5" in row()
+        assert {"name": "a", "scale": 0.5} in next(m for m in loaded_models() if m["name"] == NAME)["lora"]
+        lmnb.lora("a", 2, model=NAME)
+        assert "LoRA a ×2" in row()
+        lmnb.lora("a", remove=True, model=NAME)
+        assert "LoRA" not in row()
+        assert next(m for m in loaded_models() if m["name"] == NAME)["lora"] == []
+    finally:
+        w.close()

@@ -254,6 +254,9 @@ export class LocalLLMPanel extends Widget {
       if (model.on_demand) {
         details.push('loaded on demand');
       }
+      for (const adapter of model.lora ?? []) {
+        details.push(`LoRA ${adapter.name} ×${adapter.scale}`);
+      }
       const unload = button('Unload', () => this._run(c => c.unload(model.name)));
       unload.disabled = loading || model.state === 'loading';
       unload.title = `Unload ${model.model} (${loadedLabel(model)})`;

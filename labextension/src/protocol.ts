@@ -16,6 +16,8 @@ export interface LoadedModel {
   on_demand: boolean;
   /** "idle" | "generating" | "loading"; any string, so a newer kernel's states still show. */
   state: string;
+  /** Its LoRA adapters and the scales requests get by default (absent from older kernels). */
+  lora?: { name: string; scale: number }[];
 }
 
 /** The registry name of the default model (what a plain "unload" unloads). */
@@ -102,8 +104,14 @@ function parseLoaded(data: Dict): LoadedModel | null {
     model: strOrNull(data.model) ?? name,
     model_bytes: num(data.model_bytes, 0),
     on_demand: data.on_demand === true,
-    state: typeof data.state === 'string' ? data.state : 'idle'
+    state: typeof data.state === 'string' ? data.state : 'idle',
+    ...(Array.isArray(data.lora) ? { lora: data.lora.filter(isDict).flatMap(parseAdapter) } : {})
   };
+}
+
+function parseAdapter(data: Dict): { name: string; scale: number }[] {
+  const name = strOrNull(data.name);
+  return name === null ? [] : [{ name, scale: num(data.scale, 0) }];
 }
 
 export function parseStatus(data: Dict): LmnbStatus {

@@ -155,7 +155,8 @@ class Engine(Batching, Inspection):
         """Load a GGUF LoRA adapter onto the model, applied at ``scale`` to requests that do not
         choose their adapters. Waits for running requests; the base stays loaded if it fails."""
         scale = check_scale(scale)
-        return self._call(lambda: self._adapters.add(self._require_model(), path, name, scale, source))
+        return self._adapters_changed(self._call(lambda: self._adapters.add(self._require_model(), path, name,
+                                                                            scale, source)))  # fmt: skip
 
     def scale_lora(self, name: str, scale: float) -> Adapter:
         """Change an adapter's session scale (0: loaded but off)."""
@@ -166,7 +167,7 @@ class Engine(Batching, Inspection):
             adapter.scale = scale
             return adapter
 
-        return self._call(run)
+        return self._adapters_changed(self._call(run))
 
     def remove_lora(self, name: str) -> Adapter:
         """Free an adapter: later requests get the base (or the other adapters) again."""
@@ -177,7 +178,11 @@ class Engine(Batching, Inspection):
             self._forget_slots(lambda key: any(n == adapter.name for n, _ in key))
             return adapter
 
-        return self._call(run)
+        return self._adapters_changed(self._call(run))
+
+    def _adapters_changed(self, adapter: Adapter) -> Adapter:
+        self._model_changed(self._info)  # the panes that list the model list its adapters again
+        return adapter
 
     def loras(self) -> list[Adapter]:
         """The loaded adapters, in the order they were added (llama-server's ids are positions here)."""

@@ -269,5 +269,6 @@ def loaded_models() -> list[dict]:
             "model_bytes": int(m.model_bytes),
             "on_demand": bool(m.on_demand),
             "state": state,
+            "lora": [{"name": n, "scale": s} for n, s in m.lora.items()],
         })
     return out

@@ -26,6 +26,7 @@ from ._pane import StatusPane
 def loaded_label(m: Any) -> Markup:
     """One loaded model (a ``lmnb.registry.Loaded``): ``default · SmolLM2-135M-Instruct · 97 MB``."""
     how = " · loaded on demand" if m.on_demand else ""
+    how += "".join(f" · LoRA {n} ×{s:g}" for n, s in getattr(m, "lora", {}).items())
     return html("<b>{}</b> · {} · {}{}", m.name, m.model.name, human_bytes(m.model_bytes), how)
 
 

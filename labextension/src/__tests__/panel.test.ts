@@ -104,6 +104,7 @@ describe('LocalLLMPanel', () => {
     expect(rows.map(r => r.dataset.name)).toEqual(['default', 'g']);
     expect(rows[0].textContent).toContain('SmolLM2');
     expect(rows[0].textContent).toContain('default · 98 MB');
+    expect(rows[0].textContent).not.toContain('LoRA');
     expect(rows[1].textContent).toContain('as g · 250 MB · generating · loaded on demand');
     const unloads = buttons(panel.node, 'Unload');
     expect(unloads).toHaveLength(2);
@@ -128,6 +129,21 @@ describe('LocalLLMPanel', () => {
 });
 
 describe('StatusItem', () => {
+  it('lists each loaded model\'s LoRA adapters with their scales, as text', () => {
+    const { kernel, panel } = setup();
+    const lora = [{ name: 'reports', scale: 0.5 }, { name: EVIL, scale: 1 }];
+    kernel.lastComm.receive(
+      statusMessage({
+        model: 'SmolLM2',
+        models: [{ name: 'default', model: 'SmolLM2', model_bytes: 98e6, on_demand: false, state: 'idle', lora }]
+      })
+    );
+    const row = panel.node.querySelector<HTMLElement>('.lmnb-LoadedList-item');
+    expect(row?.textContent).toContain('default · 98 MB · LoRA reports ×0.5 · LoRA ');
+    expect(row?.textContent).toContain(EVIL);
+    expect(panel.node.querySelector('img')).toBeNull();
+  });
+
   it('has stable hooks and follows the state', () => {
     const kernel = new FakeKernel();
     const source = new Source(connect(kernel));
