@@ -260,3 +260,31 @@ def test_models_pane_and_lab_status_list_the_adapters_as_they_change(eng, adapte
         assert next(m for m in loaded_models() if m["name"] == NAME)["lora"] == []
     finally:
         w.close()
+
+
+def test_an_adapter_repo_on_the_hub_loads_like_a_model(eng, adapters, tmp_path, smollm2_path, monkeypatch):
+    """A PEFT adapter repo, fetched through the hub (the local HF mirror) into the HF cache."""
+    import os
+
+    import lmnb
+    from huggingface_hub import constants
+
+    from tests.hf_server import HFServer, Repo
+
+    folder = make_peft_folder(tmp_path / "peft", smollm2_path, seed=4)
+    files = {name: os.path.join(folder, name) for name in os.listdir(folder)}
+    files["README.md"] = b"# a LoRA for SmolLM2\n"
+    with HFServer(repos={"someone/reports-lora": Repo(files=files)}) as hf:
+        monkeypatch.setenv("HF_ENDPOINT", hf.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        rows = lmnb.lora("someone/reports-lora", model=NAME)
+        with pytest.raises(lmnb.HubError, match="No repository someone/missing"):
+            lmnb.lora("someone/missing", model=NAME)
+    assert rows == [{"id": 0, "name": "reports-lora", "path": "someone/reports-lora", "scale": 1.0, "alpha": 8.0}]
+    fetched = {os.path.basename(p) for p in (tmp_path / "hub").rglob("*") if p.is_file() or p.is_symlink()}
+    assert "README.md" not in fetched and "adapter_config.json" in fetched
+    twin = make_gguf_lora(tmp_path / "twin.gguf", smollm2_path, seed=4)
+    assert np.abs(logits(eng) - logits(eng, lora=[])).max() > 0.5  # applied by default, at scale 1
+    lmnb.lora(twin, model=NAME)
+    assert np.array_equal(logits(eng, lora="reports-lora"), logits(eng, lora="twin"))

@@ -161,7 +161,9 @@ class Adapters:
             reasons = "; ".join(logs.LOGS.errors_since(t0)[-3:])
             raise LoadError(f"llama.cpp could not load the LoRA adapter {source or path}: "
                             f"{reasons or 'not a LoRA GGUF for this model?'}")  # fmt: skip
-        adapter = Adapter(name=name, path=os.path.abspath(path), scale=scale, source=os.path.abspath(source or path),
+        source = source or path
+        source = os.path.abspath(source) if os.path.exists(source) else source  # a repo id stays one
+        adapter = Adapter(name=name, path=os.path.abspath(path), scale=scale, source=source,
                           alpha=_meta_float(handle, "adapter.lora.alpha"), handle=handle)  # fmt: skip
         self.loaded[name] = adapter
         return adapter

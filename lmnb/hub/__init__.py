@@ -13,11 +13,12 @@ Network access honours ``HF_ENDPOINT``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` (rea
 """
 
 from ._hf import Ref, parse_ref
+from .adapters import download_adapter
 from .download import Download, Downloaded, Progress, cached, download, partial_downloads, start_download
 from .search import HubModel, QuantOption, RemoteFile, RepoFiles, SearchResults, files, remote_header, search
 
 __all__ = [
     "Download", "Downloaded", "HubModel", "Progress", "QuantOption", "Ref", "RemoteFile", "RepoFiles",
-    "SearchResults", "cached", "download", "files", "parse_ref", "partial_downloads", "remote_header", "search",
+    "SearchResults", "cached", "download", "download_adapter", "files", "parse_ref", "partial_downloads", "remote_header", "search",
     "start_download",
 ]  # fmt: skip

@@ -29,10 +29,10 @@ def gguf_for(adapter: str, base_gguf: str) -> tuple[str, str]:
     """
     from ..errors import LoadError
 
-    path = os.path.expanduser(adapter)
+    path, source = os.path.expanduser(adapter), None
     if not os.path.exists(path):
         if _looks_like_repo(adapter):
-            path = _download(adapter)
+            path, source = _download(adapter), adapter  # named after the repo, not its cache folder
         else:
             raise LoadError(f"no LoRA adapter at {adapter!r}: not a file, a folder, or a loaded adapter's name")
     if os.path.isdir(path):
@@ -40,9 +40,9 @@ def gguf_for(adapter: str, base_gguf: str) -> tuple[str, str]:
 
         ggufs = sorted(f for f in os.listdir(path) if f.lower().endswith(".gguf"))
         if is_peft_folder(path):
-            return convert_peft(path, base_gguf), os.path.abspath(path)
+            return convert_peft(path, base_gguf), source or os.path.abspath(path)
         if len(ggufs) == 1:
-            return os.path.join(path, ggufs[0]), os.path.abspath(path)
+            return os.path.join(path, ggufs[0]), source or os.path.abspath(path)
         raise ValueError(f"{adapter}: neither a PEFT adapter folder (no adapter_config.json) nor a folder "
                          f"with one GGUF LoRA file ({len(ggufs)} .gguf files)")  # fmt: skip
     return path, os.path.abspath(path)
@@ -55,12 +55,6 @@ def _looks_like_repo(text: str) -> bool:
 
 def _download(repo: str) -> str:
     """A Hugging Face adapter repo's files (the PEFT config and weights, or GGUF files), via the hub cache."""
-    from huggingface_hub import snapshot_download
+    from ..hub import download_adapter
 
-    from ..errors import HubError
-
-    try:
-        return snapshot_download(repo, allow_patterns=["adapter_config.json", "adapter_model.safetensors",
-                                                       "adapter_model.bin", "*.gguf"])  # fmt: skip
-    except Exception as e:  # the hub's many error types, said once
-        raise HubError(f"could not download the adapter {repo!r} from Hugging Face: {e}") from None
+    return download_adapter(repo)
