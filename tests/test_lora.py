@@ -266,9 +266,9 @@ def test_an_adapter_repo_on_the_hub_loads_like_a_model(eng, adapters, tmp_path, 
     """A PEFT adapter repo, fetched through the hub (the local HF mirror) into the HF cache."""
     import os
 
-    import lmnb
     from huggingface_hub import constants
 
+    import lmnb
     from tests.hf_server import HFServer, Repo
 
     folder = make_peft_folder(tmp_path / "peft", smollm2_path, seed=4)
