@@ -145,3 +145,19 @@ def test_map_magic_over_a_dataframe_column_with_a_schema(shell):
     assert lmnb.status().options == before  # the engine is as the session had it
     with pytest.raises(Exception, match="--over nope"):
         shell.run_cell_magic("lm", "map --over nope", "{item}")
+
+
+def test_map_magic_checkpoint_redoes_only_unfinished_rows(shell, tmp_path):
+    """``%%lm map --checkpoint FILE``: a second run of the cell takes finished rows from the file."""
+    ckpt = tmp_path / "moods.jsonl"
+    shell.user_ns["items"] = ["red", "green", "blue"]
+    line = f"map --over items -o colours -n 8 --temperature 0 --checkpoint {ckpt}"
+    shell.run_cell_magic("lm", line, "One word that rhymes with {item}:")
+    first = list(shell.user_ns["colours"])
+    rows = ckpt.read_text().splitlines()
+    assert len(rows) == 3
+    served = lmnb.get_engine().requests_served
+    shell.run_cell_magic("lm", line, "One word that rhymes with {item}:")
+    assert list(shell.user_ns["colours"]) == first
+    assert lmnb.get_engine().requests_served == served  # nothing generated again
+    assert ckpt.read_text().splitlines() == rows

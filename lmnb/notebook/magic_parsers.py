@@ -84,6 +84,8 @@ def cell_parser(mode: str) -> Parser:
         p.add_argument("--over", required=True, metavar="EXPR",
                        help="the items: a list, a pandas Series (df.column) or a DataFrame in the notebook")
         p.add_argument("--parallel", type=int, default=MAP_PARALLEL, help=f"rows decoded together (default {MAP_PARALLEL})")
+        p.add_argument("--checkpoint", metavar="FILE", help="append each finished row to this JSON-lines file; "
+                       "running the cell again redoes only the rows not in it (after a restart too)")  # fmt: skip
     add_sampling_arguments(p)
     return p
 

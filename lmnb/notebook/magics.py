@@ -477,7 +477,7 @@ class LMMagics(Magics):
         if args.grammar:
             params["grammar"] = self._user_grammar(args.grammar)
         out = lm_map(template, items, schema=schema, parallel=args.parallel, system=args.system, raw=args.raw,
-                     model=args.model, **params)  # fmt: skip
+                     model=args.model, checkpoint=args.checkpoint, **params)  # fmt: skip
         if args.output:
             self.shell.user_ns[args.output] = out
         stats = out.attrs["lmnb"]["stats"] if hasattr(out, "attrs") else out.stats
