@@ -47,6 +47,13 @@ function statsLine(stats) {
   const parts = [`${stats.tokens} tokens`];
   if (stats.tokens_per_s) parts.push(`${stats.tokens_per_s.toFixed(1)} tok/s`);
   if (stats.ttft_s) parts.push(`first token ${Math.round(stats.ttft_s * 1000)} ms`);
+  // prompt tokens taken from the KV cache (earlier turns), not read again
+  if (stats.prompt_tokens) {
+    const cached = stats.cached_tokens ? ` (${stats.cached_tokens} cached)` : "";
+    parts.push(`prompt ${stats.prompt_tokens} tokens${cached}`);
+  }
+  const lora = Object.entries(stats.lora || {});
+  if (lora.length) parts.push("LoRA " + lora.map(([name, scale]) => `${name}×${scale}`).join(", "));
   if (stats.finish_reason === "cancelled") parts.push("stopped");
   else if (stats.finish_reason === "length") parts.push("max tokens reached");
   // the context_overflow policy left these out of the prompt (they stay in the conversation)
