@@ -139,7 +139,7 @@ def step_streaming_reply(nb, chat) -> None:
     assert last.locator(".lmnb-msg-body").inner_text().strip()
     stats = last.locator(".lmnb-msg-stats")
     nb.wait_for(stats, timeout=10)
-    assert "tok/s" in stats.inner_text()
+    assert "tok/s" in stats.inner_text() and re.search(r"prompt \d+ tokens", stats.inner_text())
     user = chat.locator(".lmnb-msg.lmnb-msg-user .lmnb-msg-body").last
     assert "Say hello in five words." in user.inner_text()
 
