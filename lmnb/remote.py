@@ -199,6 +199,7 @@ class RemoteBackend:
         kw: dict[str, Any] = dict(model=self.model, stream=True, stream_options={"include_usage": True})
         kw.update(request_fields(p, explicit))
         extra = {k: kw.pop(k) for k in list(kw) if k not in _OPENAI_NAMES and k not in _REQUEST_KEYS}
+        extra.update(_shape_fields(req, kw, chat=spec.messages is not None))
         if extra:
             kw["extra_body"] = extra
         text: list[str] = []
@@ -282,3 +283,21 @@ def _wait_unless_cancelled(req: Any, seconds: float) -> bool:
 def _cached(usage: Any) -> int:
     details = getattr(usage, "prompt_tokens_details", None) if usage else None
     return int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+
+
+def _shape_fields(req: Any, kw: dict[str, Any], chat: bool) -> dict[str, Any]:
+    """A reply's required shape, as servers take it: a schema as OpenAI's ``response_format``
+    (LM Studio, Ollama, llama-server, vLLM, lmnb) for chats, as llama-server's ``json_schema`` for
+    completions; a bare GBNF grammar as llama-server's ``grammar``. Returns the extra body fields."""
+    from .replies import SchemaStage
+
+    schema = next((st.schema for st in req.stages if isinstance(st, SchemaStage)), None)
+    if schema is not None:
+        from .structured import json_schema
+
+        body = json_schema(schema)
+        if not chat:
+            return {"json_schema": body}
+        kw["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": body}}
+        return {}
+    return {"grammar": req.spec.grammar} if req.spec.grammar else {}

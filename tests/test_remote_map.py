@@ -236,6 +236,19 @@ def test_an_interrupted_job_resumes_from_its_checkpoint_and_redoes_no_finished_r
     assert wait_for(lambda: node.chat_requests() == before + 1)
 
 
+def test_a_schema_reaches_the_server_as_response_format(nodes):
+    """``map(schema=...)`` and ``chat(schema=...)`` on a server: the reply is constrained there
+    (OpenAI's response_format), so every row parses, as with the local engine."""
+    node = nodes[2]
+    lmnb.connect(node.url)
+    schema = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "required": ["answer"]}
+    kw = dict(GREEDY, max_tokens=24, schema=schema)
+    out = lmnb.map("Answer yes or no: {item}", ["Is the sky blue?", "Is fire cold?", "Is water wet?"], **kw)
+    assert all(isinstance(r, dict) and r["answer"] in ("yes", "no") for r in out), out.errors
+    kw.pop("progress")
+    assert lmnb.chat("Is snow white?", **kw).parsed["answer"] in ("yes", "no")
+
+
 def test_checkpoint_with_the_local_engine(loaded, tmp_path):
     path = tmp_path / "local.jsonl"
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
