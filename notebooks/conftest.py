@@ -16,11 +16,18 @@ REPO = "bartowski/SmolLM2-135M-Instruct-GGUF"
 
 _mirror = None
 
+# lora_finetune.ipynb trains a LoRA on CPU: a couple of steps and a few held-out reports are enough
+# to run every cell (its defaults, for a useful adapter, take minutes)
+FINETUNE_NOTEBOOK = "lora_finetune.ipynb"
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # before nbval starts the notebook's kernel (at its first cell), which inherits this environment
     global _mirror
+    if Path(str(item.fspath)).name == FINETUNE_NOTEBOOK:
+        os.environ.setdefault("LMNB_FINETUNE_STEPS", "2")
+        os.environ.setdefault("LMNB_FINETUNE_EVAL", "4")
     if _mirror is not None or Path(str(item.fspath)).name != HUB_NOTEBOOK:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
