@@ -13,10 +13,11 @@ activations, transformers the dequantized weights in float32. The KL divergence 
 bases, without any adapter, is that noise floor; the adapter's agreement is bounded relative to it.
 Without torch, transformers and peft (the ``finetune`` extra) those tests skip; the last test,
 that notebooks/data's committed report sets are what their generator writes, needs none of them.
-Measured here (4 prompts, mean KL(transformers || lmnb)): base 0.004, adapter 0.008, control
-without the permutation 0.18, while the adapter itself moves transformers' distribution by
-KL 1.4 on average; the change the adapter makes to the logits correlates 0.995 between the two
-sides, 0.90 for the control.
+Measured here (4 prompts, mean KL(transformers || lmnb) in nats): base 0.004, adapter 0.009,
+control without the permutation 0.22, while the adapter itself moves transformers' distribution
+by KL 1.6 on average; the change the adapter makes to the logits correlates 0.995 between the two
+sides, 0.90 for the control. The top token is the same on 3 prompts; on the long one it differs
+by a near tie (0.17 logits apart in transformers).
 """
 
 from __future__ import annotations
@@ -131,14 +132,15 @@ def test_peft_adapter_agrees_with_transformers_within_the_quantization_noise(mea
     floor = np.mean([kl(h, o) for h, o in zip(hf["base"], ours["base"])])
     effect = np.mean([kl(b, a) for b, a in zip(hf["base"], hf["adapter"])])
     agree = np.mean([kl(h, o) for h, o in zip(hf["adapter"], ours["adapter"])])
-    # the adapter matters (else agreement proves nothing): measured 1.4 nats
+    # the adapter matters (else agreement proves nothing): measured 1.6 nats
     assert effect > 0.3, effect
-    # measured: floor 0.004, adapter 0.008
+    # measured: floor 0.004, adapter 0.009
     assert floor < 0.02, floor
     assert agree < max(5 * floor, 0.01) and agree < 0.03, (agree, floor)
     for h, o in zip(hf["adapter"], ours["adapter"]):
         # the same top token, unless transformers' own top two are a near tie
         assert h[o.argmax()] > h.max() - 0.5, (h.argmax(), o.argmax())
+    assert sum(h.argmax() == o.argmax() for h, o in zip(hf["adapter"], ours["adapter"])) >= len(PROMPTS) - 1
     # the change the adapter makes, seen from each side: measured correlation 0.993-0.996
     for hb, ha, ob, oa in zip(hf["base"], hf["adapter"], ours["base"], ours["adapter"]):
         assert np.corrcoef(ha - hb, oa - ob)[0, 1] > 0.98
@@ -149,7 +151,7 @@ def test_without_the_rotary_permutation_the_agreement_is_clearly_worse(measured)
     hf, ours = measured
     agree = np.mean([kl(h, o) for h, o in zip(hf["adapter"], ours["adapter"])])
     control = np.mean([kl(h, o) for h, o in zip(hf["adapter"], ours["control"])])
-    assert control > 0.05 and control > 5 * agree, (control, agree)  # measured 0.18 vs 0.008
+    assert control > 0.05 and control > 5 * agree, (control, agree)  # measured 0.22 vs 0.009
     corr = [np.corrcoef(ha - hb, oc - ob)[0, 1]
             for hb, ha, ob, oc in zip(hf["base"], hf["adapter"], ours["base"], ours["control"])]  # fmt: skip
     assert np.mean(corr) < 0.96, corr  # measured 0.90
