@@ -28,6 +28,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if Path(str(item.fspath)).name == FINETUNE_NOTEBOOK:
         os.environ.setdefault("LMNB_FINETUNE_STEPS", "2")
         os.environ.setdefault("LMNB_FINETUNE_EVAL", "4")
+        # its adapter's GGUF conversion is cached in the data dir: a test run's, not the user's
+        os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="lmnb-nb-data-"))
     if _mirror is not None or Path(str(item.fspath)).name != HUB_NOTEBOOK:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
