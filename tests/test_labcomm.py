@@ -144,7 +144,7 @@ def test_status_lists_every_loaded_model_and_unloads_by_name(kc, smollm2_path):
         assert st["model"] == "SmolLM2-135M-Instruct.Q4_1" and st["state"] == "idle"
         default, g = st["models"]
         assert default == {"name": "default", "model": st["model"], "model_bytes": st["model_bytes"],
-                           "on_demand": False, "state": "idle"}  # fmt: skip
+                           "on_demand": False, "state": "idle", "lora": []}  # fmt: skip
         assert g["name"] == "g" and g["model"].lower().startswith("gemma") and g["state"] == "idle"
         assert g["model_bytes"] > default["model_bytes"] > 50e6 and g["on_demand"] is False
         # the local model list marks both files loaded
