@@ -194,7 +194,7 @@ def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothin
     users = [m["content"] for m in msgs if m["role"] == "user"]
     expected = {f"api {k}-{i}" for k in range(2) for i in range(per_writer)}
     expected |= {f"{w} {i}" for w in ("pane", "cell", "server") for i in range(per_writer)}
-    assert len(users) == len(expected) == 200 and set(users) == expected
+    assert len(users) == len(expected) == 5 * per_writer and set(users) == expected
     # every question is followed by its own reply
     assert all(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(0, len(msgs), 2))
     lmnb.reset(name)
