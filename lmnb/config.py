@@ -105,6 +105,14 @@ class LM(SingletonConfigurable):
     scan_other_apps = Bool(
         True, help="List (and load) the models LM Studio and Ollama downloaded; lmnb never deletes them."
     ).tag(config=True)
+    # the document library (lmnb.docs)
+    docs_dir = Unicode("", help="Folder of the document libraries ('' = docs/ in the user data dir).").tag(config=True)
+    docs_chunk_tokens = Int(256, help="Tokens per indexed chunk of a document.").tag(config=True)
+    docs_chunk_overlap = Int(32, help="Tokens a chunk repeats from the one before it.").tag(config=True)
+    docs_max_file_mb = Float(50.0, help="Larger files are skipped when indexing documents.").tag(config=True)
+    docs_context_tokens = Int(
+        0, help="Tokens of documents put in a `docs=` chat (0 = half of what the chat leaves free)."
+    ).tag(config=True)
 
     @validate("n_gpu_layers")
     def _check_gpu_layers(self, proposal: Any) -> Any:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from .api import get_engine
 from .config import get_config
 from .errors import NoModelLoaded
 from .types import LoadOptions, ModelInfo
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
@@ -23,6 +26,18 @@ def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
             of its hidden states).
     """
     single = isinstance(texts, str)
+    engine, source, _ = embedding_source(model)
+    vectors, _ = engine.embed([texts] if single else list(texts), source)
+    return vectors[0] if single else vectors
+
+
+def embedding_source(model: Optional[str] = None) -> tuple["Engine", str, ModelInfo]:
+    """Which model embeds, as ``embed(model=)`` chooses it: the engine, its ``source`` for
+    ``Engine.embed`` (``"chat"``, ``"embedder"`` or ``"auto"``) and the model's info.
+
+    Raises:
+        NoModelLoaded: no model is loaded and none is named.
+    """
     engine = get_engine()
     wanted = model or (engine.embedder_info is None and get_config().embedding_model) or None
     source = "auto"
@@ -38,8 +53,8 @@ def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
             source = "embedder"
     elif not engine.loaded and engine.embedder_info is None:
         raise NoModelLoaded()
-    vectors, _ = engine.embed([texts] if single else list(texts), source)
-    return vectors[0] if single else vectors
+    info = engine.info if source == "chat" or engine.embedder_info is None else engine.embedder_info
+    return engine, source, info
 
 
 def load_embedder(model: str, *, n_gpu_layers: Optional[Union[int, str]] = None,

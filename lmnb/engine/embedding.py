@@ -109,6 +109,10 @@ class EmbeddingModel:
     def embed(self, texts: list[str]) -> tuple["np.ndarray", int]:
         return self.context.embed(texts)
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        vocab = self.context.vocab
+        return [len(tokenize(vocab, t, add_special=False, parse_special=False)) for t in texts]
+
     def close(self) -> None:
         if self.context is not None:
             self.context.close()

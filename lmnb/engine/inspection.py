@@ -122,14 +122,18 @@ class Inspection:
         if source not in ("auto", "chat", "embedder"):
             raise ValueError(f"source={source!r}: must be 'auto', 'chat' or 'embedder'")
 
-        def run() -> tuple[Any, int]:
-            if source == "embedder" or (source == "auto" and self._embedder is not None):
-                if self._embedder is None:
-                    raise NoModelLoaded("No embedding model is loaded: lmnb.load_embedder(MODEL) first.")
-                return self._embedder.embed(texts)
-            return self._require_model().embed(texts)
+        return self._call(lambda: self._embedding_model(source).embed(texts))
 
-        return self._call(run)
+    def count_tokens(self, texts: list[str], source: str = "auto") -> list[int]:
+        """How many tokens each text is (no BOS), for the model ``embed(texts, source)`` uses."""
+        return self._call(lambda: self._embedding_model(source).count_tokens(texts))
+
+    def _embedding_model(self, source: str) -> Any:
+        if source == "embedder" or (source == "auto" and self._embedder is not None):
+            if self._embedder is None:
+                raise NoModelLoaded("No embedding model is loaded: lmnb.load_embedder(MODEL) first.")
+            return self._embedder
+        return self._require_model()
 
     def load_embedder(self, path: str, options: Optional[LoadOptions] = None) -> ModelInfo:
         """Load a model used only for embeddings, next to the chat model (replacing the previous one)."""

@@ -289,6 +289,9 @@ class LoadedModel:
             self._embedding = EmbeddingContext(self.model, self.n_threads, self.info.name)
         return self._embedding.embed(texts)
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(self.tokenize(t, add_special=False, parse_special=False)) for t in texts]
+
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
 
