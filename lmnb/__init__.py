@@ -35,7 +35,7 @@ _EXPORTS = {
     "conversation": "api",
     "reset": "api",
     "history": "api",
-    "logs": "api",
+    "logs": "engine.logs",
     "get_engine": "api",
     "model_sha256": "api",
     "connect": "api",
@@ -91,7 +91,6 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
         info as info,
         load as load,
         loaded as loaded,
-        logs as logs,
         model_sha256 as model_sha256,
         models as models,
         reset as reset,
@@ -129,14 +128,14 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
     from .widgets.explorer import explore as explore
     from .widgets.studio import studio as studio
 
-__all__ = sorted(_EXPORTS) + ["hub", "widgets", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = sorted(_EXPORTS) + ["hub", "widgets", "docs", "load_ipython_extension", "unload_ipython_extension"]
 
 
-_SUBPACKAGES = ("hub", "widgets")
+_SUBPACKAGES = ("hub", "widgets", "docs")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBPACKAGES:  # `lmnb.hub.search(...)` without importing lmnb.hub first
+    if name in _SUBPACKAGES:  # `lmnb.hub.search(...)`, `lmnb.docs.add(...)` without importing them first
         return importlib.import_module(f"lmnb.{name}")
     mod = _EXPORTS.get(name)
     if mod is None:

@@ -334,6 +334,7 @@ def chat(
     on_request: Optional[Callable[["Request"], None]] = None,
     think: Optional[bool] = None,
     lora: Any = None,
+    docs: Optional[str] = None,
     **params: Any,
 ) -> Union[Completion, "Request"]:
     """Ask a loaded model, through its chat template.
@@ -366,6 +367,8 @@ def chat(
             answer, ``reasoning`` the thinking.
         lora: this request's LoRA adapters: a name, ``"name:scale"``, a list of those, ``{name: scale}``,
             or ``[]`` for the base alone; ``None``: the adapters at their ``lmnb.lora`` scales.
+        docs: answer from this document library (``lmnb.docs``), citing its sources as ``[1]``
+            (``Completion.sources``); with ``tools``, the library is a ``search_documents`` tool.
         **params: sampling parameters (temperature, top_p, top_k, min_p, repeat_penalty,
             presence_penalty, frequency_penalty, max_tokens, seed, stop), and ``context_overflow``
             (``"stop"``, ``"truncate_middle"``, ``"rolling_window"``: what happens when the chat
@@ -387,6 +390,10 @@ def chat(
     if tools:
         if stream or schema is not None or grammar is not None:
             raise ValueError("tools= cannot be combined with stream=True, schema= or grammar= yet")
+        if docs is not None:
+            from .docs.grounding import search_tool
+
+            tools = [*tools, search_tool(docs, backend(model))]
         return _chat_with_tools(message, tools, system=system, conversation=conversation, logprobs=logprobs,
                                 model=model, params=p, tool_choice=tool_choice, max_steps=max_steps,
                                 confirm=confirm, on_step=on_step, on_request=on_request, lora=lora)  # fmt: skip
@@ -398,6 +405,11 @@ def chat(
         info = backend(model).info
         messages = history_messages(messages, info.chat_template if info else None)
     on_done = [append_to(conv, user)] if conv is not None else []
+    if docs is not None:  # the conversation keeps the question; the prompt carries the sources
+        from .docs.grounding import ground
+
+        messages, cite = ground(docs, messages, backend(model), p.max_tokens)
+        on_done.append(cite)
     spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, lora=lora,
                           template_kwargs=None if think is None else {"enable_thinking": think})  # fmt: skip
     req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)
@@ -512,7 +524,7 @@ def _wait(req: "Request") -> Completion:
 
 
 # ----------------------------------------------------------------------------------------------
-# History and logs
+# History
 # ----------------------------------------------------------------------------------------------
 def history(last: Optional[int] = None):
     """Recorded generations, oldest first: a pandas DataFrame when pandas is installed, else dicts."""
@@ -525,10 +537,3 @@ def history(last: Optional[int] = None):
     except ImportError:
         return rows
     return pd.DataFrame(rows)
-
-
-def logs(level: Optional[str] = None, last: Optional[int] = None) -> list:
-    """llama.cpp's log lines kept in the ring buffer (``level``: debug, info, warn, error)."""
-    from .engine.logs import LOGS
-
-    return LOGS.records(level=level, last=last)

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS generations (
     cached_tokens INTEGER,
     ttft_s REAL,
     prompt_tokens_per_s REAL,
-    generation_tokens_per_s REAL
+    generation_tokens_per_s REAL,
+    sources TEXT              -- JSON: the document chunks a docs= chat put in the prompt (lmnb.docs)
 );
 CREATE TABLE IF NOT EXISTS model_uses (
     path TEXT PRIMARY KEY,    -- a model file as loaded (absolute)
@@ -135,7 +136,15 @@ def _connect(db_path: str) -> sqlite3.Connection:
     os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
     con = sqlite3.connect(db_path, timeout=10)
     con.executescript(SCHEMA)
+    have = {r[1] for r in con.execute("PRAGMA table_info(generations)")}
+    for column, kind in _ADDED_COLUMNS:  # a history file written by an older lmnb gains them
+        if column not in have:
+            con.execute(f"ALTER TABLE generations ADD COLUMN {column} {kind}")
     return con
+
+
+# columns added to ``generations`` after its first release, in order
+_ADDED_COLUMNS = (("cached_tokens", "INTEGER"), ("sources", "TEXT"))
 
 
 def record_use(path: str, db_path: str) -> None:
@@ -237,6 +246,7 @@ def make_row(
         "ttft_s": c.timings.ttft_s,
         "prompt_tokens_per_s": c.timings.prompt_tokens_per_s,
         "generation_tokens_per_s": c.timings.generation_tokens_per_s,
+        "sources": json.dumps(c.sources) if getattr(c, "sources", None) else None,
     }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from markupsafe import Markup, escape
 
@@ -93,6 +93,52 @@ def markdown(text: str) -> Markup:
         Markup: sanitized HTML.
     """
     return Markup(_cleaner().clean(_parser().render(text or "")))
+
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def with_sources(answer: Markup, sources: Sequence[dict], anchor: str) -> Markup:
+    """A rendered answer (from :func:`markdown`) with its citations of ``sources`` linked.
+
+    Each ``[n]`` that names a source becomes a link to it, with the source's location and text on
+    hover; the sources the answer cites are listed below it, each unfolding to its text (those it
+    does not cite are counted, and listed folded).
+
+    Args:
+        answer: sanitized HTML of the answer.
+        sources: ``Completion.sources`` (dicts with ``n``, ``where``, ``text``, ``cited``).
+        anchor: a prefix for element ids, unique in the page (e.g. the request id).
+    """
+    by_n = {s["n"]: s for s in sources}
+
+    def link(m: "re.Match[str]") -> str:
+        s = by_n.get(int(m.group(1)))
+        if s is None:
+            return m.group(0)
+        tip = f"{s['where']}\n{_snippet(s['text'])}"
+        return str(html('<a class="lmnb-cite" href="#{}-{}" title="{}">[{}]</a>', anchor, s["n"], tip, s["n"]))
+
+    body = Markup(_CITATION.sub(link, str(answer)))
+    item = '<li id="{}-{}" value="{}"><details><summary>{}</summary><blockquote>{}</blockquote></details></li>'
+    cited = [s for s in sources if s.get("cited")]
+    rest = [s for s in sources if not s.get("cited")]
+    listing = join(html(item, anchor, s["n"], s["n"], s["where"], s["text"]) for s in cited)
+    others = (html('<details><summary>{} more given, not cited</summary><ol>{}</ol></details>', len(rest),
+                   join(html(item, anchor, s["n"], s["n"], s["where"], s["text"]) for s in rest)) if rest else "")  # fmt: skip
+    title = "Sources" if cited else "No source cited"
+    return html('{}<div class="lmnb-sources"><b>{}</b><ol>{}</ol>{}</div>', body, title, listing, others)
+
+
+def sources_text(sources: Sequence[dict]) -> str:
+    """The cited sources as plain text, for ``text/plain`` outputs."""
+    cited = [s for s in sources if s.get("cited")]
+    return "\n".join(f"[{s['n']}] {s['where']}: {_snippet(s['text'])}" for s in cited) or "(no source cited)"
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ------------------------------------------------------------------------------------- internals

@@ -146,6 +146,9 @@ class Completion:
     dropped_messages: int = 0
     # the LoRA adapters the reply was generated with, {name: scale} (empty: the base model alone)
     lora: dict = field(default_factory=dict)
+    # with ``chat(docs=...)``: the numbered document chunks put in the prompt, as dicts (number, file,
+    # where, text, score, cited); the reply cites them as [1], [2], ...
+    sources: list = field(default_factory=list, repr=False)
 
     def stats_line(self) -> str:
         """One line for the bottom of a cell: tokens, speed, time to first token."""

@@ -87,6 +87,13 @@ class LogBuffer:
 
 
 LOGS = LogBuffer()
+
+
+def logs(level: Optional[str] = None, last: Optional[int] = None) -> list[LogRecord]:
+    """llama.cpp's log lines kept in the ring buffer (``level``: debug, info, warn, error)."""
+    return LOGS.records(level=level, last=last)
+
+
 _callback = None  # keeps the ctypes callback alive for as long as llama.cpp may call it
 
 

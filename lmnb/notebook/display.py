@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from ..markup import html, markdown as render_markdown
+from ..markup import html, markdown as render_markdown, sources_text, with_sources
 from ..types import Completion
 
 # Updating the display on every token would send one growing message per token (quadratic
@@ -30,14 +30,20 @@ _CURSOR = " \u258d"
 class _Reply:
     """A reply as sanitized HTML rendered from its Markdown, or as plain text."""
 
-    def __init__(self, text: str, markdown: bool, thinking: str = "", thinking_open: bool = False) -> None:
+    def __init__(self, text: str, markdown: bool, thinking: str = "", thinking_open: bool = False,
+                 sources: Sequence[dict] = (), anchor: str = "") -> None:  # fmt: skip
         self.text, self.markdown = text, markdown
         self.thinking, self.thinking_open = thinking, thinking_open
+        self.sources, self.anchor = sources, anchor  # chat(docs=...): the numbered sources it cites
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         bundle = {"text/plain": f"[thinking]\n{self.thinking}\n[/thinking]\n{self.text}" if self.thinking else self.text}
-        if self.markdown or self.thinking:
+        if self.sources:
+            bundle["text/plain"] += "\n\nSources:\n" + sources_text(self.sources)
+        if self.markdown or self.thinking or self.sources:
             answer = render_markdown(self.text) if self.markdown else html("<pre>{}</pre>", self.text)
+            if self.sources:
+                answer = with_sources(answer, self.sources, f"lmnb-src-{self.anchor}")
             folded = html('<details class="lmnb-thinking"{}><summary>Thinking</summary><pre>{}</pre></details>',
                           html(" open") if self.thinking_open else "", self.thinking) if self.thinking else ""  # fmt: skip
             bundle["text/html"] = str(html("{}{}", folded, answer)) or "\u200b"
@@ -96,7 +102,7 @@ class StreamingReply:
         text = result.text
         if note:
             text = f"{text}\n\n*{note}*" if self.markdown else f"{text}\n\n{note}"
-        body = _Reply(text, self.markdown, result.reasoning or "")
+        body = _Reply(text, self.markdown, result.reasoning or "", sources=result.sources, anchor=result.request_id)
         md = {"lmnb": metadata}
         if self._handle is not None:
             self._handle.update(body, metadata=md)
@@ -119,6 +125,7 @@ def reply_metadata(result: Completion, *, model_path: Optional[str], sha256: Opt
         "timings": dataclasses.asdict(result.timings),
         "request_id": result.request_id,
         "dropped_messages": result.dropped_messages,  # earlier messages context_overflow left out of the prompt
+        **({"sources": result.sources} if result.sources else {}),  # chat(docs=...): what the reply could cite
     }
 
 

@@ -60,6 +60,8 @@ def cell_parser(mode: str) -> Parser:
     if mode != "map":
         p.add_argument("--lora", action="append", metavar="NAME[:SCALE]",
                        help="LoRA adapters for this cell (repeatable; 'none': the base model alone)")  # fmt: skip
+        p.add_argument("--docs", metavar="LIBRARY", help="answer from this document library (lmnb.docs), citing "
+                       "its sources as [1], [2] (with --tools: a search_documents tool)")
     if mode != "map":
         p.add_argument("--show-probs", action="store_true",
                        help="colour each reply token by its probability, alternatives on hover")  # fmt: skip

@@ -1,0 +1,218 @@
+"""Indexing: files and folders into a library (read, chunk, embed, store), again and again.
+
+A file whose content hash is unchanged is not read again; a changed one is re-indexed alone; a
+file gone from a folder that is indexed again is dropped. Each file is committed on its own, so an
+interrupted run (Ctrl-C, a kernel interrupt) keeps every file it finished, and the next run goes
+on from there. Files that cannot be read are recorded with the reason, never stopping the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from .readers import Unreadable, read
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..engine import Engine
+    from .store import Store
+
+EMBED_BATCH = 64  # chunks per embedding call: progress moves, the worker stays busy
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did."""
+
+    library: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0  # chunks written by this run
+    tokens: int = 0
+    embedded: int = 0  # chunks embedded (new ones, and old ones when the embedding model changed)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def summary(self) -> str:
+        parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{self.unchanged} unchanged"]
+        if self.removed:
+            parts.append(f"{len(self.removed)} removed")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        head = "interrupted: kept " if self.interrupted else ""
+        return (f"{self.library}: {head}{', '.join(parts)} files; {self.chunks} chunks "
+                f"({self.tokens:,} tokens) in {self.seconds:.1f} s")  # fmt: skip
+
+    def __repr__(self) -> str:
+        lines = [self.summary()] + [f"  skipped {p}: {why}" for p, why in self.skipped]
+        return "\n".join(lines)
+
+
+class Embedder:
+    """The model that embeds a library's chunks and its queries, with its identity."""
+
+    def __init__(self, engine: "Engine", model: Optional[str] = None) -> None:
+        from ..embedding_source import embedding_source
+
+        self.engine = engine
+        self.source, info = embedding_source(engine, model)
+        self.name = info.name
+        self.identity = {"name": info.name, "file": os.path.basename(info.path), "size": info.file_size}
+
+    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+        return self.engine.embed(list(texts), self.source)[0]
+
+    def counter(self, texts: Sequence[str]) -> Callable[[str], int]:
+        """A token counter for this model, with ``texts`` counted in one call up front."""
+        known = dict(zip(texts, self.engine.count_tokens(list(texts), self.source))) if texts else {}
+
+        def count(text: str) -> int:
+            n = known.get(text)
+            if n is None:
+                n = known[text] = self.engine.count_tokens([text], self.source)[0]
+            return n
+
+        return count
+
+
+def index(name: str, store: "Store", roots: Sequence[str], embedder: Embedder, *, size: int, overlap: int,
+          max_bytes: int, progress: Any = True) -> IndexReport:  # fmt: skip
+    """Index ``roots`` (files and folders) into ``store``; see ``lmnb.docs.add``."""
+    from .walk import walk
+
+    report = IndexReport(name)
+    t0 = time.perf_counter()
+    bar = _bar(progress, name)
+    try:
+        if store.set_model(embedder.identity):
+            report.embedded += embed_missing(store, embedder, name, bar)
+        found = list(walk(roots, max_bytes=max_bytes))
+        if bar is not None:
+            bar.reset(total=len(found))
+        seen = set()
+        for cand in found:
+            seen.add(cand.path)
+            if cand.skip:
+                store.skip(cand.path, cand.skip)
+                report.skipped.append((cand.path, cand.skip))
+            else:
+                _index_file(store, cand, embedder, report, size=size, overlap=overlap)
+            if bar is not None:
+                rate = report.tokens / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix_str(f"{report.chunks} chunks, {rate:,.0f} tok/s", refresh=False)
+                bar.update(1)
+        gone = [f.path for f in store.files() if f.path not in seen and _under(f.path, roots)]
+        gone += [p for p, _ in store.skipped() if p not in seen and _under(p, roots)]
+        if gone:
+            store.remove_files(gone)
+            report.removed = sorted(set(gone))
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        report.seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        if report.interrupted:
+            print(f"{report.summary()}. Run lmnb.docs.add({name!r}) again to go on.")
+    return report
+
+
+def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexReport, *, size: int,
+                overlap: int) -> None:  # fmt: skip
+    from .chunking import chunk
+
+    path = cand.path
+    try:
+        digest = file_sha256(path)
+        old = store.file(path)
+        if old is not None and old.sha256 == digest:
+            if old.mtime != cand.mtime:
+                store.touch_file(path, cand.mtime)
+            report.unchanged += 1
+            return
+        doc = read(path)
+        count = embedder.counter([p.text for p in doc.passages])
+        chunks = chunk(doc, count, size=size, overlap=overlap)
+        vectors = _embed(embedder, [c.text for c in chunks]) if chunks else None
+    except Unreadable as e:
+        store.skip(path, e.reason)
+        report.skipped.append((path, e.reason))
+        return
+    store.put_file(path, kind=doc.kind, unit=doc.unit, sha256=digest, size=cand.size, mtime=cand.mtime,
+                   chunks=chunks, vectors=vectors)  # fmt: skip
+    (report.updated if old is not None else report.added).append(path)
+    report.chunks += len(chunks)
+    report.tokens += sum(c.n_tokens for c in chunks)
+    report.embedded += len(chunks)
+
+
+def _embed(embedder: Embedder, texts: list[str]) -> "np.ndarray":
+    import numpy as np
+
+    parts = [embedder.embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
+    return np.vstack(parts)
+
+
+def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any = True) -> int:
+    """Embed the chunks that have no vector (all of them after the embedding model changed).
+
+    Returns how many were embedded.
+    """
+    todo = store.chunks_without_vectors()
+    bar = _bar(progress, name) if todo else None
+    if bar is not None:
+        bar.reset(total=len(todo))
+        bar.unit = "chunk"
+        bar.set_description_str(f"{name}: embedding with {embedder.name}")
+    for i in range(0, len(todo), EMBED_BATCH):
+        part = todo[i : i + EMBED_BATCH]
+        store.put_vectors([cid for cid, _ in part], embedder.embed([t for _, t in part]))
+        if bar is not None:
+            bar.update(len(part))
+    if bar is not None:
+        bar.unit = "file"
+        bar.set_description_str(name)
+        if progress is True:
+            bar.close()
+    return len(todo)
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's content. Raises ``Unreadable`` when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise Unreadable("the file disappeared while being read") from None
+    except PermissionError:
+        raise Unreadable("permission denied") from None
+    except IsADirectoryError:
+        raise Unreadable("a folder, not a file") from None
+    except OSError as e:
+        raise Unreadable(f"cannot be read ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _bar(progress: Any, name: str) -> Any:
+    if not progress:
+        return None
+    if progress is not True:
+        return progress  # a tqdm-like object the caller made
+    from tqdm.auto import tqdm
+
+    return tqdm(total=0, desc=name, unit="file", dynamic_ncols=True)
