@@ -41,6 +41,7 @@ _EXPORTS = {
     "connect": "api",
     "disconnect": "api",
     "embed": "embeddings",
+    "rerank": "embeddings",
     "tokens": "teaching.token_view",
     "token_probs": "teaching.token_view",
     "explore": "widgets.explorer",
@@ -102,7 +103,13 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs (tes
     from .batch import ItemError as ItemError, map as map
     from .config import LM as LM, configure as configure, get_config as get_config
     from .conversations import Conversation as Conversation
-    from .embeddings import embed as embed, load_embedder as load_embedder, unload_embedder as unload_embedder
+    from .embeddings import (
+        embed as embed,
+        load_embedder as load_embedder,
+        rerank as rerank,
+        unload_embedder as unload_embedder,
+    )
+    from .engine.logs import logs as logs
     from .errors import (
         ContextOverflow as ContextOverflow,
         DownloadCancelled as DownloadCancelled,

@@ -1,17 +1,14 @@
-"""Embeddings from the Python API: ``lmnb.embed``, and a separate embedding model beside the chat model."""
+"""Embeddings from the Python API: ``lmnb.embed``, ``lmnb.rerank`` (scored by ``relevance.rank``, as the
+server's ``/v1/rerank``), and a separate embedding model beside the chat model."""
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 from .api import get_engine
-from .config import get_config
-from .errors import NoModelLoaded
+from .embedding_source import embedding_source
+from .relevance import Ranked, rank
 from .types import LoadOptions, ModelInfo
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
@@ -26,35 +23,40 @@ def embed(texts: Union[str, list[str]], *, model: Optional[str] = None):
             of its hidden states).
     """
     single = isinstance(texts, str)
-    engine, source, _ = embedding_source(model)
+    engine = get_engine()
+    source, _ = embedding_source(engine, model)
     vectors, _ = engine.embed([texts] if single else list(texts), source)
     return vectors[0] if single else vectors
 
 
-def embedding_source(model: Optional[str] = None) -> tuple["Engine", str, ModelInfo]:
-    """Which model embeds, as ``embed(model=)`` chooses it: the engine, its ``source`` for
-    ``Engine.embed`` (``"chat"``, ``"embedder"`` or ``"auto"``) and the model's info.
+
+def rerank(query: str, documents: list[str], *, top_n: Optional[int] = None,
+           model: Optional[str] = None) -> list[Ranked]:  # fmt: skip
+    """Rank ``documents`` by relevance to ``query``: the cosine similarity of their embeddings.
+
+    The same scores as the server's ``/v1/rerank``. A dedicated embedding model
+    (``load_embedder``) ranks far better than the chat model's mean-pooled hidden states, which
+    are used when none is loaded.
+
+    Args:
+        query: what to rank by.
+        documents: the texts to rank (each within the embedding model's limit, 2048 tokens at most).
+        top_n: keep only the best ``top_n`` (``None``: all).
+        model: the embedding model, chosen as for ``embed``.
+
+    Returns:
+        ``Ranked(index, score, text)`` for each document kept, best first.
 
     Raises:
-        NoModelLoaded: no model is loaded and none is named.
+        RerankInputError: (a ``ValueError``) an empty query, no documents, an empty or too long
+            document, ``top_n < 1``; its ``field`` names the culprit.
+        NoModelLoaded: no model to embed with.
     """
+    documents = list(documents)
     engine = get_engine()
-    wanted = model or (engine.embedder_info is None and get_config().embedding_model) or None
-    source = "auto"
-    if wanted:
-        from .sources.library import resolve
-
-        path = os.path.abspath(resolve(wanted, download=True))
-        if engine.info is not None and engine.info.path == path:
-            source = "chat"  # the chat model itself: no second copy of its weights
-        else:
-            if engine.embedder_info is None or engine.embedder_info.path != path:
-                load_embedder(path)
-            source = "embedder"
-    elif not engine.loaded and engine.embedder_info is None:
-        raise NoModelLoaded()
-    info = engine.info if source == "chat" or engine.embedder_info is None else engine.embedder_info
-    return engine, source, info
+    source, _ = embedding_source(engine, model)
+    pairs, _ = rank(engine, query, documents, source=source, top_n=top_n)
+    return [Ranked(i, score, documents[i]) for i, score in pairs]
 
 
 def load_embedder(model: str, *, n_gpu_layers: Optional[Union[int, str]] = None,

@@ -7,7 +7,7 @@ request, so the engine moves on to the next one at once.
 
 Endpoints (``routes.py``): ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions``,
 ``/v1/completions``, ``/v1/embeddings`` (also without ``/v1``), ``/health``, ``/metrics``,
-``/tokenize`` and ``/detokenize``. Errors always have OpenAI's shape
+``/tokenize`` and ``/detokenize``; ``/v1/rerank`` in ``rerank.py``. Errors always have OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}`` (``errors.py``).
 """
 
@@ -25,6 +25,7 @@ from .convert import version
 from .errors import APIError, as_api_error, error_body, install_handlers  # noqa: F401 - the names app.py had
 from .guard import HostOriginGuard
 from .lora import lora_routes
+from .rerank import rerank_routes
 from .responses import responses_routes
 from .routes import extra, openai_routes
 from .stats import ServerStats
@@ -84,7 +85,7 @@ def create_app(
                        error_body=error_body)
     app.add_middleware(_StatsMiddleware, stats=stats)
     install_handlers(app)
-    for router in (openai_routes, responses_routes):
+    for router in (openai_routes, responses_routes, rerank_routes):
         app.include_router(router, prefix="/v1")
         # the same routes without /v1, for clients configured with the bare server URL (llama-server
         # and LM Studio answer there too); kept out of the schema, which documents each route once

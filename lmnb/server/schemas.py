@@ -211,6 +211,20 @@ class EmbeddingRequest(_Request):
     dimensions: Optional[int] = Field(None, ge=1)
 
 
+class RerankDocument(_Request):
+    text: str
+
+
+class RerankRequest(_Request):
+    """``/v1/rerank`` in Jina's and Cohere's shape (llama-server's too)."""
+
+    model: Optional[str] = Field(None, description="The embedding model that scores (as for /v1/embeddings).")
+    query: str = Field(min_length=1)
+    documents: Annotated[list[Union[str, RerankDocument]], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    top_n: Optional[int] = Field(None, ge=1, description="Return only the best top_n documents (default: all).")
+    return_documents: bool = Field(True, description="Give each result's document text back.")
+
+
 class TokenizeRequest(_Request):
     """llama-server's ``/tokenize``."""
 
@@ -322,6 +336,19 @@ class EmbeddingList(BaseModel):
     object: Literal["list"]
     data: list[Embedding]
     model: str
+    usage: dict[str, int]
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="The document's position in the request's documents.")
+    relevance_score: float = Field(description="Cosine similarity of the query's and the document's embeddings.")
+    document: Optional[RerankDocument] = None
+
+
+class RerankResponse(BaseModel):
+    object: Literal["list"]
+    model: str
+    results: list[RerankResult] = Field(description="Best first.")
     usage: dict[str, int]
 
 
