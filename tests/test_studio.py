@@ -20,11 +20,11 @@ def test_studio_tabs_panes_and_one_per_kernel(loaded):
     try:
         assert isinstance(s, Studio) and "lmnb-studio" in s._dom_classes
         assert s.tabs.titles == TABS
-        assert [type(p).__name__ for p in s.tabs.children] == ["Chat", "Models", "Parameters", "System", "Server",
-                                                               "Logs"]  # fmt: skip
+        assert [type(p).__name__ for p in s.tabs.children] == ["Chat", "Documents", "Models", "Parameters", "System",
+                                                               "Server", "Logs"]  # fmt: skip
         assert s.chat.model_name == lmnb.status().model.name
         s.select("parameters")
-        assert s.tabs.selected_index == 2
+        assert s.tabs.selected_index == 3
         with pytest.raises(ValueError, match="no pane"):
             s.select("Settings")
         # running the cell again shows the same studio instead of a second one polling in the background

@@ -349,3 +349,31 @@ def test_thinking_streams_into_the_pane(smollm2_path):
         chat.close()
         lmnb.unload("panethinker")
         lmnb.reset("panethink")
+
+
+def test_document_library_picker(chat, tmp_path, monkeypatch):
+    from lmnb.config import get_config
+
+    from .docs_files import write_text
+
+    monkeypatch.setattr(get_config(), "docs_dir", str(tmp_path / "libraries"))
+    rec = Recorder(chat)
+    chat._on_front_end(chat, {"type": "libraries"}, None)  # the picker got focus
+    assert chat.libraries == []
+    write_text(tmp_path / "memo.txt", "The ferry leaves at nine.\n")
+    lmnb.docs.add("memos", str(tmp_path / "memo.txt"), progress=False)
+    chat._on_front_end(chat, {"type": "libraries"}, None)
+    assert chat.libraries == ["memos"]
+    chat.docs = "memos"
+    assert chat.status == ""
+    chat.ask("When does the ferry leave?")
+    result = chat.wait(60)
+    assert [s["where"] for s in chat.messages[-1]["sources"]] == ["memo.txt line 1"] == [
+        s["where"] for s in result.sources]  # fmt: skip
+    # a library removed meanwhile: said in the status line, the message given back
+    lmnb.docs.remove("memos")
+    chat._on_front_end(chat, {"type": "send", "text": "And on Sundays?"}, None)
+    assert "no document library named 'memos'" in chat.status and not chat.busy
+    assert rec.sent[-1] == {"type": "restore", "text": "And on Sundays?"}
+    chat.docs = "not a name!"
+    assert chat.docs == "" and "library name" in chat.status

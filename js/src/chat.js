@@ -3,7 +3,10 @@
 // models: {name, label, model}) and `model` (the chosen one's name, which the picker sets).
 // Model names come from model files: they are shown as text (textContent), never as markup. A reply being generated arrives as small
 // custom messages ({type: "token", text}) and is redrawn at most once per animation frame.
+// A document library picker sets `docs` (entries: `libraries`); a reply from one carries `sources`,
+// and its [n] citations show where each comes from (cite.js). Document text is untrusted too.
 import { renderMarkdown } from "./render.js";
+import { linkCitations, sourcesView, readSources } from "./cite.js";
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -92,11 +95,14 @@ function toolView(m) {
   return el;
 }
 
-function messageView(m) {
+function messageView(m, tip) {
   if (m.role === "tool") return toolView(m);
   const role = m.role === "user" ? "user" : "assistant";
   const body = h("div", { class: "lmnb-msg-body" });
   fillBody(body, role, m.content || "");
+  const sources = role === "assistant" ? readSources(m.sources) : new Map();
+  const listing = sources.size ? sourcesView(sources) : null;
+  if (listing) linkCitations(body, sources, tip, listing);
   const head = h("div", { class: "lmnb-msg-role" }, role === "user" ? "You" : "Assistant");
   const extras = [];
   if (role === "assistant" && m.reasoning) extras.push(folded("lmnb-thinking", "Thinking", m.reasoning));
@@ -107,7 +113,7 @@ function messageView(m) {
   const foot = h("div", { class: "lmnb-msg-foot" });
   if (m.stats) foot.append(h("span", { class: "lmnb-msg-stats" }, statsLine(m.stats)));
   foot.append(copyButton(() => m.content || ""));
-  const el = h("div", { class: `lmnb-msg lmnb-msg-${role}` }, head, ...extras, body, foot);
+  const el = h("div", { class: `lmnb-msg lmnb-msg-${role}` }, head, ...extras, body, ...(listing ? [listing] : []), foot);
   if (m.stats && m.stats.finish_reason === "cancelled") el.classList.add("lmnb-msg-stopped");
   return el;
 }
@@ -115,12 +121,17 @@ function messageView(m) {
 function render({ model, el }) {
   const title = h("span", { class: "lmnb-chat-model" });
   const picker = h("select", { class: "lmnb-chat-picker", title: "The model that answers", "aria-label": "Model" });
+  const docsPicker = h("select", {
+    class: "lmnb-chat-docs",
+    title: "Answer from a document library (lmnb.docs): replies cite its passages as [1], [2]",
+    "aria-label": "Documents",
+  });
   const clear = h("button", { class: "lmnb-clear", type: "button", title: "Forget this conversation" }, "Clear");
   const toolList = h("div", { class: "lmnb-chat-toollist" });
   const toolSummary = h("summary", { title: "The Python functions the model may call" });
   const toolbox = h("details", { class: "lmnb-chat-toolbox" }, toolSummary, toolList);
   const header = h("div", { class: "lmnb-chat-header" }, title,
-    h("span", { class: "lmnb-chat-tools" }, toolbox, picker, clear));
+    h("span", { class: "lmnb-chat-tools" }, toolbox, docsPicker, picker, clear));
 
   const system = h("textarea", { class: "lmnb-chat-system", rows: "2", placeholder: "e.g. You are a concise tutor." });
   const systemBox = h("details", { class: "lmnb-chat-system-box" }, h("summary", {}, "System prompt"), system);
@@ -137,7 +148,10 @@ function render({ model, el }) {
   const composer = h("div", { class: "lmnb-chat-composer" }, input, h("div", { class: "lmnb-chat-buttons" }, send, stop, regenerate));
   const status = h("div", { class: "lmnb-chat-status" });
 
-  const root = h("div", { class: "lmnb-chat" }, header, systemBox, list, composer, status);
+  // one tooltip for every citation, in the root: the message list's scrolling would clip it
+  const tip = h("div", { class: "lmnb-cite-tip", role: "tooltip" });
+  tip.hidden = true;
+  const root = h("div", { class: "lmnb-chat" }, header, systemBox, list, composer, status, tip);
   // Keys typed in the chat are text, not JupyterLab's notebook shortcuts (Lumino honours this).
   root.setAttribute("data-lm-suppress-shortcuts", "true");
   el.append(root);
@@ -214,7 +228,8 @@ function render({ model, el }) {
   function drawMessages() {
     const stick = nearBottom();
     const messages = model.get("messages") || [];
-    const views = messages.map(messageView);
+    tip.hidden = true;
+    const views = messages.map((m) => messageView(m, tip));
     if (!messages.length && !streaming) {
       views.push(h("div", { class: "lmnb-chat-empty" }, "Send a message to start. `%%lm chat` cells continue this conversation."));
     }
@@ -244,12 +259,32 @@ function render({ model, el }) {
     picker.hidden = entries.length < 2; // one model (or none): nothing to choose
   }
 
+  function drawDocs() {
+    const names = (model.get("libraries") || []).filter((n) => typeof n === "string");
+    const chosen = model.get("docs") || "";
+    const key = JSON.stringify([names, chosen]);
+    if (docsPicker.dataset.key === key) return; // unchanged: keep the open list as it is
+    docsPicker.dataset.key = key;
+    const entries = [["", "No documents"], ...names.map((n) => [n, `Docs: ${n}`])];
+    if (chosen && !names.includes(chosen)) entries.push([chosen, `Docs: ${chosen} (not made yet)`]);
+    docsPicker.replaceChildren(
+      ...entries.map(([value, label]) => {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = label;
+        return option;
+      }),
+    );
+    docsPicker.value = chosen;
+  }
+
   function drawState() {
     const busy = model.get("busy");
     root.dataset.busy = busy ? "true" : "false";
     send.hidden = busy;
     stop.hidden = !busy;
     picker.disabled = busy; // the reply being generated keeps its model
+    docsPicker.disabled = busy;
     const name = model.get("model_name");
     title.textContent = name || "No model loaded";
     title.classList.toggle("lmnb-chat-nomodel", !name);
@@ -322,6 +357,12 @@ function render({ model, el }) {
     model.set("model", picker.value);
     model.save_changes();
   });
+  docsPicker.addEventListener("change", () => {
+    model.set("docs", docsPicker.value);
+    model.save_changes();
+  });
+  // libraries made elsewhere (a cell, the Documents tab) show up when the picker is next used
+  docsPicker.addEventListener("focus", () => model.send({ type: "libraries" }));
   system.addEventListener("change", () => {
     model.set("system_prompt", system.value);
     model.save_changes();
@@ -332,8 +373,10 @@ function render({ model, el }) {
   model.on("change:busy change:model_name change:status change:system_prompt", drawState);
   model.on("change:models change:model", drawModels);
   model.on("change:tools", drawTools);
+  model.on("change:libraries change:docs", drawDocs);
   model.on("msg:custom", onCustom);
   drawMessages();
+  drawDocs();
   drawModels();
   drawTools();
   drawState();
@@ -345,6 +388,7 @@ function render({ model, el }) {
     model.off("change:busy change:model_name change:status change:system_prompt", drawState);
     model.off("change:models change:model", drawModels);
     model.off("change:tools", drawTools);
+    model.off("change:libraries change:docs", drawDocs);
     model.off("msg:custom", onCustom);
   };
 }

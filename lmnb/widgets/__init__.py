@@ -1,7 +1,7 @@
 """Jupyter widgets: LM Studio's window as notebook panes.
 
 >>> lmnb.studio()                 # all panes in tabs (also `%lm ui`)
->>> from lmnb.widgets import Chat, Models, Parameters, System, Server, Logs
+>>> from lmnb.widgets import Chat, Documents, Models, Parameters, System, Server, Logs
 >>> Chat()                        # any pane alone
 
 ipywidgets and anywidget are imported only when a widget is first used, so ``import lmnb``
@@ -16,6 +16,7 @@ from typing import Any
 # public name -> module in this package
 _PANES = {
     "Chat": "chat",
+    "Documents": "documents",
     "Models": "models",
     "Parameters": "parameters",
     "System": "system",
@@ -26,7 +27,7 @@ _PANES = {
 }
 
 # the studio's tabs, in order (here, so that `%lm ui`'s parser needs no ipywidgets)
-TABS = ("Chat", "Models", "Parameters", "System", "Server", "Logs")
+TABS = ("Chat", "Documents", "Models", "Parameters", "System", "Server", "Logs")
 
 __all__ = sorted(_PANES)
 

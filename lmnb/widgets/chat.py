@@ -15,6 +15,12 @@ menu in the header switches each on or off, every call and its result shows (fol
 happens, and Stop cancels the request under way. A reasoning model's thinking streams into a
 folded block above its answer.
 
+A second picker chooses a document library (``lmnb.docs``) the replies answer from
+(``lmnb.chat(docs=...)``); its list is read again whenever the picker gets focus. A reply's
+``Completion.sources`` are kept on its message (``"sources"``): the front end turns each ``[n]``
+into a citation that shows the source's location and text on hover and opens it, listed under the
+reply, on click. File names and document text are untrusted too, and set as text.
+
 The front end (``static/chat.js``, built from ``js/src/chat.js``) renders Markdown with code
 highlighting and sanitizes the HTML; thinking, calls and results are set as text: model output
 and tool results are untrusted.
@@ -25,12 +31,13 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import anywidget
 from traitlets import Bool, Dict, List, Unicode, observe
 
 from .. import api
+from ..docs.library import check_name, names as library_names
 from ..errors import LmnbError, NoModelLoaded
 from ..registry import DEFAULT
 from ..types import Completion
@@ -47,6 +54,7 @@ class Chat(anywidget.AnyWidget):
     >>> chat                                # show it; type, press Enter
     >>> chat.ask("Name three rivers.")      # or from Python (returns the streaming Request)
     >>> chat.messages                       # [{"role": "user", ...}, {"role": "assistant", ..., "stats": {...}}]
+    >>> chat.docs = "papers"                # answer from a document library, citing it as [1], [2]
 
     Args:
         conversation: the conversation's name (default: the one ``%%lm chat`` uses).
@@ -56,6 +64,7 @@ class Chat(anywidget.AnyWidget):
         tools: Python functions (or ``lmnb.tools.Tool`` objects) the model may call; all on at first.
         tool_choice: for the first request of each turn with tools (``"auto"``, ``"required"`` or a
             tool's name); see ``lmnb.chat``.
+        docs: the document library the replies answer from (``lmnb.docs``); ``None``: none.
         **params: sampling parameters for this chat's replies (temperature, max_tokens, ...);
             the rest come from the session defaults (the Parameters pane, ``%lm set``).
     """
@@ -74,15 +83,19 @@ class Chat(anywidget.AnyWidget):
     status = Unicode("", help="The last error or notice, shown under the input.").tag(sync=True)
     conversation = Unicode(api.DEFAULT_CONVERSATION, help="Name of the shared conversation.").tag(sync=True)
     tools = List(Dict(), help="The tools the model may call: {name, description, enabled}.").tag(sync=True)
+    docs = Unicode("", help="The document library replies answer from ('' = none).").tag(sync=True)
+    libraries = List(Unicode(), help="The document libraries on this machine (lmnb.docs.list()).").tag(sync=True)
 
     def __init__(self, conversation: str = api.DEFAULT_CONVERSATION, *, model: Optional[str] = None,
                  system_prompt: Optional[str] = None, tools: Optional[Sequence[Any]] = None,
-                 tool_choice: Union[None, str, dict] = None, **params: Any) -> None:  # fmt: skip
+                 tool_choice: Union[None, str, dict] = None, docs: Optional[str] = None,
+                 **params: Any) -> None:  # fmt: skip
         api.sampling_params(dict(params))  # unknown sampling names fail here, not at the first message
         from ..tools import as_tools
 
         self._tools = {t.name: t for t in as_tools(tools or [])}  # bad tools fail here, too
-        super().__init__(conversation=conversation, model=model or DEFAULT,
+        super().__init__(conversation=conversation, model=model or DEFAULT, docs=check_name(docs) if docs else "",
+                         libraries=library_names(),
                          tools=[{"name": t.name, "description": t.description, "enabled": True}
                                 for t in self._tools.values()])  # fmt: skip
         self.params: dict[str, Any] = params
@@ -91,6 +104,8 @@ class Chat(anywidget.AnyWidget):
         self._forwarders: list[threading.Thread] = []
         self.grammar: Optional[str] = None  # GBNF the replies must follow (None: free text)
         self.last_result: Optional[Completion] = None
+        # called with each finished reply's Completion (the studio's Documents pane shows its sources)
+        self.reply_listeners: list[Callable[[Completion], None]] = []
         self._req = None
         self._thread: Optional[threading.Thread] = None
         self._partial = ""  # the reply being streamed, for views opened mid-reply
@@ -127,10 +142,10 @@ class Chat(anywidget.AnyWidget):
                     raise ValueError("switch the tools off to reply with a grammar")
                 req = None if tools else api.chat(text, system=self.system_prompt, conversation=self.conversation,
                                                   stream=True, grammar=self.grammar, model=self._target(),
-                                                  **self.params)  # fmt: skip
+                                                  docs=self.docs or None, **self.params)  # fmt: skip
                 if tools and getattr(api.backend(self._target()), "loaded", True) is False:
                     raise NoModelLoaded()  # said now, not from the thread
-            except (LmnbError, ValueError) as e:
+            except (LmnbError, ValueError, KeyError) as e:  # KeyError: the library is gone
                 self.status = _message_for(e)
                 raise
             self._req, self._partial, self.status, self._stopping = req, "", "", False
@@ -234,7 +249,7 @@ class Chat(anywidget.AnyWidget):
         try:
             result = api.chat(text, system=self.system_prompt, conversation=self.conversation, tools=tools,
                               tool_choice=self.tool_choice, model=self._target(), on_step=self._on_step,
-                              on_request=self._follow, **self.params)  # fmt: skip
+                              on_request=self._follow, docs=self.docs or None, **self.params)  # fmt: skip
             self._join_forwarders()
             self._finished(result)
         except Exception as e:
@@ -270,6 +285,23 @@ class Chat(anywidget.AnyWidget):
         self.last_result = result
         if result.finish_reason == "length":
             self.status = f"Stopped at max_tokens={result.params.max_tokens}."
+        if result.sources:
+            self._keep_sources(result)
+        for fn in list(self.reply_listeners):
+            try:
+                fn(result)
+            except Exception as e:  # noqa: BLE001 - a listener (another pane) must not break the chat
+                self.status = _message_for(e)
+
+    def _keep_sources(self, result: Completion) -> None:
+        """Put a docs= reply's sources on its message, which the conversation has just recorded
+        (the chat template never sees them), so every view of it shows the citations."""
+        with self._conv.lock:
+            reply = next((m for m in reversed(self._conv.messages) if m.get("role") == "assistant"), None)
+            if reply is None or reply.get("content") != result.text or "sources" in reply:
+                return
+            reply["sources"] = [dict(s) for s in result.sources]
+        self._conv.changed()
 
     def _end(self) -> None:
         with self._lock:
@@ -295,10 +327,12 @@ class Chat(anywidget.AnyWidget):
                 self.clear()
             elif kind == "hello" and self.busy:  # a view opened mid-reply: give it the text so far
                 self.send({"type": "sync", "text": self._partial})
+            elif kind == "libraries":  # the library picker got focus: list them again
+                self.refresh_libraries()
             elif kind == "tool_toggle":
                 name, on = content.get("name"), content.get("enabled") is True
                 self.tools = [{**t, "enabled": on} if t["name"] == name else t for t in self.tools]
-        except (LmnbError, ValueError) as e:
+        except (LmnbError, ValueError, KeyError) as e:
             self.status = _message_for(e)
             if kind == "send":
                 self.send({"type": "restore", "text": str(content.get("text", ""))})
@@ -329,6 +363,28 @@ class Chat(anywidget.AnyWidget):
     @observe("system_prompt")
     def _system_set(self, change: dict) -> None:
         self._conv.system = change["new"] or None
+
+    # --- the document library picker ----------------------------------------------------------
+    def refresh_libraries(self) -> list[str]:
+        """List the document libraries again (the picker's entries); returns their names."""
+        found = library_names()
+        if found != self.libraries:
+            self.libraries = found
+        return found
+
+    @observe("docs")
+    def _docs_chosen(self, change: dict) -> None:
+        name = change["new"]
+        if not name:
+            return
+        try:
+            check_name(name)
+        except ValueError as e:
+            self.status = _message_for(e)
+            self.docs = ""
+            return
+        if name not in self.refresh_libraries():
+            self.status = f"No document library is named {name!r} yet: add a folder to it in the Documents tab."
 
     # --- the model picker ---------------------------------------------------------------------
     def _target(self) -> Optional[str]:
@@ -366,4 +422,6 @@ class Chat(anywidget.AnyWidget):
 def _message_for(error: BaseException) -> str:
     if isinstance(error, NoModelLoaded):
         return "No model is loaded: pick one in the Models tab, or run `%lm load`."
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])  # str(KeyError) would quote the message
     return str(error)

@@ -8,6 +8,7 @@ import ipywidgets as widgets
 
 from . import TABS
 from .chat import Chat
+from .documents import Documents
 from .logs import Logs
 from .models import Models
 from .parameters import Parameters
@@ -16,22 +17,28 @@ from .system import System
 
 
 class Studio(widgets.VBox):
-    """Tabs Chat, Models, Parameters, System, Server and Logs over the kernel's one engine.
+    """Tabs Chat, Documents, Models, Parameters, System, Server and Logs over the kernel's one engine.
 
-    The panes are attributes (``studio.chat``, ``studio.models``, ``studio.parameters``,
-    ``studio.system``, ``studio.server``, ``studio.logs``); each is also usable alone from
-    ``lmnb.widgets``. ``close()`` stops the panes' background updates.
+    The panes are attributes (``studio.chat``, ``studio.documents``, ``studio.models``,
+    ``studio.parameters``, ``studio.system``, ``studio.server``, ``studio.logs``); each is also
+    usable alone from ``lmnb.widgets``. ``close()`` stops the panes' background updates.
     """
 
     def __init__(self, conversation: str = "default", **chat_params: Any) -> None:
         self.chat = Chat(conversation, **chat_params)
+        self.documents = Documents()
         self.models = Models()
         self.parameters = Parameters()
         self.system = System()
         self.server = Server()
         self.logs = Logs()
-        self.panes = [self.chat, self.models, self.parameters, self.system, self.server, self.logs]
+        self.panes = [self.chat, self.documents, self.models, self.parameters, self.system, self.server, self.logs]
         self.tabs = widgets.Tab(children=self.panes, titles=TABS)
+        # the chat lists a library made in Documents, whose "last answer" is the chat's latest
+        # (answers from cells come from the history, read again whenever the tab is shown)
+        self.documents.listeners.append(self.chat.refresh_libraries)
+        self.chat.reply_listeners.append(self.documents.show_completion)
+        self.tabs.observe(self._tab_shown, "selected_index")
         super().__init__([self.tabs])
         self.add_class("lmnb-studio")
 
@@ -41,6 +48,10 @@ class Studio(widgets.VBox):
         if name.lower() not in titles:
             raise ValueError(f"no pane {name!r}; panes are {', '.join(TABS)}")
         self.tabs.selected_index = titles.index(name.lower())
+
+    def _tab_shown(self, change: dict) -> None:
+        if change["new"] is not None and self.panes[change["new"]] is self.documents:
+            self.documents.shown()
 
     @property
     def closed(self) -> bool:
@@ -54,7 +65,7 @@ class Studio(widgets.VBox):
 
 
 def studio(conversation: str = "default", **chat_params: Any) -> Studio:
-    """The notebook studio: chat, models, parameters, system monitor, server and logs, in tabs.
+    """The notebook studio: chat, documents, models, parameters, system monitor, server and logs, in tabs.
 
     Calling it again returns the same studio (shown once more) unless the arguments differ, in
     which case the old one is closed.

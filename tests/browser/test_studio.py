@@ -1,7 +1,7 @@
 """The notebook studio (`lmnb.studio()`), used the way a person would in JupyterLab.
 
-DRAFT written against the studio's contract (root `.lmnb-studio`; tabs Chat, Models, Parameters, System,
-Server, Logs; chat `.lmnb-chat[data-busy]` with `.lmnb-msg-user` / `.lmnb-msg-assistant` messages, a
+DRAFT written against the studio's contract (root `.lmnb-studio`; tabs Chat, Documents, Models, Parameters,
+System, Server, Logs; chat `.lmnb-chat[data-busy]` with `.lmnb-msg-user` / `.lmnb-msg-assistant` messages, a
 `.lmnb-msg-body` each, `.lmnb-streaming` while a reply streams, `.lmnb-msg-stats`, `textarea.lmnb-chat-input`,
 `button.lmnb-stop` / `.lmnb-regenerate` / `.lmnb-clear`; Python side `studio.chat.messages`,
 `.last_result`, `.grammar`; parameters `.lmnb-parameters` with a FloatSlider `.lmnb-param-temperature`).
@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-TABS = ["Chat", "Models", "Parameters", "System", "Server", "Logs"]
+TABS = ["Chat", "Documents", "Models", "Parameters", "System", "Server", "Logs"]
 
 # (d) What the model is forced to answer (by a GBNF grammar): every classic way to run script from
 # rendered Markdown/HTML. A sanitizer must show all of it as text and run none of it.
@@ -37,9 +37,13 @@ CELLS = [
     "print(repr(lmnb.get_config().temperature))",  # 4: (c)
     f"lmnb.configure(max_tokens=256)\nstudio.chat.grammar = {GRAMMAR!r}",  # 5: (d)
     "import json\nprint(json.dumps(studio.chat.messages[-2:]))",  # 6: (d)
-    "import lmnb\nstudio = lmnb.studio()\nstudio",  # 7
+    # 7: (f) a document library whose one line the (forced) reply cites as [1]
+    "import pathlib, tempfile\nmemo = pathlib.Path(tempfile.mkdtemp(), 'memo.txt')\n"
+    "memo.write_text('The ferry <b>leaves</b> at nine.\\n')\nlmnb.docs.add('memos', str(memo), progress=False)\n"
+    "studio.chat.docs = 'memos'\nstudio.chat.grammar = 'root ::= \"It leaves at nine [1].\"'",
+    "import lmnb\nstudio = lmnb.studio()\nstudio",  # 8
 ]
-STUDIO = 7
+DOCS, STUDIO = 7, 8
 
 # Records every change of the last assistant message while a reply is generated (a MutationObserver,
 # so no change is missed however fast the model is): [text length, data-busy, streaming class].
@@ -220,6 +224,30 @@ def step_sanitizer(nb, studio, chat) -> None:
     nb.screenshot("studio-sanitizer", chat)
 
 
+def step_citation(nb, studio, chat) -> None:
+    """(f) In a reply from a document library, [1] shows its source on hover and opens it on click."""
+    nb.run_cell(DOCS, timeout=120)
+    open_tab(studio, "Chat")
+    n = send(chat, "When does the ferry leave?")
+    wait_idle(chat, n, timeout=120)
+    reply = chat.locator(".lmnb-msg-assistant").last
+    cite = reply.locator("button.lmnb-cite")
+    nb.wait_for(cite, timeout=10)
+    assert cite.count() == 1 and cite.inner_text() == "[1]"
+    cite.hover()
+    tip = chat.locator(".lmnb-cite-tip")
+    nb.wait_for(tip, timeout=5)
+    assert "memo.txt line 1" in tip.inner_text() and "The ferry <b>leaves</b> at nine." in tip.inner_text()
+    cite.focus()  # the tooltip shows for the keyboard too (and stays for the screenshot, which moves the page)
+    nb.screenshot("studio-citation-tooltip", chat)
+    assert tip.is_visible()
+    source = reply.locator("details.lmnb-source[data-n='1']")
+    assert source.evaluate("d => !d.open")
+    cite.click()
+    assert source.evaluate("d => d.open") and "The ferry <b>leaves</b> at nine." in source.inner_text()
+    assert chat.evaluate(JS_DANGER) == []
+
+
 def step_tab_screenshots(nb, studio) -> None:
     """(e) Every tab renders; a screenshot of each."""
     for title in TABS:
@@ -235,6 +263,7 @@ def test_studio_in_jupyterlab(studio_nb):
     step_stop(nb, chat)
     step_temperature(nb, studio)
     step_sanitizer(nb, studio, chat)
+    step_citation(nb, studio, chat)
     step_tab_screenshots(nb, studio)
     nb.screenshot("studio-final")
     assert not nb.log.errors(), nb.log.errors()
