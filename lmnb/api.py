@@ -409,7 +409,7 @@ def chat(
         from .docs.grounding import ground
 
         messages, cite = ground(docs, messages, backend(model), p.max_tokens)
-        on_done.append(cite)
+        on_done.insert(0, cite)  # first: the turn kept in the conversation carries the sources
     spec = GenerationSpec(messages=messages, params=p, grammar=grammar, logprobs=logprobs, lora=lora,
                           template_kwargs=None if think is None else {"enable_thinking": think})  # fmt: skip
     req = submit(spec, kind="chat", model=model, conversation=conversation, stages=stages, on_done=on_done)

@@ -18,6 +18,8 @@ def append_to(conv: Conversation, user: Message) -> Callable[[Completion], None]
             reply = {"role": "assistant", "content": result.text, "stats": reply_stats(result)}
             if result.reasoning:
                 reply["reasoning"] = result.reasoning  # shown folded by the chat pane; not sent to the template
+            if result.sources:
+                reply["sources"] = result.sources  # chat(docs=...): what its [n] cite (the chat pane shows them)
             conv.append_turn(user, reply)
 
     return append

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from .readers import Unreadable, read
+from .readers import Unreadable, read, read_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,7 +121,7 @@ def index(name: str, store: "Store", roots: Sequence[str], embedder: Embedder, *
         report.seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
-        if report.interrupted:
+        if report.interrupted and progress is True:  # our own bar, in the cell that ran it
             print(f"{report.summary()}. Run lmnb.docs.add({name!r}) again to go on.")
     return report
 
@@ -132,14 +132,15 @@ def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexRepo
 
     path = cand.path
     try:
-        digest = file_sha256(path)
+        data = read_bytes(path)  # read once: hashed, then parsed (no change can slip in between)
+        digest = hashlib.sha256(data).hexdigest()
         old = store.file(path)
         if old is not None and old.sha256 == digest:
             if old.mtime != cand.mtime:
                 store.touch_file(path, cand.mtime)
             report.unchanged += 1
             return
-        doc = read(path)
+        doc = read(path, data)
         count = embedder.counter([p.text for p in doc.passages])
         chunks = chunk(doc, count, size=size, overlap=overlap)
         vectors = _embed(embedder, [c.text for c in chunks]) if chunks else None
@@ -184,24 +185,6 @@ def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any =
         if progress is True:
             bar.close()
     return len(todo)
-
-
-def file_sha256(path: str) -> str:
-    """The SHA-256 of a file's content. Raises ``Unreadable`` when it cannot be read."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except FileNotFoundError:
-        raise Unreadable("the file disappeared while being read") from None
-    except PermissionError:
-        raise Unreadable("permission denied") from None
-    except IsADirectoryError:
-        raise Unreadable("a folder, not a file") from None
-    except OSError as e:
-        raise Unreadable(f"cannot be read ({e.strerror or e})") from None
-    return h.hexdigest()
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:

@@ -77,11 +77,12 @@ def kind_of(path: str) -> Optional[str]:
     return SUPPORTED.get(os.path.splitext(path)[1].lower())
 
 
-def read(path: str) -> Document:
+def read(path: str, data: Optional[bytes] = None) -> Document:
     """Read one file into passages with their locations.
 
     Args:
         path: a file whose suffix is in :data:`SUPPORTED`.
+        data: its content, when the caller has read it already (with :func:`read_bytes`).
 
     Returns:
         The :class:`Document`; its passages may be empty (an empty file, a CSV with a header only).
@@ -94,7 +95,8 @@ def read(path: str) -> Document:
     if kind is None:
         suffix = os.path.splitext(path)[1] or "no suffix"
         raise Unreadable(f"unsupported file type ({suffix}); supported: {', '.join(sorted(SUPPORTED))}")
-    data = _read_bytes(path)  # the whole file once: a later rename/delete cannot tear a parse in two
+    if data is None:
+        data = read_bytes(path)  # the whole file once: a later rename/delete cannot tear a parse in two
     if kind == "pdf":
         return Document(path, kind, "line", _pdf_passages(data))
     if kind == "docx":
@@ -107,7 +109,8 @@ def read(path: str) -> Document:
     return Document(path, kind, "line", _line_passages(text))
 
 
-def _read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
+    """A file's content. Raises ``Unreadable`` (gone, permission denied, not a regular file...)."""
     try:
         # O_NONBLOCK: a FIFO named like a document must not hang the kernel waiting for a writer
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
