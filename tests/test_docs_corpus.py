@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+import lmnb
 from lmnb.docs.readers import read
 
 DOCS = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "docs"
@@ -62,3 +64,38 @@ def test_the_corpus_stays_small_and_holds_dozens_of_pages():
     # about 40 pages of text (at ~2,400 characters a page), the issue's "a small corpus"
     chars = sum(len(" ".join(x.text for x in read(str(p)).passages)) for p in files)
     assert chars > 95_000
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("retrieval_bench", DOCS.parents[2] / "bench" / "retrieval_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, bench)  # its dataclass looks its module up there
+    spec.loader.exec_module(sys.modules[spec.name])
+    return sys.modules[spec.name]
+
+
+def test_the_bench_counts_a_hit_only_at_the_answers_location(loaded, tmp_path):
+    """bench/retrieval_bench.py's rule on real hits, from a library of two corpus files (a Word
+    document located by paragraphs, field notes by lines): the keyword questions are found, and
+    the same hits do not count for an answer placed elsewhere."""
+    bench = _bench()
+    files = ("handbook/interview_protocol.docx", "field_notes/2024-04-09_bus_depot.txt")
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((CORPUS / rel).read_bytes())
+    lmnb.docs.add("corpus-rule", str(tmp_path), progress=False)
+    try:
+        asked = [q for q in QUESTIONS if q["file"] in files and q["style"] == "keyword"]
+        assert len(asked) >= 4
+        for q in asked:
+            hits = lmnb.docs.search("corpus-rule", q["question"], k=10, mode="bm25")
+            rank = bench.first_rank(hits, q, tmp_path)
+            assert rank is not None, (q, [h.where for h in hits])
+            found = hits[rank - 1]
+            assert squash(q["answer"]) in squash(found.text)
+            unit = "paragraph" if "paragraph" in q else "line"
+            elsewhere = {**q, unit: found.end + 1000}
+            assert not bench.holds_answer(found, elsewhere, tmp_path)
+            assert not bench.holds_answer(found, {**q, "file": files[q["file"] == files[0]]}, tmp_path)
+    finally:
+        lmnb.docs.remove("corpus-rule")
