@@ -57,7 +57,7 @@ def add(name: str, paths: Union[str, Sequence[str], None] = None, *, model: Opti
     return lib.add(paths, get_engine(), model=model, progress=progress)
 
 
-def search(name: str, query: str, k: int = 5, *, mode: str = "hybrid", model: Optional[str] = None) -> _list[Hit]:
+def search(name: str, query: str, k: int = 5, *, mode: str = "auto", model: Optional[str] = None) -> _list[Hit]:
     """The ``k`` chunks of library ``name`` that best match ``query``.
 
     Args:
@@ -65,7 +65,9 @@ def search(name: str, query: str, k: int = 5, *, mode: str = "hybrid", model: Op
         query: what to look for, in words.
         k: how many hits.
         mode: ``"hybrid"`` (full text and vectors, fused by reciprocal rank), ``"bm25"`` (the
-            words alone; needs no model) or ``"vector"`` (meaning alone).
+            words alone; needs no model), ``"vector"`` (meaning alone), or ``"auto"``: hybrid when
+            the vectors come from a dedicated embedding model (``lmnb.load_embedder``), else BM25,
+            which beats a chat model's mean-pooled vectors (``bench/retrieval_bench.py``).
         model: the embedding model, as for ``add``.
 
     Returns:
@@ -77,7 +79,10 @@ def search(name: str, query: str, k: int = 5, *, mode: str = "hybrid", model: Op
         NoModelLoaded: ``mode`` needs vectors and no model is loaded.
     """
     lib = Library(name)
-    return lib.search(query, None if mode == "bm25" else get_engine(), k, mode=mode, model=model)
+    engine = None if mode == "bm25" else get_engine()
+    if mode == "auto" and not (engine.loaded or engine.embedder_info is not None):
+        engine = None  # no model to embed with: the words alone
+    return lib.search(query, engine, k, mode=mode, model=model)
 
 
 def list() -> _list[LibraryInfo]:  # noqa: A001 - the verb's name, as lmnb.docs.list()

@@ -51,8 +51,7 @@ def sources_for(name: str, question: str, engine: Optional["Engine"], limit: int
         picked = [_source(n, name, c.path, c.unit, c.text, c.start, c.end, c.page_start, c.page_end, c.id, None)
                   for n, c in enumerate(rows, start=1)]  # fmt: skip
         return picked
-    mode = "hybrid" if engine is not None else "bm25"
-    found: list[Hit] = lib.search(question, engine, RETRIEVE, mode=mode)
+    found: list[Hit] = lib.search(question, engine, RETRIEVE)
     picked, spent = [], 0
     for h in found:
         n_tokens = lib.store.chunks([h.chunk_id])[h.chunk_id].n_tokens
@@ -117,7 +116,7 @@ def search_tool(name: str, engine: Any, k: int = 5) -> "Tool":
             query: what to look for, in a few words.
         """
         local = engine if hasattr(engine, "count_tokens") else None
-        found = Library(name).search(query, local, k, mode="hybrid" if local is not None else "bm25")
+        found = Library(name).search(query, local, k)
         if not found:
             return "No passage matches."
         return "\n\n".join(f"[{h.where}]\n{h.text}" for h in found)

@@ -65,6 +65,9 @@ class Embedder:
         self.engine = engine
         self.source, info = embedding_source(engine, model)
         self.name = info.name
+        # a model made for embeddings says how it pools in its header; a chat model's mean-pooled
+        # states rank far worse than BM25 (bench/retrieval_bench.py), so ``mode="auto"`` skips them
+        self.dedicated = f"{info.architecture}.pooling_type" in (info.metadata or {})
         self.identity = {"name": info.name, "file": os.path.basename(info.path), "size": info.file_size}
 
     def embed(self, texts: Sequence[str]) -> "np.ndarray":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ..config import get_config
 from .index import Embedder, IndexReport, index
-from .ranking import Hit, hits, rank
+from .ranking import MODES, Hit, hits, rank
 from .store import FileRow, Store
 
 if TYPE_CHECKING:
@@ -113,20 +113,28 @@ class Library:
                      progress=progress)  # fmt: skip
 
     # ---- searching -------------------------------------------------------------------------
-    def search(self, query: str, engine: Optional["Engine"], k: int = 5, *, mode: str = "hybrid",
+    def search(self, query: str, engine: Optional["Engine"], k: int = 5, *, mode: str = "auto",
                model: Optional[str] = None) -> list[Hit]:  # fmt: skip
         """The ``k`` chunks that best match ``query``; see ``lmnb.docs.search``."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("the query is empty")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k={k!r}: must be a positive integer")
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
         vector = None
         if mode != "bm25":
             if engine is None:
-                raise ValueError(f"mode={mode!r} needs an embedding model; mode='bm25' searches the text alone")
-            embedder = Embedder(engine, model)
-            self.ensure_vectors(embedder)
-            vector = embedder.embed([query])[0]
+                if mode != "auto":
+                    raise ValueError(f"mode={mode!r} needs an embedding model; mode='bm25' searches the text alone")
+                mode = "bm25"
+            else:
+                embedder = Embedder(engine, model)
+                if mode == "auto":
+                    mode = "hybrid" if embedder.dedicated else "bm25"
+                if mode != "bm25":
+                    self.ensure_vectors(embedder)
+                    vector = embedder.embed([query])[0]
         return hits(self.name, self.store, rank(self.store, query, k, mode, vector))
 
     def ensure_vectors(self, embedder: Embedder, progress: Any = True) -> int:

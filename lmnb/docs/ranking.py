@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .store import ChunkRow, Store
 
-MODES = ("hybrid", "bm25", "vector")
+MODES = ("auto", "hybrid", "bm25", "vector")  # auto: hybrid with an embedding model, else bm25
 RRF_K = 60  # the constant of reciprocal rank fusion (the paper's value; robust across corpora)
 
 
@@ -82,7 +82,7 @@ def rank(store: "Store", query: str, k: int, mode: str = "hybrid",
         mode: ``"bm25"`` full text, ``"vector"`` cosine similarity, ``"hybrid"`` both, fused.
         query_vector: the query's unit-length embedding (needed unless ``mode="bm25"``).
     """
-    if mode not in MODES:
+    if mode not in MODES[1:]:
         raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
     if mode == "bm25":
         return store.bm25(query, k)

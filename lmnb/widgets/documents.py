@@ -32,7 +32,7 @@ from ._jobs import Jobs, Quiet
 from ._pane import UI_INTERVAL, StatusPane, describe
 
 MAX_ROWS = 300  # files listed; a library of thousands says how many more there are
-MODES = (("hybrid", "hybrid"), ("words (BM25)", "bm25"), ("meaning (vectors)", "vector"))
+MODES = (("auto", "auto"), ("hybrid", "hybrid"), ("words (BM25)", "bm25"), ("meaning (vectors)", "vector"))
 _MUTED = "color:var(--jp-content-font-color2,#616161)"
 _BOX = "max-height:18em;overflow:auto;border:1px solid var(--jp-border-color2,#ddd);padding:4px 6px"
 _TEXT = "white-space:pre-wrap;overflow-wrap:anywhere;margin:2px 0 8px 1em;font-size:92%"
@@ -249,7 +249,7 @@ class Documents(StatusPane, widgets.VBox):
         self.files = SafeHTML()
         self.query = widgets.Text(placeholder="Search the library, then Enter", continuous_update=False,
                                   layout=widgets.Layout(flex="1 1 auto", width="auto"))  # fmt: skip
-        self.mode = widgets.Dropdown(options=MODES, value="hybrid", layout=widgets.Layout(width="12em"))
+        self.mode = widgets.Dropdown(options=MODES, value="auto", layout=widgets.Layout(width="12em"))
         self.search_button = button("Search", "search", tip="The passages that best match")
         self.search_status = SafeHTML()
         self.hits = SafeHTML()
