@@ -151,8 +151,13 @@ PORTFOLIO_INTRO = (
 )
 
 
-GENERATED = ("primer/science_primer.pdf", "reports/annual_review_2023.pdf", "reports/portfolio_2024.html",
-             "handbook/interview_protocol.docx", "interviews/interviews.csv")
+GENERATED = (
+    "primer/science_primer.pdf",
+    "reports/annual_review_2023.pdf",
+    "reports/portfolio_2024.html",
+    "handbook/interview_protocol.docx",
+    "interviews/interviews.csv",
+)
 
 
 def generate(corpus: Path = CORPUS) -> list[str]:
