@@ -52,9 +52,10 @@ def sources_for(name: str, question: str, engine: Optional["Engine"], limit: int
                   for n, c in enumerate(rows, start=1)]  # fmt: skip
         return picked
     found: list[Hit] = lib.search(question, engine, RETRIEVE)
+    sizes = {cid: row.n_tokens for cid, row in lib.store.chunks([h.chunk_id for h in found]).items()}
     picked, spent = [], 0
     for h in found:
-        n_tokens = lib.store.chunks([h.chunk_id])[h.chunk_id].n_tokens
+        n_tokens = sizes[h.chunk_id]
         if spent + n_tokens > limit:
             continue  # a smaller chunk further down may still fit
         spent += n_tokens
