@@ -4,9 +4,10 @@ Writes a corpus of PAGES pages (half as one long PDF, half as Markdown files of 
 then, with the bundled SmolLM2 as the embedding model:
 
 1. indexes it all and reports pages/s, chunks and embedding tokens/s (the progress bar shows);
-2. indexes it again into a fresh library, interrupted (as Ctrl-C would) once half the files are
-   done, then resumes: the second run must read only the files the first did not finish, and the
-   two runs together must index what the uninterrupted run did;
+2. indexes it again into a fresh library, interrupted by a real SIGINT (what Ctrl-C and the
+   kernel's interrupt send) halfway through the first run's time, then resumes: the second run
+   must read only the files the first did not finish, and the two runs together must index what
+   the uninterrupted run did;
 3. adds it a third time unchanged: nothing is read again.
 
     python bench/docs_index_bench.py [--pages 300]
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import tempfile
+import threading
 import time
 
 WORDS = ("river harvest clinic ferry school ledger survey village council road bridge market winter "
@@ -52,30 +55,6 @@ def write_corpus(root: str, pages: int) -> tuple[int, int]:
     return files, n
 
 
-class Interrupt:
-    """A tqdm stand-in that presses Ctrl-C once ``after`` files are done."""
-
-    def __init__(self, after: int) -> None:
-        self.after, self.done, self.unit = after, 0, "file"
-
-    def reset(self, total=None):
-        pass
-
-    def set_postfix_str(self, s, refresh=True):
-        pass
-
-    def set_description_str(self, s):
-        pass
-
-    def close(self):
-        pass
-
-    def update(self, k=1):
-        self.done += k
-        if self.done >= self.after:
-            raise KeyboardInterrupt
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, default=300)
@@ -96,14 +75,17 @@ def main() -> None:
     print(f"\n1. one run:  {full.summary()}")
     print(f"   {args.pages / s:.1f} pages/s, {full.tokens / s:,.0f} tokens/s embedded and indexed")
 
+    ctrl_c = threading.Timer(s / 2, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
     try:
-        lmnb.docs.add("resumed", root, progress=Interrupt(files // 2))
+        lmnb.docs.add("resumed", root)
     except KeyboardInterrupt:
         pass
+    ctrl_c.join()
     kept = len(lmnb.docs.library("resumed").files())
     rest = lmnb.docs.add("resumed", root, progress=False)
     a, b = lmnb.docs.library("whole").info(), lmnb.docs.library("resumed").info()
-    print(f"\n2. interrupted after {kept} of {files} files; the next run: {rest.summary()}")
+    print(f"\n2. Ctrl-C after {s / 2:.0f} s kept {kept} of {files} files; the next run: {rest.summary()}")
     print(f"   read again: {len(rest.added)} files (expected {files - kept}); "
           f"same index as one run: {(a.files, a.chunks, a.tokens) == (b.files, b.chunks, b.tokens)}")
 

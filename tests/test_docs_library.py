@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 import lmnb
+from lmnb.api import get_engine
 from lmnb.config import get_config
 
 from .docs_files import binary_named_txt, encrypt_pdf, write_docx, write_pdf, write_text
@@ -145,44 +148,98 @@ def test_hostile_files_are_skipped_with_a_reason_and_the_rest_is_indexed(loaded,
         lmnb.docs.remove("hostile")
 
 
-class _InterruptAfter:
-    """A progress bar that presses Ctrl-C once ``n`` files are done (as the kernel's interrupt would)."""
+def test_an_interrupted_run_keeps_the_files_it_finished_and_the_next_goes_on(loaded, tmp_path, monkeypatch):
+    from lmnb.docs.store import Store
 
-    def __init__(self, n: int) -> None:
-        self.n, self.done = n, 0
-        self.unit = "file"
-
-    def reset(self, total=None):
-        pass
-
-    def set_postfix_str(self, s, refresh=True):
-        pass
-
-    def set_description_str(self, s):
-        pass
-
-    def update(self, k=1):
-        self.done += k
-        if self.done == self.n:
-            raise KeyboardInterrupt
-
-    def close(self):
-        pass
-
-
-def test_an_interrupted_run_keeps_the_files_it_finished_and_the_next_goes_on(loaded, tmp_path):
     root = tmp_path / "many"
     root.mkdir()
     for i in range(7):
         write_text(root / f"note{i}.md", f"Note {i}: the courier reached village {i} by noon.\n")
+    stored = Store.put_file
+
+    def put_then_interrupt(self, *args, **kwargs):  # Ctrl-C right after the third file is committed
+        stored(self, *args, **kwargs)
+        if len(self.files()) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "put_file", put_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        lmnb.docs.add("interrupted", str(root), progress=_InterruptAfter(3))
+        lmnb.docs.add("interrupted", str(root), progress=False)
+    monkeypatch.setattr(Store, "put_file", stored)
     try:
         assert len(lmnb.docs.library("interrupted").files()) == 3
         report = lmnb.docs.add("interrupted", progress=False)
         assert report.unchanged == 3 and len(report.added) == 4
     finally:
         lmnb.docs.remove("interrupted")
+
+
+class _Bar:
+    """A tqdm stand-in that records what the indexer shows, and presses Stop on a condition."""
+
+    def __init__(self, stop_when) -> None:
+        self.stop_when, self.stop = stop_when, threading.Event()
+        self.total = self.n = 0
+        self.unit, self.postfix, self.seen = "B", "", []
+
+    def reset(self, total=None):
+        self.total, self.n = total or 0, 0
+
+    def set_postfix_str(self, s, refresh=True):
+        self.postfix = s
+
+    def set_description_str(self, s=None, refresh=True):
+        pass
+
+    def update(self, k=1):
+        self.n += k
+        self.seen.append((self.n, self.postfix))
+        if self.stop_when(self.postfix):
+            self.stop.set()
+
+    def close(self):
+        pass
+
+
+def test_a_big_file_moves_the_bar_and_a_stop_in_it_goes_on_where_it_was(loaded, tmp_path, monkeypatch):
+    from lmnb.docs.index import Embedder
+
+    monkeypatch.setattr(get_config(), "docs_chunk_tokens", 32)  # one long file, many chunks
+    monkeypatch.setattr(get_config(), "docs_chunk_overlap", 0)
+    root = tmp_path / "mixed"
+    root.mkdir()
+    write_text(root / "a.md", "A short note about the bakery.\n")
+    write_text(root / "big.md", "".join(f"Line {i}: the ferry left the harbour at dawn with {i} crates.\n"
+                                        for i in range(120)))  # fmt: skip
+    small, big = (root / "a.md").stat().st_size, (root / "big.md").stat().st_size
+    bar = _Bar(lambda text: "big.md: chunk 16/" in text)
+    try:
+        report = lmnb.docs.add("big", str(root), progress=bar, stop=bar.stop)
+        assert report.interrupted and [Path(p).name for p in report.added] == ["a.md"]
+        assert [Path(f.path).name for f in lmnb.docs.library("big").files()] == ["a.md"]
+        # the bar moved inside big.md, chunk by chunk, before the file was done
+        inside = [(n, re.search(r"big\.md: chunk (\d+)/(\d+)", text)) for n, text in bar.seen]
+        inside = [(n, int(m[1]), int(m[2])) for n, m in inside if m]
+        assert [done for _, done, _ in inside] == [8, 16] and inside[0][2] > 16  # stopped after 16 of them
+        assert small < inside[0][0] < inside[1][0] < small + big and bar.total == small + big
+        assert all("1/2 files" in text for n, text in bar.seen if small < n < small + big)
+        # the next run goes on: big.md only, and its first 16 chunks are not embedded again
+        embedded: list[str] = []
+        embed = Embedder.embed
+        monkeypatch.setattr(Embedder, "embed", lambda self, texts: embedded.extend(texts) or embed(self, texts))
+        again = lmnb.docs.add("big", progress=False)
+        assert again.unchanged == 1 and [Path(p).name for p in again.added] == ["big.md"]
+        n_chunks = inside[0][2]
+        assert not again.interrupted and again.chunks == n_chunks and len(embedded) == n_chunks - 16
+        # each chunk has its own vector: those kept aside are the ones embedding it now gives
+        store = lmnb.docs.library("big").store
+        rows = store.file_chunks(next(f.path for f in store.files() if f.path.endswith("big.md")))
+        ids, mat = store.vectors()
+        stored = dict(zip(ids.tolist(), mat))
+        fresh = Embedder(get_engine()).embed([r.text for r in rows])
+        assert min(float(stored[r.id] @ v) for r, v in zip(rows, fresh)) > 0.999
+    finally:
+        lmnb.docs.remove("big")
 
 
 def test_a_new_embedding_model_embeds_the_library_again(loaded, shared):

@@ -13,6 +13,7 @@ and the chunks' embedding vectors) in ``LM.docs_dir``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional, Sequence, Union
 
 from ..api import get_engine
@@ -26,7 +27,7 @@ _list = list  # the builtin, before ``list`` below names the verb
 
 
 def add(name: str, paths: Union[str, Sequence[str], None] = None, *, model: Optional[str] = None,
-        progress: Any = True) -> IndexReport:  # fmt: skip
+        progress: Any = True, stop: Optional[threading.Event] = None) -> IndexReport:  # fmt: skip
     """Index files and folders into the library ``name`` (made on first use).
 
     Folders are read recursively (.txt, .md, .pdf, .docx, .html, .csv; hidden files and other
@@ -34,7 +35,8 @@ def add(name: str, paths: Union[str, Sequence[str], None] = None, *, model: Opti
     ``LM.docs_chunk_overlap``, and indexed for full-text and vector search. Adding again re-reads
     only the files whose content changed and drops the files gone from those folders. Files that
     cannot be read (encrypted, binary, too large, unreadable) are skipped, each with a reason.
-    Ctrl-C (or the kernel's interrupt) stops it; the files finished are kept.
+    Ctrl-C (or the kernel's interrupt) stops it; the files finished are kept, and adding again
+    goes on from there.
 
     Args:
         name: the library's name (letters, digits, ``_``, ``-``, ``.``).
@@ -42,7 +44,11 @@ def add(name: str, paths: Union[str, Sequence[str], None] = None, *, model: Opti
         model: the embedding model (a name or path, loaded beside the chat model); ``None``: the
             embedding model loaded, else ``LM.embedding_model``, else the chat model. A library's
             vectors come from one model: another model embeds it all again.
-        progress: show a progress bar (files, chunks, tokens/s).
+        progress: show a progress bar (bytes, moved as chunks are embedded; files, chunks,
+            tokens/s), or a tqdm-like object to drive.
+        stop: an event that, once set (from another thread), ends the run within one embedding
+            call: the file being embedded is dropped, the files finished are kept, and the report
+            says ``interrupted``.
 
     Returns:
         An ``IndexReport``: files added, updated, unchanged, removed and skipped (with reasons).
@@ -54,7 +60,7 @@ def add(name: str, paths: Union[str, Sequence[str], None] = None, *, model: Opti
     lib = Library(name, create=True)
     if paths is None and not lib.roots:
         raise ValueError(f"library {name!r} has no folders yet: lmnb.docs.add({name!r}, FOLDER)")
-    return lib.add(paths, get_engine(), model=model, progress=progress)
+    return lib.add(paths, get_engine(), model=model, progress=progress, stop=stop)
 
 
 def search(name: str, query: str, k: int = 5, *, mode: str = "auto", model: Optional[str] = None) -> _list[Hit]:

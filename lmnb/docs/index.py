@@ -4,12 +4,18 @@ A file whose content hash is unchanged is not read again; a changed one is re-in
 file gone from a folder that is indexed again is dropped. Each file is committed on its own, so an
 interrupted run (Ctrl-C, a kernel interrupt) keeps every file it finished, and the next run goes
 on from there. Files that cannot be read are recorded with the reason, never stopping the run.
+
+The bar counts bytes, moved by each file's share as its chunks are embedded, so a single big file
+(a 100-page PDF takes minutes to embed) moves it too; files, chunks and tokens/s are in its text.
+A ``stop`` event (the Documents pane's Stop) ends the run between two embedding calls. A file is
+stored only whole, but the vectors of one cut short are kept aside and not computed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -22,7 +28,13 @@ if TYPE_CHECKING:
     from ..engine import Engine
     from .store import Store
 
-EMBED_BATCH = 64  # chunks per embedding call: progress moves, the worker stays busy
+# chunks per embedding call (a few seconds of work): the bar moves and Stop answers that often,
+# and each call still fills llama.cpp's batch (2,048 tokens, engine/embedding.py)
+EMBED_BATCH = 8
+
+
+class _Stopped(Exception):
+    """The ``stop`` event was set: end the run, keeping the files finished."""
 
 
 @dataclass
@@ -87,7 +99,7 @@ class Embedder:
 
 
 def index(name: str, store: "Store", roots: Sequence[str], embedder: Embedder, *, size: int, overlap: int,
-          max_bytes: int, progress: Any = True) -> IndexReport:  # fmt: skip
+          max_bytes: int, progress: Any = True, stop: Optional[threading.Event] = None) -> IndexReport:  # fmt: skip
     """Index ``roots`` (files and folders) into ``store``; see ``lmnb.docs.add``."""
     from .walk import walk
 
@@ -96,27 +108,28 @@ def index(name: str, store: "Store", roots: Sequence[str], embedder: Embedder, *
     bar = _bar(progress, name)
     try:
         if store.set_model(embedder.identity):
-            report.embedded += embed_missing(store, embedder, name, bar)
+            report.embedded += embed_missing(store, embedder, name, bar, stop=stop)
         found = list(walk(roots, max_bytes=max_bytes))
-        if bar is not None:
-            bar.reset(total=len(found))
+        meter = _Meter(bar, found, report, t0)
         seen = set()
         for cand in found:
+            _check(stop)
             seen.add(cand.path)
             if cand.skip:
                 store.skip(cand.path, cand.skip)
                 report.skipped.append((cand.path, cand.skip))
             else:
-                _index_file(store, cand, embedder, report, size=size, overlap=overlap)
-            if bar is not None:
-                rate = report.tokens / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix_str(f"{report.chunks} chunks, {rate:,.0f} tok/s", refresh=False)
-                bar.update(1)
+                _index_file(store, cand, embedder, report, size=size, overlap=overlap, meter=meter, stop=stop)
+            meter.file_done(cand)
+        # only a walk that went to the end knows which files are gone
+        store.clear_pending()  # every file is stored: nothing is left to go on with
         gone = [f.path for f in store.files() if f.path not in seen and _under(f.path, roots)]
         gone += [p for p, _ in store.skipped() if p not in seen and _under(p, roots)]
         if gone:
             store.remove_files(gone)
             report.removed = sorted(set(gone))
+    except _Stopped:
+        report.interrupted = True
     except KeyboardInterrupt:
         report.interrupted = True
         raise
@@ -129,8 +142,45 @@ def index(name: str, store: "Store", roots: Sequence[str], embedder: Embedder, *
     return report
 
 
+class _Meter:
+    """Drives the bar in bytes: each file's share as its chunks are embedded, all of it when done."""
+
+    def __init__(self, bar: Any, found: Sequence[Any], report: IndexReport, t0: float) -> None:
+        self.bar, self.report, self.t0 = bar, report, t0
+        self.files, self.finished = len(found), 0
+        self.base = self.shown = 0  # bytes of the files finished; bytes the bar shows
+        if bar is not None:
+            bar.reset(total=sum(c.size for c in found if not c.skip))
+
+    def within(self, cand: Any, done: int, n: int, tokens: int) -> None:
+        """``done`` of the ``n`` chunks of ``cand`` are embedded (``tokens`` tokens)."""
+        where = f"{os.path.basename(cand.path)}: chunk {done}/{n}"
+        self._show(self.base + cand.size * done // max(n, 1), where, tokens)
+
+    def file_done(self, cand: Any) -> None:
+        self.finished += 1
+        if not cand.skip:
+            self.base += cand.size
+        self._show(self.base)
+
+    def _show(self, n: int, where: str = "", pending: int = 0) -> None:
+        if self.bar is None:
+            return
+        rate = (self.report.tokens + pending) / max(time.perf_counter() - self.t0, 1e-9)
+        parts = [f"{self.finished}/{self.files} files"] + ([where] if where else [])
+        parts.append(f"{self.report.chunks} chunks, {rate:,.0f} tok/s")
+        self.bar.set_postfix_str(" · ".join(parts), refresh=False)
+        self.bar.update(n - self.shown)
+        self.shown = n
+
+
+def _check(stop: Optional[threading.Event]) -> None:
+    if stop is not None and stop.is_set():
+        raise _Stopped
+
+
 def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexReport, *, size: int,
-                overlap: int) -> None:  # fmt: skip
+                overlap: int, meter: _Meter, stop: Optional[threading.Event]) -> None:  # fmt: skip
     from .chunking import chunk
 
     path = cand.path
@@ -146,7 +196,8 @@ def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexRepo
         doc = read(path, data)
         count = embedder.counter([p.text for p in doc.passages])
         chunks = chunk(doc, count, size=size, overlap=overlap)
-        vectors = _embed(embedder, [c.text for c in chunks]) if chunks else None
+        vectors = _embed(store, embedder, chunks, lambda done, tokens: meter.within(cand, done, len(chunks), tokens),
+                         stop) if chunks else None  # fmt: skip
     except Unreadable as e:
         store.skip(path, e.reason)
         report.skipped.append((path, e.reason))
@@ -159,17 +210,33 @@ def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexRepo
     report.embedded += len(chunks)
 
 
-def _embed(embedder: Embedder, texts: list[str]) -> "np.ndarray":
+def _embed(store: "Store", embedder: Embedder, chunks: Sequence[Any], tick: Callable[[int, int], None],
+           stop: Optional[threading.Event]) -> "np.ndarray":  # fmt: skip
+    """The chunks' vectors, each batch kept aside as it is done (an interrupted file goes on)."""
     import numpy as np
 
-    parts = [embedder.embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
-    return np.vstack(parts)
+    texts = [c.text for c in chunks]
+    known = store.pending(texts)
+    todo = [i for i, t in enumerate(texts) if t not in known]
+    done = len(texts) - len(todo)
+    tokens = sum(c.n_tokens for c in chunks if c.text in known)
+    for j in range(0, len(todo), EMBED_BATCH):
+        _check(stop)
+        part = [texts[i] for i in todo[j : j + EMBED_BATCH]]
+        vecs = embedder.embed(part)
+        store.put_pending(part, vecs)
+        known.update(zip(part, vecs))
+        done += len(part)
+        tokens += sum(chunks[i].n_tokens for i in todo[j : j + EMBED_BATCH])
+        tick(done, tokens)
+    return np.vstack([known[t] for t in texts])
 
 
-def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any = True) -> int:
+def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any = True, *,
+                  stop: Optional[threading.Event] = None) -> int:  # fmt: skip
     """Embed the chunks that have no vector (all of them after the embedding model changed).
 
-    Returns how many were embedded.
+    Returns how many were embedded (each batch is stored as it is done, so a stop keeps them).
     """
     todo = store.chunks_without_vectors()
     bar = _bar(progress, name) if todo else None
@@ -178,12 +245,13 @@ def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any =
         bar.unit = "chunk"
         bar.set_description_str(f"{name}: embedding with {embedder.name}")
     for i in range(0, len(todo), EMBED_BATCH):
+        _check(stop)
         part = todo[i : i + EMBED_BATCH]
         store.put_vectors([cid for cid, _ in part], embedder.embed([t for _, t in part]))
         if bar is not None:
             bar.update(len(part))
     if bar is not None:
-        bar.unit = "file"
+        bar.unit = "B"
         bar.set_description_str(name)
         if progress is True:
             bar.close()
@@ -201,4 +269,4 @@ def _bar(progress: Any, name: str) -> Any:
         return progress  # a tqdm-like object the caller made
     from tqdm.auto import tqdm
 
-    return tqdm(total=0, desc=name, unit="file", dynamic_ncols=True)
+    return tqdm(total=0, desc=name, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True)

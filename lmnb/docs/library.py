@@ -99,7 +99,7 @@ class Library:
         return list(self.store.meta("roots") or [])
 
     def add(self, paths: Union[str, Sequence[str], None], engine: "Engine", *, model: Optional[str] = None,
-            progress: Any = True) -> IndexReport:  # fmt: skip
+            progress: Any = True, stop: Optional[threading.Event] = None) -> IndexReport:  # fmt: skip
         """Index ``paths`` (all the library's roots when ``None``); see ``lmnb.docs.add``."""
         if paths is None:
             roots = self.roots
@@ -110,7 +110,7 @@ class Library:
         cfg = get_config()
         return index(self.name, self.store, roots, Embedder(engine, model), size=cfg.docs_chunk_tokens,
                      overlap=cfg.docs_chunk_overlap, max_bytes=int(cfg.docs_max_file_mb * 2**20),
-                     progress=progress)  # fmt: skip
+                     progress=progress, stop=stop)  # fmt: skip
 
     # ---- searching -------------------------------------------------------------------------
     def search(self, query: str, engine: Optional["Engine"], k: int = 5, *, mode: str = "auto",

@@ -4,11 +4,14 @@
 Vectors are stored with the identity of the model that made them; a library holds one model's
 vectors at a time, and ``Store.set_model`` drops them when the model changes, so that vectors
 from two models are never compared. Each file is written in one transaction (its row, chunks and
-vectors together), so an indexing run that is interrupted keeps every file it finished.
+vectors together), so an indexing run that is interrupted keeps every file it finished; the
+vectors of the file it was in are kept aside (``pending``, by chunk text), so that the next run
+does not embed them again: a 500-page PDF interrupted at 90% goes on from 90%.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -43,6 +46,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
 CREATE TABLE IF NOT EXISTS vectors(
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, vec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pending(text_sha256 TEXT PRIMARY KEY, vec BLOB NOT NULL);
 """
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -240,6 +244,7 @@ class Store:
             if self.model() == identity:
                 return False
             self._db.execute("DELETE FROM vectors")
+            self._db.execute("DELETE FROM pending")
             self.set_meta("embedding_model", identity)
             self._generation += 1
         return True
@@ -258,6 +263,29 @@ class Store:
                 [(i, _blob(v)) for i, v in zip(ids, vectors)],
             )
             self._generation += 1
+
+    def pending(self, texts: Sequence[str]) -> dict[str, "np.ndarray"]:
+        """The vectors kept aside for these chunk texts (embedded by a run that did not finish)."""
+        import numpy as np
+
+        keys = {_sha(t): t for t in texts}
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                part = list(keys)[i : i + 500]
+                q = f"SELECT text_sha256, vec FROM pending WHERE text_sha256 IN ({','.join('?' * len(part))})"
+                out.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in self._db.execute(q, part))
+        return out
+
+    def put_pending(self, texts: Sequence[str], vectors: "np.ndarray") -> None:
+        """Keep the vectors of chunks whose file is not stored yet (see ``pending``)."""
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO pending(text_sha256, vec) VALUES (?, ?)",
+                                 [(_sha(t), _blob(v)) for t, v in zip(texts, vectors)])  # fmt: skip
+
+    def clear_pending(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM pending")
 
     def vectors(self) -> tuple["np.ndarray", "np.ndarray"]:
         """All chunk ids and their vectors (a matrix, one unit-length row each); cached until a write."""
@@ -294,6 +322,10 @@ class _Transaction:
         if self.nested:
             return
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _blob(v: "np.ndarray") -> bytes:

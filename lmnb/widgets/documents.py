@@ -144,15 +144,15 @@ class Progress:
     """What ``lmnb.docs.add(progress=...)`` drives (``reset``, ``update``, ``set_postfix_str``,
     ``set_description_str``, ``unit``, ``close``), drawn in the pane.
 
-    ``stop`` makes the next ``update`` raise ``KeyboardInterrupt``: the indexer calls it after each
-    file is stored (and after each batch of vectors), so a stop keeps what was finished, as Ctrl-C does.
+    ``stopping`` is the event the indexer is given as ``stop``: set, it ends the run within one
+    embedding call, keeping the files finished (as Ctrl-C does).
     """
 
     def __init__(self, draw: Callable[["Progress"], None]) -> None:
         self.draw = draw
         self.total = 0
         self.n = 0
-        self.unit = "file"
+        self.unit = "B"
         self.desc = ""
         self.postfix = ""
         self.stopping = threading.Event()
@@ -168,8 +168,6 @@ class Progress:
     def update(self, n: int = 1) -> None:
         self.n += n
         self._draw(force=self.n >= self.total)
-        if self.stopping.is_set():
-            raise KeyboardInterrupt("stopped from the Documents pane")
 
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self.postfix = s
@@ -182,10 +180,11 @@ class Progress:
         self._draw(force=True)
 
     def line(self) -> str:
-        """``papers: 12/40 files · 85 chunks, 1,234 tok/s``."""
+        """``papers: 45% · 12/40 files · report.pdf: chunk 8/30 · 85 chunks, 1,234 tok/s``."""
         head = f"{self.desc}: " if self.desc else ""
         tail = f" · {self.postfix}" if self.postfix else ""
-        return f"{head}{self.n}/{self.total} {self.unit}s{tail}"
+        done = f"{self.n / max(self.total, 1):.0%}" if self.unit == "B" else f"{self.n}/{self.total} {self.unit}s"
+        return f"{head}{done}{tail}"
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -351,21 +350,22 @@ class Documents(StatusPane, widgets.VBox):
         if bar is None:
             return False
         bar.stop()
-        self._say("Stopping after the file being read…", "warn")
+        self._say("Stopping…", "warn")
         return True
 
     def _index(self, name: str, full: str, bar: Progress) -> None:
         try:
-            report = docs.add(name, full, progress=bar)
-        except KeyboardInterrupt:
-            n = docs.library(name).info().files
-            self._say(f"Stopped: {name} keeps the {n} file{'' if n == 1 else 's'} indexed so far. Add the "
-                      "folder again to go on.", "warn")  # fmt: skip
+            report = docs.add(name, full, progress=bar, stop=bar.stopping)
         except Exception as e:  # noqa: BLE001 - shown in the pane; a thread's traceback reaches no one
             self._say(f"Could not index {full}: {describe(e)}", "error")
         else:
             self.last_report = report
-            self._say(report.summary(), "warn" if report.skipped else "ok")
+            if report.interrupted:
+                n = docs.library(name).info().files
+                self._say(f"Stopped: {name} keeps the {n} file{'' if n == 1 else 's'} indexed so far. Add "
+                          "the folder again to go on.", "warn")  # fmt: skip
+            else:
+                self._say(report.summary(), "warn" if report.skipped else "ok")
         finally:
             with self._lock:
                 self._bar = None
