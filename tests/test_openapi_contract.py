@@ -20,7 +20,8 @@ from lmnb.server import Server
 # Fuzzed requests may ask for thousands of tokens; cap valid values so a run stays bounded in
 # time (values over the schema's maximum are left alone: they must be rejected); a request that
 # gives no limit (or -1) gets the cap too.
-CAPS = {"max_tokens": (8, None), "max_completion_tokens": (8, None), "n": (2, 16)}
+CAPS = {"max_tokens": (8, None), "max_completion_tokens": (8, None), "max_output_tokens": (8, None), "n": (2, 16)}
+LIMITS = {"max_tokens", "max_completion_tokens", "max_output_tokens"}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_openapi_contract(case):
     if isinstance(case.body, dict):
-        if ("messages" in case.body or "prompt" in case.body) and not (
-                {"max_tokens", "max_completion_tokens"} & set(case.body)):
-            case.body["max_tokens"] = CAPS["max_tokens"][0]  # the default is "until the context is full"
+        # the default length is "until the context is full"
+        if ("messages" in case.body or "prompt" in case.body) and not LIMITS & set(case.body):
+            case.body["max_tokens"] = CAPS["max_tokens"][0]
+        if case.path.endswith("/responses") and "max_output_tokens" not in case.body:
+            case.body["max_output_tokens"] = CAPS["max_output_tokens"][0]
         for key, (cap, maximum) in CAPS.items():
             value = case.body.get(key)
             if not isinstance(value, int) or isinstance(value, bool):

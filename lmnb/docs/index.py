@@ -49,7 +49,9 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0  # chunks written by this run
     tokens: int = 0
-    embedded: int = 0  # chunks embedded (new ones, and old ones when the embedding model changed)
+    # chunks embedded by this run: new ones (less those an interrupted run had done), and all of
+    # them when the embedding model changed
+    embedded: int = 0
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -196,8 +198,8 @@ def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexRepo
         doc = read(path, data)
         count = embedder.counter([p.text for p in doc.passages])
         chunks = chunk(doc, count, size=size, overlap=overlap)
-        vectors = _embed(store, embedder, chunks, lambda done, tokens: meter.within(cand, done, len(chunks), tokens),
-                         stop) if chunks else None  # fmt: skip
+        tick = lambda done, tokens: meter.within(cand, done, len(chunks), tokens)  # noqa: E731
+        vectors, computed = _embed(store, embedder, chunks, tick, stop) if chunks else (None, 0)
     except Unreadable as e:
         store.skip(path, e.reason)
         report.skipped.append((path, e.reason))
@@ -207,12 +209,13 @@ def _index_file(store: "Store", cand: Any, embedder: Embedder, report: IndexRepo
     (report.updated if old is not None else report.added).append(path)
     report.chunks += len(chunks)
     report.tokens += sum(c.n_tokens for c in chunks)
-    report.embedded += len(chunks)
+    report.embedded += computed
 
 
 def _embed(store: "Store", embedder: Embedder, chunks: Sequence[Any], tick: Callable[[int, int], None],
-           stop: Optional[threading.Event]) -> "np.ndarray":  # fmt: skip
-    """The chunks' vectors, each batch kept aside as it is done (an interrupted file goes on)."""
+           stop: Optional[threading.Event]) -> tuple["np.ndarray", int]:  # fmt: skip
+    """The chunks' vectors, each batch kept aside as it is done (an interrupted file goes on), and
+    how many were computed (not kept aside by an earlier run)."""
     import numpy as np
 
     texts = [c.text for c in chunks]
@@ -229,7 +232,7 @@ def _embed(store: "Store", embedder: Embedder, chunks: Sequence[Any], tick: Call
         done += len(part)
         tokens += sum(chunks[i].n_tokens for i in todo[j : j + EMBED_BATCH])
         tick(done, tokens)
-    return np.vstack([known[t] for t in texts])
+    return np.vstack([known[t] for t in texts]), len(todo)
 
 
 def embed_missing(store: "Store", embedder: Embedder, name: str, progress: Any = True, *,

@@ -121,16 +121,22 @@ def read_bytes(path: str) -> bytes:
             if not stat.S_ISREG(mode):
                 raise Unreadable("not a regular file (a device, pipe or socket)")
             return f.read()
-    except FileNotFoundError:
-        raise Unreadable("the file disappeared while being read") from None
-    except PermissionError:
-        raise Unreadable("permission denied") from None
-    except IsADirectoryError:
-        raise Unreadable("a folder, not a file") from None
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Unreadable("symbolic link loop") from None
-        raise Unreadable(f"could not be read: {e.strerror or e}") from None
+        raise Unreadable(os_reason(path, e, gone="the file disappeared while being read")) from None
+
+
+def os_reason(path: str, e: OSError, gone: str = "not found") -> str:
+    """Why ``path`` cannot be read, in words, from the ``OSError`` that said so (``gone``: for a
+    file that is not there)."""
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, IsADirectoryError):
+        return "a folder, not a file"
+    if isinstance(e, FileNotFoundError):
+        return "broken symbolic link" if os.path.islink(path) else gone
+    return f"cannot be read: {e.strerror or e}"
 
 
 # ---- text ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
-from .readers import SUPPORTED, kind_of
+from .readers import SUPPORTED, kind_of, os_reason
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def walk(paths: Iterable[str], *, max_bytes: int) -> Iterator[Candidate]:
         try:
             st = os.stat(path)
         except OSError as e:
-            yield Candidate(path, 0, 0.0, _stat_reason(path, e))
+            yield Candidate(path, 0, 0.0, os_reason(path, e))
             continue
         if stat.S_ISDIR(st.st_mode):
             yield from _walk_dir(path, st, max_bytes, seen_dirs, seen_files)
@@ -91,7 +91,7 @@ def _walk_dir(top: str, st: os.stat_result, max_bytes: int,
             # a broken link or a loop of links: say so only where it would have been indexed,
             # or where it may have been a folder (no suffix); a stray link is no one's concern
             if supported or e.errno == errno.ELOOP:
-                yield Candidate(path, 0, 0.0, _stat_reason(path, e))
+                yield Candidate(path, 0, 0.0, os_reason(path, e))
             continue
         if stat.S_ISDIR(est.st_mode):
             key = (est.st_dev, est.st_ino)
@@ -113,7 +113,7 @@ def _listing(folder: str) -> list[os.DirEntry | Candidate]:
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as e:
-        return [Candidate(folder, 0, 0.0, _stat_reason(folder, e))]
+        return [Candidate(folder, 0, 0.0, os_reason(folder, e))]
 
 
 def _file(path: str, st: os.stat_result, max_bytes: int, seen: set[tuple[int, int]]) -> Optional[Candidate]:
@@ -135,13 +135,3 @@ def _file(path: str, st: os.stat_result, max_bytes: int, seen: set[tuple[int, in
 def _mb(n: int) -> str:
     mb = n / 2**20
     return f"{mb:.0f}" if mb >= 10 or mb == int(mb) else f"{mb:.1f}"
-
-
-def _stat_reason(path: str, e: OSError) -> str:
-    if e.errno == errno.ELOOP:
-        return "symbolic link loop"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if isinstance(e, FileNotFoundError):
-        return "broken symbolic link" if os.path.islink(path) else "not found"
-    return f"cannot be read: {e.strerror or e}"

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from ..types import LoadOptions, ModelInfo
 
 MAX_SEQS = 16  # texts per decode call
-MAX_TOKENS = 2048  # per call, and the longest text (pooling needs a whole text in one ubatch)
+MAX_TOKENS = 2048  # the longest text (pooling needs a whole text in one ubatch)
+# Texts are packed into one call up to this many tokens (a longer text goes alone): the texts of
+# a call attend over all its cells, masked, so the cost grows with the square of the call's size.
+# On 2 cores, 4 x 256 tokens embed at ~160 tokens/s and 8 x 256 at ~130 (SmolLM2-135M).
+GROUP_TOKENS = 1024
 
 
 class EmbeddingContext:
@@ -64,7 +68,7 @@ class EmbeddingContext:
         i = 0
         while i < len(toks):
             group, total = [], 0
-            while i < len(toks) and len(group) < MAX_SEQS and total + len(toks[i]) <= self.limit:
+            while i < len(toks) and len(group) < MAX_SEQS and (not group or total + len(toks[i]) <= GROUP_TOKENS):
                 group.append(i)
                 total += len(toks[i])
                 i += 1
