@@ -142,19 +142,19 @@ def test_models_loaded_on_demand_are_unloaded_after_the_idle_time(loaded, gemma_
 def test_one_conversation_appended_from_many_threads_loses_and_duplicates_nothing(loaded, smollm2_path, shell):
     """The chat pane, `%%lm chat` cells, API callers and server clients add turns to one conversation at once.
 
-    100 turns (20 from each of five writers), each answered by the model: every question is in the
+    60 turns (12 from each of five writers), each answered by the model: every question is in the
     conversation exactly once, followed by its own reply."""
     import openai
 
     from lmnb.widgets import Chat
 
-    lmnb.load(smollm2_path, n_ctx=8192)  # 100 turns of history (the next test's fixture reloads 2048)
+    lmnb.load(smollm2_path, n_ctx=8192)  # 60 turns of history (the next test's fixture reloads 2048)
     name = "stress"
     lmnb.reset(name)
     pane = Chat(name, max_tokens=1, temperature=0)
     srv = lmnb.serve(port=0)
     client = openai.OpenAI(base_url=srv.url, api_key="none", max_retries=0)
-    per_writer = 20
+    per_writer = 12
     errors: list[BaseException] = []
 
     def writer(fn):
