@@ -225,12 +225,13 @@ def _embed(store: "Store", embedder: Embedder, chunks: Sequence[Any], tick: Call
     tokens = sum(c.n_tokens for c in chunks if c.text in known)
     for j in range(0, len(todo), EMBED_BATCH):
         _check(stop)
-        part = [texts[i] for i in todo[j : j + EMBED_BATCH]]
+        batch = todo[j : j + EMBED_BATCH]
+        part = [texts[i] for i in batch]
         vecs = embedder.embed(part)
         store.put_pending(part, vecs)
         known.update(zip(part, vecs))
         done += len(part)
-        tokens += sum(chunks[i].n_tokens for i in todo[j : j + EMBED_BATCH])
+        tokens += sum(chunks[i].n_tokens for i in batch)
         tick(done, tokens)
     return np.vstack([known[t] for t in texts]), len(todo)
 

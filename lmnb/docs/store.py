@@ -269,10 +269,11 @@ class Store:
         import numpy as np
 
         keys = {_sha(t): t for t in texts}
+        shas = list(keys)
         out: dict[str, np.ndarray] = {}
         with self._lock:
-            for i in range(0, len(keys), 500):
-                part = list(keys)[i : i + 500]
+            for i in range(0, len(shas), 500):
+                part = shas[i : i + 500]
                 q = f"SELECT text_sha256, vec FROM pending WHERE text_sha256 IN ({','.join('?' * len(part))})"
                 out.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in self._db.execute(q, part))
         return out
