@@ -15,6 +15,11 @@ tokens). The headlines are medians of per-run ratios (the sides of one run back 
 cancels the slow drift of a shared machine): lmnb / llama-bench (target >= 0.97) and lmnb /
 llama-cpp-python.
 
+A shared host's speed swings by more than 3% between two runs of the same binary, so each Python
+side also times its own ``llama_decode`` calls within the same window: the share of the wall time
+spent in llama.cpp's decode is what that side can reach of a C++ loop making the same calls
+(llama-bench's), measured in the same milliseconds and so free of the host's drift.
+
     python bench/engine_overhead.py [--model PATH] [--tokens 128] [--runs 5] [--threads N]
 """
 
@@ -33,16 +38,38 @@ TARGET = 0.97
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(chunks) -> float:
-    """Seconds from the first chunk to the last."""
-    t_first = t_last = None
-    for _ in chunks:
-        t_last = time.perf_counter()
-        t_first = t_first or t_last
-    return t_last - t_first
+class DecodeClock:
+    """Wraps ``llama_decode`` (both names Python code calls it by) and adds up the time inside it."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+        import llama_cpp.llama_cpp as low
+
+        self.seconds = 0.0
+        inner = low.llama_decode
+
+        def timed_decode(ctx, batch):
+            t = time.perf_counter()
+            try:
+                return inner(ctx, batch)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        llama_cpp.llama_decode = low.llama_decode = timed_decode
+
+    def share(self, chunks, k: int) -> tuple[float, float]:
+        """Tokens/s over ``k`` tokens, and the share of that window spent inside llama_decode."""
+        self.seconds, t_first = 0.0, None
+        for _ in chunks:
+            t_last = time.perf_counter()
+            if t_first is None:
+                t_first, self.seconds = t_last, 0.0  # from the first token on, as the tokens/s
+        s = t_last - t_first
+        return (k - 1) / s, self.seconds / s
 
 
-def side_llama_cpp(path: str, n: int, threads: int) -> float:
+def side_llama_cpp(path: str, n: int, threads: int) -> tuple[float, float]:
+    clock = DecodeClock()
     from llama_cpp import Llama
 
     llm = Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads,
@@ -55,13 +82,14 @@ def side_llama_cpp(path: str, n: int, threads: int) -> float:
             if c["choices"][0]["text"]:
                 yield c
 
-    timed(chunks(16))  # warm-up: page cache, thread pool
-    s = timed(chunks(n))
+    clock.share(chunks(16), 16)  # warm-up: page cache, thread pool
+    out = clock.share(chunks(n), n)
     assert finish.get("reason") == "length", f"llama-cpp-python stopped early ({finish}); pick a longer prompt"
-    return (n - 1) / s
+    return out
 
 
-def side_lmnb(path: str, n: int, threads: int) -> float:
+def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float]:
+    clock = DecodeClock()
     import lmnb
     from lmnb.engine import Engine, GenerationSpec
     from lmnb.types import LoadOptions, SamplingParams
@@ -70,18 +98,18 @@ def side_lmnb(path: str, n: int, threads: int) -> float:
     eng = Engine()
     eng.load(path, LoadOptions(n_ctx=2048, n_batch=512, n_threads=threads, flash_attn=True))
 
-    def run(k: int) -> float:
+    def run(k: int) -> tuple[float, float]:
         # the same sampling as llama-cpp-python's create_completion defaults (greedy after them)
         params = SamplingParams(temperature=0.0, max_tokens=k, repeat_penalty=1.0, top_k=40, top_p=0.95, min_p=0.05)
         req = eng.submit(GenerationSpec(prompt=PROMPT, params=params))
-        s = timed(req)
+        out = clock.share(req, k)
         res = req.result()
         assert res.finish_reason == "length" and res.usage.completion_tokens == k, res
-        return s
+        return out
 
     try:
         run(16)
-        return (n - 1) / run(n)
+        return run(n)
     finally:
         eng.shutdown()
 
@@ -94,14 +122,15 @@ def llama_bench(path: str, n: int, threads: int) -> float:
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
-def in_process_of_its_own(side: str, args: argparse.Namespace) -> float:
+def in_process_of_its_own(side: str, args: argparse.Namespace) -> tuple[float, float]:
     """Run one side in a fresh Python process (this checkout's lmnb first on its path)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     out = subprocess.run([sys.executable, __file__, "--side", side, "--model", args.model, "--tokens", str(args.tokens),
                           "--threads", str(args.threads)], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     if out.returncode:
         raise RuntimeError(f"{side} failed: {out.stderr[-2000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    tps, share = json.loads(out.stdout.strip().splitlines()[-1])
+    return tps, share
 
 
 def main() -> int:
@@ -123,7 +152,7 @@ def main() -> int:
         args.model = bundled_model("smollm2")
     if args.side:
         run = side_lmnb if args.side == "lmnb" else side_llama_cpp
-        print(run(args.model, args.tokens, args.threads))
+        print(json.dumps(run(args.model, args.tokens, args.threads)))
         return 0
 
     sides = {"llama-cpp-python": lambda: in_process_of_its_own("llama-cpp-python", args),
@@ -131,12 +160,18 @@ def main() -> int:
     if os.environ.get("LLAMA_BENCH"):
         sides = {"llama-bench": lambda: llama_bench(args.model, args.tokens, args.threads), **sides}
     tps: dict[str, list[float]] = {k: [] for k in sides}
+    in_decode: dict[str, list[float]] = {k: [] for k in sides if k != "llama-bench"}
     names = list(sides)
     for i in range(args.runs):
         # each run starts with the next side: the host's speed drifts within a run, and a side
         # always measured first (or last) would carry that drift into every ratio
         for name in names[i % len(names):] + names[: i % len(names)]:
-            tps[name].append(sides[name]())
+            got = sides[name]()
+            if name == "llama-bench":
+                tps[name].append(got)
+            else:
+                tps[name].append(got[0])
+                in_decode[name].append(got[1])
         print(f"run {i + 1}: " + "   ".join(f"{k} {v[-1]:6.1f}" for k, v in tps.items()) + " tok/s", flush=True)
 
     print()
@@ -152,6 +187,9 @@ def main() -> int:
             print(f"lmnb / {ref}: {ratio:.3f} (median of paired runs, range {ratios[0]:.3f}-{ratios[-1]:.3f}; "
                   f"target >= {TARGET})")
             status = status or int(ratio < TARGET)
+    for name, v in in_decode.items():
+        print(f"{name}: {statistics.median(v):.1%} of its wall time inside llama_decode (median; range "
+              f"{min(v):.1%}-{max(v):.1%}): the speed it keeps of a C++ loop making the same calls")
     if "llama-bench" not in tps:
         print("llama-bench: skipped (set LLAMA_BENCH to a llama-bench binary to include it)")
     return status
