@@ -101,6 +101,7 @@ class LoadedModel:
             self.weights_bytes = int(C.llama_model_size(self.model))
             self._pieces: dict[int, bytes] = {}
             self._special_pieces: dict[int, bytes] = {}
+            self._eog: dict[int, bool] = {}
             self._formatter = None
             self._abort_cb = None
         except BaseException:
@@ -206,7 +207,12 @@ class LoadedModel:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        # memoised: asked once per generated token, and each ctypes call lets another thread take
+        # the GIL (a stream's reader), which costs the decode loop more than the call itself
+        e = self._eog.get(token)
+        if e is None:
+            e = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return e
 
     def _token_text(self, token: int) -> str:
         if token < 0:
