@@ -23,7 +23,6 @@ by a near tie (0.17 logits apart in transformers).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -66,10 +65,12 @@ def _peft_adapter(base_gguf: str, folder: str):
     import transformers
     from peft import LoraConfig, get_peft_model
 
+    from lmnb.sources.transformers_base import transformers_checkpoint
+
     transformers.logging.set_verbosity_error()
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(base_gguf), gguf_file=os.path.basename(base_gguf), dtype=torch.float32
-    ).eval()
+    # the same weights as from_pretrained(..., gguf_file=...), converted once (the notebook reuses it)
+    model = transformers.AutoModelForCausalLM.from_pretrained(transformers_checkpoint(base_gguf),
+                                                              dtype=torch.float32).eval()  # fmt: skip
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
