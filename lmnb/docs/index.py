@@ -151,24 +151,28 @@ class _Meter:
         self.bar, self.report, self.t0 = bar, report, t0
         self.files, self.finished = len(found), 0
         self.base = self.shown = 0  # bytes of the files finished; bytes the bar shows
+        # tokens this run embedded (not those an interrupted run had kept aside): the bar's tok/s
+        self.tokens, self.file_tokens = 0, 0
         if bar is not None:
             bar.reset(total=sum(c.size for c in found if not c.skip))
 
     def within(self, cand: Any, done: int, n: int, tokens: int) -> None:
-        """``done`` of the ``n`` chunks of ``cand`` are embedded (``tokens`` tokens)."""
+        """``done`` of the ``n`` chunks of ``cand`` have vectors; this run embedded ``tokens`` tokens of it."""
+        self.file_tokens = tokens
         where = f"{os.path.basename(cand.path)}: chunk {done}/{n}"
-        self._show(self.base + cand.size * done // max(n, 1), where, tokens)
+        self._show(self.base + cand.size * done // max(n, 1), where)
 
     def file_done(self, cand: Any) -> None:
         self.finished += 1
+        self.tokens, self.file_tokens = self.tokens + self.file_tokens, 0
         if not cand.skip:
             self.base += cand.size
         self._show(self.base)
 
-    def _show(self, n: int, where: str = "", pending: int = 0) -> None:
+    def _show(self, n: int, where: str = "") -> None:
         if self.bar is None:
             return
-        rate = (self.report.tokens + pending) / max(time.perf_counter() - self.t0, 1e-9)
+        rate = (self.tokens + self.file_tokens) / max(time.perf_counter() - self.t0, 1e-9)
         parts = [f"{self.finished}/{self.files} files"] + ([where] if where else [])
         parts.append(f"{self.report.chunks} chunks, {rate:,.0f} tok/s")
         self.bar.set_postfix_str(" · ".join(parts), refresh=False)
@@ -221,8 +225,7 @@ def _embed(store: "Store", embedder: Embedder, chunks: Sequence[Any], tick: Call
     texts = [c.text for c in chunks]
     known = store.pending(texts)
     todo = [i for i, t in enumerate(texts) if t not in known]
-    done = len(texts) - len(todo)
-    tokens = sum(c.n_tokens for c in chunks if c.text in known)
+    done, tokens = len(texts) - len(todo), 0
     for j in range(0, len(todo), EMBED_BATCH):
         _check(stop)
         batch = todo[j : j + EMBED_BATCH]

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .chunking import Chunk
 
 SCHEMA_VERSION = 1
+_IN_PART = 500  # keys per "IN (...)" query (SQLite allows 999 parameters in older builds)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -190,13 +191,14 @@ class Store:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks with these ids."""
-        out: dict[int, ChunkRow] = {}
         with self._lock:
-            for i in range(0, len(ids), 500):
-                part = list(ids[i : i + 500])
-                q = f"SELECT {self._CHUNK_COLS} WHERE c.id IN ({','.join('?' * len(part))})"
-                out.update((r[0], ChunkRow(*r)) for r in self._db.execute(q, part))
-        return out
+            return {r[0]: ChunkRow(*r) for r in self._select_in(f"SELECT {self._CHUNK_COLS} WHERE c.id", ids)}
+
+    def _select_in(self, select: str, keys: Sequence) -> Iterator[tuple]:
+        """Rows of ``select IN (keys)``, asked in parts: SQLite caps the parameters of one query."""
+        for i in range(0, len(keys), _IN_PART):
+            part = list(keys[i : i + _IN_PART])
+            yield from self._db.execute(f"{select} IN ({','.join('?' * len(part))})", part)
 
     def file_chunks(self, path: str) -> list[ChunkRow]:
         """A file's chunks, in order."""
@@ -269,14 +271,9 @@ class Store:
         import numpy as np
 
         keys = {_sha(t): t for t in texts}
-        shas = list(keys)
-        out: dict[str, np.ndarray] = {}
         with self._lock:
-            for i in range(0, len(shas), 500):
-                part = shas[i : i + 500]
-                q = f"SELECT text_sha256, vec FROM pending WHERE text_sha256 IN ({','.join('?' * len(part))})"
-                out.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in self._db.execute(q, part))
-        return out
+            rows = self._select_in("SELECT text_sha256, vec FROM pending WHERE text_sha256", list(keys))
+            return {keys[k]: np.frombuffer(v, dtype=np.float32) for k, v in rows}
 
     def put_pending(self, texts: Sequence[str], vectors: "np.ndarray") -> None:
         """Keep the vectors of chunks whose file is not stored yet (see ``pending``)."""

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from typing import Optional
 
 from .peft import default_cache_dir
@@ -65,7 +66,9 @@ def transformers_checkpoint(gguf_path: str, *, cache_dir: Optional[str] = None) 
             del config.quantization_config
         plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(model.state_dict())
-        plain.save_pretrained(tmp)
+        with warnings.catch_warnings():  # transformers' own deprecated call inside save_pretrained
+            warnings.simplefilter("ignore", FutureWarning)
+            plain.save_pretrained(tmp)
         del plain
         tokenizer.save_pretrained(tmp)
         del model
