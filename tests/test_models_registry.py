@@ -315,3 +315,16 @@ def test_a_model_that_does_not_fit_is_refused_by_the_server(server, gemma_path, 
     finally:
         cfg.jit_load = False
     assert [m.name for m in lmnb.loaded()] == ["default"]
+
+
+def test_a_model_file_without_a_chat_template_is_named_at_load(shell, gemma_path, smollm2_path, capsys):
+    # the bundled Gemma 3 270M is the base model: no template, so chats go out in ChatML
+    note = "This file has no chat template: chats are written in ChatML"
+    try:
+        for path, extra, shown in ((gemma_path, "", True), (gemma_path, "--chat-template '{{ messages[0].content }}'", False),
+                                   (smollm2_path, "", False)):  # fmt: skip
+            shell.run_line_magic("lm", f"load {path} --as probe --ctx 512 {extra}")
+            out = capsys.readouterr().out
+            assert "Loaded " in out and (note in out) == shown, out
+    finally:
+        lmnb.unload("probe")

@@ -27,6 +27,11 @@ def _parse_value(text: str) -> Any:
     except (ValueError, SyntaxError):
         return text
 
+# A model file without a chat template (often a base model, as the bundled Gemma 3 270M) gets
+# ChatML, which it was not trained on: say so where the user sees the load, as LM Studio does.
+_NO_TEMPLATE = ("\nThis file has no chat template: chats are written in ChatML, which a base model may not "
+                "follow (`%%lm --raw` completes text as is; `--chat-template` sets a template).")
+
 
 class _Text:
     """Plain text output (load progress, with a bar in HTML), updatable in place through a display handle."""
@@ -119,6 +124,7 @@ class LMMagics(Magics):
                 f"Loaded {info.describe()}{named}\n"
                 f"in {dt:.1f} s · context {o.n_ctx} · threads {o.n_threads} · "
                 f"gpu layers {o.n_gpu_layers} · {info.path}"
+                + ("" if info.has_chat_template or o.chat_template else _NO_TEMPLATE)
             )
         )
 
