@@ -39,13 +39,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class DecodeClock:
-    """Wraps ``llama_decode`` (both names Python code calls it by) and adds up the time inside it."""
+    """Wraps ``llama_decode`` (both names Python code calls it by) and records when each call ran."""
 
     def __init__(self) -> None:
         import llama_cpp
         import llama_cpp.llama_cpp as low
 
-        self.seconds = 0.0
+        self.calls: list[tuple[float, float]] = []
         inner = low.llama_decode
 
         def timed_decode(ctx, batch):
@@ -53,19 +53,23 @@ class DecodeClock:
             try:
                 return inner(ctx, batch)
             finally:
-                self.seconds += time.perf_counter() - t
+                self.calls.append((t, time.perf_counter()))
 
         llama_cpp.llama_decode = low.llama_decode = timed_decode
 
     def share(self, chunks, k: int) -> tuple[float, float]:
-        """Tokens/s over ``k`` tokens, and the share of that window spent inside llama_decode."""
-        self.seconds, t_first = 0.0, None
+        """Tokens/s over ``k`` tokens, and the share of that window spent inside llama_decode.
+
+        Only the part of each call inside the window (first token to last) counts: lmnb's worker
+        is already decoding the second token when the first reaches the reader."""
+        self.calls.clear()
+        t_first = None
         for _ in chunks:
             t_last = time.perf_counter()
-            if t_first is None:
-                t_first, self.seconds = t_last, 0.0  # from the first token on, as the tokens/s
+            t_first = t_first or t_last
         s = t_last - t_first
-        return (k - 1) / s, self.seconds / s
+        inside = sum(max(0.0, min(b, t_last) - max(a, t_first)) for a, b in self.calls)
+        return (k - 1) / s, inside / s
 
 
 def side_llama_cpp(path: str, n: int, threads: int) -> tuple[float, float]:

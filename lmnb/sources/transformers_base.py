@@ -14,9 +14,10 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from typing import Optional
 
+from ..config import get_config
+from ..history_db import file_sha256
 from .peft import default_cache_dir
 
 READY = ".lmnb-complete"  # written last: a folder without it is an interrupted conversion
@@ -43,10 +44,10 @@ def transformers_checkpoint(gguf_path: str, *, cache_dir: Optional[str] = None) 
     import torch
     import transformers
 
-    h = hashlib.sha256(f"lmnb-transformers-1\n{transformers.__version__}\n".encode())
-    with open(gguf_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    # the file's hash as lmnb keeps it for loaded models (remembered in the history DB: not
+    # recomputed for a multi-GB file on every call)
+    digest = file_sha256(gguf_path, get_config().resolved_history_path())
+    h = hashlib.sha256(f"lmnb-transformers-1\n{transformers.__version__}\n{digest}".encode())
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(gguf_path).removesuffix(".gguf"))[:60] or "model"
     root = cache_dir or os.path.join(os.path.dirname(default_cache_dir()), "transformers")
     out = os.path.join(root, f"{stem}-{h.hexdigest()[:16]}")
@@ -66,9 +67,7 @@ def transformers_checkpoint(gguf_path: str, *, cache_dir: Optional[str] = None) 
             del config.quantization_config
         plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(model.state_dict())
-        with warnings.catch_warnings():  # transformers' own deprecated call inside save_pretrained
-            warnings.simplefilter("ignore", FutureWarning)
-            plain.save_pretrained(tmp)
+        plain.save_pretrained(tmp)
         del plain
         tokenizer.save_pretrained(tmp)
         del model
