@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+PROMPT = "Once"
 TARGET = 0.97
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,5 @@
 """Batching by default: parallel sequences share one KV cache, each with the whole context; idle
-slots keep prompts cached; a full cache pauses the newest sequence instead of failing; and
+slots keep prompts cached (in RAM while others decode); a full cache pauses the newest sequence instead of failing; and
 ``batch_invariant`` gives replies identical alone and in a batch. All on the real SmolLM2."""
 
 from __future__ import annotations
@@ -51,6 +51,33 @@ def test_a_conversation_stays_cached_while_other_requests_run(shared):
     assert second.usage.cached_tokens >= first.usage.prompt_tokens + first.usage.completion_tokens - 4
     assert new_tokens == second.usage.prompt_tokens - second.usage.cached_tokens < 40
     lmnb.reset("cached")
+
+
+def test_idle_cells_wait_outside_the_cache_and_come_back_intact(shared):
+    """Cells no running sequence reads still slow each decode step of a shared cache (stash.py),
+    so a finished request's cells leave the cache while another one runs, and come back when a
+    request continues them: only the new tokens are read, and the model goes on from the right
+    place (a count it continues faithfully)."""
+    eng = shared
+    _raw = lambda text, n: eng.submit(GenerationSpec(prompt=text, params=SamplingParams(temperature=0, max_tokens=n)))  # noqa: E731
+    count = ", ".join(str(i) for i in range(1, 21)) + ","
+    first = _raw(count, 40).result(120)
+    assert [int(x) for x in re.findall(r"\d+", first.text)][:5] == [21, 22, 23, 24, 25], first.text
+    stashed0, restored0 = eng.stats["cache_stashed"], eng.stats["cache_restored"]
+    other = _raw("The capital of France is", 24).result(120)
+    assert other.usage.cached_tokens == 0
+    assert eng.stats["cache_stashed"] > stashed0
+    # only the request that ran last holds cells in the cache; the count waits in RAM
+    assert sum(pos >= 0 for pos in eng.slot_positions()) == 1, eng.slot_positions()
+
+    evaluated0 = eng.stats["prompt_tokens_evaluated"]
+    text = count + first.text
+    more = _raw(text, 30).result(120)
+    assert eng.stats["cache_restored"] == restored0 + 1
+    assert more.usage.cached_tokens >= first.usage.prompt_tokens + first.usage.completion_tokens - 4
+    assert eng.stats["prompt_tokens_evaluated"] - evaluated0 == more.usage.prompt_tokens - more.usage.cached_tokens
+    numbers = [int(x) for x in re.findall(r"\d+", text + more.text)][:-1]  # the last may be cut short
+    assert len(numbers) >= 35 and numbers == list(range(1, len(numbers) + 1)), more.text
 
 
 def test_the_cell_and_the_history_row_show_the_cached_tokens(shared, shell):

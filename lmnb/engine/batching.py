@@ -49,6 +49,7 @@ class Batching:
     _slot_tokens: list[list[int]]
     _slot_used: list[float]
     _slot_lora: list[tuple]
+    _stash: Any  # Stash: idle slots' cells, out of a shared cache
     _adapters: Any
     _last_lora: tuple = ()  # the adapter set of the last step that had a choice (round robin)
     _lock: threading.Lock
@@ -97,6 +98,7 @@ class Batching:
         )
         with self._lock:
             self._active.append(seq)
+        self._stash_idle()
 
     def _reuse_prefix(self, model, slot: int, tokens: list[int], lora: tuple = ()) -> int:
         """Keep (or borrow from another sequence) the longest cached prefix of ``tokens``; returns its length.
@@ -107,8 +109,7 @@ class Batching:
         adapter changes every layer's keys and values.
         """
         if self._slot_lora[slot] != lora:
-            model.seq_rm(slot, 0, -1)
-            self._slot_tokens[slot].clear()
+            self._forget_slot(slot)
             self._slot_lora[slot] = lora
         cached = self._slot_tokens[slot]
         common = common_prefix(cached, tokens)
@@ -120,16 +121,56 @@ class Batching:
                     donor, best = i, n
         best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
         if donor != slot and best > common:
-            model.copy_prefix(donor, slot, best)
+            if donor not in self._stash:
+                model.copy_prefix(donor, slot, best)
+            elif self._stash.restore(model.ctx, donor, slot):
+                model.seq_rm(slot, best, -1)
+                self.stats["cache_restored"] += 1
+            else:  # no room for the donor's cells (and the slot's own are gone): read the prompt
+                self._forget_slot(slot)
+                return 0
+            self._stash.drop(slot)
             self._slot_tokens[slot] = list(tokens[:best])
             self.stats["prefix_tokens_shared"] += best
             return best
         common = min(common, len(tokens) - 1)
+        if slot in self._stash:
+            if common and self._stash.restore(model.ctx, slot, slot):
+                self.stats["cache_restored"] += 1
+            else:
+                model.seq_rm(slot, 0, -1)
+                common = 0
+            self._stash.drop(slot)
         if not model.seq_rm(slot, common, -1):
             model.seq_rm(slot, 0, -1)  # e.g. sliding-window caches cannot drop a suffix
             common = 0
         del cached[common:]
         return common
+
+    def _forget_slot(self, slot: int) -> None:
+        """Drop what ``slot`` holds, in the cache or stashed."""
+        self._model.seq_rm(slot, 0, -1)
+        self._slot_tokens[slot].clear()
+        self._stash.drop(slot)
+
+    def _stash_idle(self) -> None:
+        """While sequences are decoded, move the cells of idle slots of a shared cache to RAM
+        (``stash.py``: they slow every step), dropping the slots used longest ago beyond its budget."""
+        model = self._model
+        if not model.unified:  # a stream per sequence: attention reads only the sequence's own cells
+            return
+        busy = {s.slot for s in self._active + self._paused}
+        for i, held in enumerate(self._slot_tokens):
+            if held and i not in busy and i not in self._stash:
+                if self._stash.save(model.ctx, i):
+                    self.stats["cache_stashed"] += 1
+                else:
+                    held.clear()
+                model.seq_rm(i, 0, -1)
+        while self._stash.bytes > self._stash.budget:
+            oldest = min(self._stash.slots(), key=lambda i: self._slot_used[i])
+            self._forget_slot(oldest)
+            self.stats["cache_evictions"] += 1
 
     def _pick_slot(self, tokens: list[int], lora: tuple = ()) -> int:
         busy = {s.slot for s in self._active + self._paused}
@@ -153,7 +194,7 @@ class Batching:
         """The shared cache is full: free cells for the running sequences. False: nothing to free."""
         model = self._model
         busy = {s.slot for s in self._active + self._paused}
-        idle = [i for i, t in enumerate(self._slot_tokens) if t and i not in busy]
+        idle = [i for i, t in enumerate(self._slot_tokens) if t and i not in busy and i not in self._stash]
         if idle:
             slot = min(idle, key=lambda i: self._slot_used[i])  # used longest ago
             model.seq_rm(slot, 0, -1)
@@ -381,6 +422,8 @@ class Batching:
         self.stats["prompt_tokens_evaluated"] += n_prompt_eval
         self.stats["generated_tokens"] += n_gen
         self.stats["requests_" + reason] = self.stats.get("requests_" + reason, 0) + 1
+        if self._active or self._paused:
+            self._stash_idle()
         s.req.deliver(result)
 
     def _fail(self, s: Seq, error: BaseException) -> None:

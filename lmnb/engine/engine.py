@@ -35,6 +35,7 @@ from .inspection import Inspection
 from .request import GenerationSpec, Request, Stage
 from .sequence import Seq
 from .settings import resolve_load_options, resolve_sampling
+from .stash import Stash
 
 
 class Engine(Batching, Inspection):
@@ -52,6 +53,7 @@ class Engine(Batching, Inspection):
         self._slot_tokens: list[list[int]] = []  # what each sequence id holds in the KV cache
         self._slot_used: list[float] = []  # when each sequence id was last given to a request
         self._slot_lora: list[tuple] = []  # the adapter set that wrote each sequence id's cells
+        self._stash = Stash()  # idle slots' cells, moved out of a shared cache while others decode
         self._adapters = Adapters()  # LoRA adapters on the model, touched only by the worker
         self._held_call: Optional[tuple] = None
         self._embedder = None  # EmbeddingModel, touched only by the worker
@@ -64,7 +66,8 @@ class Engine(Batching, Inspection):
         self.stats: dict[str, int] = dict.fromkeys(
             ("prompt_tokens", "prompt_tokens_evaluated", "generated_tokens", "decode_calls", "decoded_tokens",
              "sequences_decoded", "requests_stop", "requests_length", "requests_cancelled", "requests_error",
-             "prefix_tokens_shared", "cache_evictions", "sequences_paused", "lora_switches"), 0)
+             "prefix_tokens_shared", "cache_evictions", "cache_stashed", "cache_restored", "sequences_paused",
+             "lora_switches"), 0)
         self.last_tokens_per_s: Optional[float] = None
         # every token sampled, counted as it is generated (stats counts a request when it ends):
         # monitors take its rate for the current tokens/s
@@ -195,8 +198,7 @@ class Engine(Batching, Inspection):
     def _forget_slots(self, which: Callable[[tuple], bool]) -> None:
         for i, key in enumerate(self._slot_lora):
             if which(key) and self._slot_tokens[i]:
-                self._model.seq_rm(i, 0, -1)
-                self._slot_tokens[i].clear()
+                self._forget_slot(i)
                 self._slot_lora[i] = ()
 
     def _model_changed(self, info: Optional[ModelInfo]) -> None:
@@ -362,6 +364,7 @@ class Engine(Batching, Inspection):
         self._slot_tokens = [[] for _ in range(n)]
         self._slot_used = [0.0] * n
         self._slot_lora = [()] * n
+        self._stash.clear()
 
     def _run(self) -> None:
         while True:

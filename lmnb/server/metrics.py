@@ -34,7 +34,11 @@ def render(engine: Any, stats: ServerStats) -> tuple[bytes, str]:
             yield CounterMetricFamily("lmnb_generated_tokens", "Tokens generated", value=st["generated_tokens"])
             yield CounterMetricFamily("lmnb_decode_calls", "llama_decode calls", value=st["decode_calls"])
             yield CounterMetricFamily("lmnb_cache_evictions", "Idle cached prompts dropped to make room in the "
-                                      "shared KV cache", value=st["cache_evictions"])  # fmt: skip
+                                      "shared KV cache or its RAM stash", value=st["cache_evictions"])  # fmt: skip
+            yield CounterMetricFamily("lmnb_cache_stashed", "Idle cached prompts moved from the shared KV cache "
+                                      "to RAM while others decode", value=st["cache_stashed"])  # fmt: skip
+            yield CounterMetricFamily("lmnb_cache_restored", "Cached prompts put back in the KV cache from RAM "
+                                      "for a request that continues them", value=st["cache_restored"])  # fmt: skip
             yield CounterMetricFamily("lmnb_sequences_paused", "Running sequences paused because the shared KV "
                                       "cache was full (they resume when there is room)", value=st["sequences_paused"])  # fmt: skip
             yield CounterMetricFamily("lmnb_prefix_tokens_shared", "Prompt tokens a new sequence took from another "
