@@ -57,13 +57,15 @@ def engine(smollm2_path):
 @pytest.fixture
 def loaded(engine, smollm2_path):
     """Make sure SmolLM2 is loaded in the shared engine as the session loaded it (a test may have
-    unloaded it, or loaded it with another context), so no test depends on the one before."""
+    unloaded it, or loaded it with another context) with an empty KV cache, so no test depends
+    on the one before."""
     import lmnb
 
     opts = engine.status().options
     if (not engine.loaded or engine.info.path != os.path.abspath(smollm2_path)
             or (opts.n_ctx, opts.n_parallel, opts.batch_invariant) != (2048, 4, False)):  # fmt: skip
         lmnb.load(smollm2_path, n_ctx=2048)  # the defaults' batching: 4 sequences in one shared cache
+    engine.clear_cache()  # nor on the cells it left: where they lie can change a seeded reply
     return engine
 
 

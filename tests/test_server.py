@@ -148,12 +148,14 @@ def test_max_completion_tokens_and_n(client, loaded):
 
 
 def test_async_client(server, loaded):
+    words = ("apple", "banana", "cherry")
+
     async def main() -> list[str]:
         aclient = openai.AsyncOpenAI(base_url=server.url, api_key="x", max_retries=0)
         rs = await asyncio.gather(*[
-            aclient.chat.completions.create(model="", messages=[{"role": "user", "content": f"What is {i} + {i}?"}],
+            aclient.chat.completions.create(model="", messages=[{"role": "user", "content": f"Write the word {w} three times."}],
                                             max_tokens=12, temperature=0)
-            for i in range(3)
+            for w in words
         ])
         stream = await aclient.chat.completions.create(model="", messages=ASK, max_tokens=8, temperature=0,
                                                        stream=True)
@@ -163,7 +165,9 @@ def test_async_client(server, loaded):
 
     texts = asyncio.run(main())
     assert all(texts) and len(texts) == 4
-    assert texts[0] == lmnb.chat("What is 0 + 0?", max_tokens=12, temperature=0).text
+    # each of the concurrent replies answers its own prompt (not compared with the same prompt
+    # alone: in the shared cache a greedy reply may drift from it after a few tokens, README "Batching")
+    assert all(w in t.lower() for w, t in zip(words, texts)), texts
 
 
 # ---- structured output and logprobs --------------------------------------------------------------

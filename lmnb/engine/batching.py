@@ -117,7 +117,8 @@ class Batching:
         for i, other in enumerate(self._slot_tokens):
             if i != slot and self._slot_lora[i] == lora:
                 n = common_prefix(other, tokens)
-                if n > best:
+                # an equal prefix in the cache beats one stashed in RAM: it is shared, not copied back
+                if n > best or (n == best > common and donor in self._stash and i not in self._stash):
                     donor, best = i, n
         best = min(best, len(tokens) - 1)  # at least one token must be evaluated to get logits
         if donor != slot and best > common:

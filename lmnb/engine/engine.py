@@ -154,6 +154,22 @@ class Engine(Batching, Inspection):
         return had
 
     # --- LoRA adapters ------------------------------------------------------------------------
+    def clear_cache(self) -> None:
+        """Forget every cached prompt: the KV cache and the idle sequences kept in RAM.
+
+        The next request reads its whole prompt into an empty cache, laid out as after a fresh
+        load: for replies that must not depend on what ran before (a shared cache places a
+        sequence's cells around the others', which can change a greedy reply). Waits for the
+        running requests.
+        """
+
+        def run() -> None:
+            if self._model is not None:
+                for slot in range(len(self._slot_tokens)):
+                    self._forget_slot(slot)
+
+        self._call(run)
+
     def add_lora(self, path: str, scale: float = 1.0, name: Optional[str] = None, source: str = "") -> Adapter:
         """Load a GGUF LoRA adapter onto the model, applied at ``scale`` to requests that do not
         choose their adapters. Waits for running requests; the base stays loaded if it fails."""
