@@ -18,7 +18,11 @@ llama-cpp-python.
 A shared host's speed swings by more than 3% between two runs of the same binary, so each Python
 side also times its own ``llama_decode`` calls within the same window: the share of the wall time
 spent in llama.cpp's decode is what that side can reach of a C++ loop making the same calls
-(llama-bench's), measured in the same milliseconds and so free of the host's drift.
+(llama-bench's), measured in the same milliseconds and so free of the host's drift. And where a C
+compiler is found, lmnb's process also runs llama-bench's loop itself (``tg_loop.c``, built against
+the same llama.cpp library) on the engine's worker thread, on a context with the same settings,
+before and after lmnb's run: lmnb / that loop is the comparison with the C++ limit without the
+drift between processes.
 
     python bench/engine_overhead.py [--model PATH] [--tokens 128] [--runs 5] [--threads N]
 """
@@ -32,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 PROMPT = "Once"
 TARGET = 0.97
@@ -92,8 +97,35 @@ def side_llama_cpp(path: str, n: int, threads: int) -> tuple[float, float]:
     return out
 
 
-def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float]:
+def c_loop():
+    """llama-bench's generation loop (``tg_loop.c``) built against the llama.cpp library that
+    llama_cpp loads, as a ctypes function; None where no C compiler is found or the build fails."""
+    import ctypes
+    import shutil
+    import tempfile
+
+    import llama_cpp
+
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        return None
+    libdir = os.environ.get("LLAMA_CPP_LIB_PATH") or os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    out = os.path.join(tempfile.mkdtemp(prefix="lmnb-bench-"), "tg_loop.so")
+    built = subprocess.run([cc, "-O2", "-shared", "-fPIC", os.path.join(ROOT, "bench", "tg_loop.c"), "-o", out,
+                            f"-L{libdir}", "-lllama", f"-Wl,-rpath,{libdir}"], capture_output=True, text=True)  # fmt: skip
+    if built.returncode:
+        print(f"tg_loop.c did not build: {built.stderr[-300:]}", file=sys.stderr)
+        return None
+    fn = ctypes.CDLL(out).tg_loop
+    fn.restype = ctypes.c_double
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    return fn
+
+
+def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float, Optional[float]]:
     clock = DecodeClock()
+    import llama_cpp as C
+
     import lmnb
     from lmnb.engine import Engine, GenerationSpec
     from lmnb.types import LoadOptions, SamplingParams
@@ -101,6 +133,7 @@ def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float]:
     lmnb.configure(history=False)
     eng = Engine()
     eng.load(path, LoadOptions(n_ctx=2048, n_batch=512, n_threads=threads, flash_attn=True))
+    lm = eng._model  # the engine's llama.cpp model and context: the C loop gets a twin of the context
 
     def run(k: int) -> tuple[float, float]:
         # the same sampling as llama-cpp-python's create_completion defaults (greedy after them)
@@ -111,10 +144,38 @@ def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float]:
         assert res.finish_reason == "length" and res.usage.completion_tokens == k, res
         return out
 
+    def twin_context():
+        cp = C.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = C.llama_n_ctx(lm.ctx), 512, 512
+        cp.n_seq_max, cp.kv_unified = C.llama_n_seq_max(lm.ctx), lm.unified
+        cp.n_threads = cp.n_threads_batch = threads
+        cp.flash_attn_type, cp.no_perf = C.LLAMA_FLASH_ATTN_TYPE_AUTO, True
+        return C.llama_init_from_model(lm.model, cp)
+
+    loop = c_loop()
+    twin = eng._call(twin_context) if loop else None
+
+    def c_run(k: int) -> float:
+        """The C loop's tokens/s over the decodes lmnb's window covers (k - 1, from position 1),
+        on the engine's worker thread, which owns the OpenMP threads lmnb decodes with."""
+
+        def go() -> float:
+            C.llama_memory_clear(C.llama_get_memory(twin), True)
+            return (k - 1) / loop(twin, 1, k - 1, lm.n_vocab)
+
+        return eng._call(go)
+
     try:
         run(16)
-        return run(n)
+        if twin is None:
+            return (*run(n), None)
+        c_run(16)
+        before = c_run(n)
+        tps, share = run(n)
+        return tps, share, (before + c_run(n)) / 2  # around lmnb's run: the host's drift cancels
     finally:
+        if twin is not None:
+            eng._call(lambda: C.llama_free(twin))
         eng.shutdown()
 
 
@@ -126,15 +187,14 @@ def llama_bench(path: str, n: int, threads: int) -> float:
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
-def in_process_of_its_own(side: str, args: argparse.Namespace) -> tuple[float, float]:
+def in_process_of_its_own(side: str, args: argparse.Namespace) -> list:
     """Run one side in a fresh Python process (this checkout's lmnb first on its path)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     out = subprocess.run([sys.executable, __file__, "--side", side, "--model", args.model, "--tokens", str(args.tokens),
                           "--threads", str(args.threads)], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     if out.returncode:
         raise RuntimeError(f"{side} failed: {out.stderr[-2000:]}")
-    tps, share = json.loads(out.stdout.strip().splitlines()[-1])
-    return tps, share
+    return json.loads(out.stdout.strip().splitlines()[-1])  # [tok/s, share in decode(, C loop tok/s)]
 
 
 def main() -> int:
@@ -165,6 +225,7 @@ def main() -> int:
         sides = {"llama-bench": lambda: llama_bench(args.model, args.tokens, args.threads), **sides}
     tps: dict[str, list[float]] = {k: [] for k in sides}
     in_decode: dict[str, list[float]] = {k: [] for k in sides if k != "llama-bench"}
+    to_c_loop: list[float] = []  # lmnb / llama-bench's loop in lmnb's process
     names = list(sides)
     for i in range(args.runs):
         # each run starts with the next side: the host's speed drifts within a run, and a side
@@ -176,6 +237,8 @@ def main() -> int:
             else:
                 tps[name].append(got[0])
                 in_decode[name].append(got[1])
+                if len(got) > 2 and got[2]:
+                    to_c_loop.append(got[0] / got[2])
         print(f"run {i + 1}: " + "   ".join(f"{k} {v[-1]:6.1f}" for k, v in tps.items()) + " tok/s", flush=True)
 
     print()
@@ -191,6 +254,10 @@ def main() -> int:
             print(f"lmnb / {ref}: {ratio:.3f} (median of paired runs, range {ratios[0]:.3f}-{ratios[-1]:.3f}; "
                   f"target >= {TARGET})")
             status = status or int(ratio < TARGET)
+    if to_c_loop:
+        ratios = sorted(to_c_loop)
+        print(f"lmnb / llama-bench's loop (tg_loop.c) in lmnb's process, same thread and library: "
+              f"{statistics.median(ratios):.3f} (median, range {ratios[0]:.3f}-{ratios[-1]:.3f})")
     for name, v in in_decode.items():
         print(f"{name}: {statistics.median(v):.1%} of its wall time inside llama_decode (median; range "
               f"{min(v):.1%}-{max(v):.1%}): the speed it keeps of a C++ loop making the same calls")

@@ -61,15 +61,12 @@ def main() -> int:
 
     left: list[int] = []
 
-    def forget_all() -> None:
-        eng._call(lambda: eng._forget_slots(lambda _key: True))
-
     def empty() -> float:
-        forget_all()
+        eng.clear_cache()
         return generate("Once", args.tokens)
 
     def full() -> float:
-        forget_all()
+        eng.clear_cache()
         for i in range(args.fill):  # one-off requests: repeat_penalty keeps them from stopping early
             params = SamplingParams(temperature=0.0, max_tokens=args.fill_tokens, repeat_penalty=1.3)
             eng.submit(GenerationSpec(prompt=f"Story number {i + 1}: once upon a time", params=params)).result()
