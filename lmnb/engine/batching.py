@@ -165,9 +165,9 @@ class Batching:
             if held and i not in busy and i not in self._stash:
                 if self._stash.save(model.ctx, i):
                     self.stats["cache_stashed"] += 1
+                    model.seq_rm(i, 0, -1)
                 else:
-                    held.clear()
-                model.seq_rm(i, 0, -1)
+                    self._forget_slot(i)
         while self._stash.bytes > self._stash.budget:
             oldest = min(self._stash.slots(), key=lambda i: self._slot_used[i])
             self._forget_slot(oldest)
@@ -197,9 +197,7 @@ class Batching:
         busy = {s.slot for s in self._active + self._paused}
         idle = [i for i, t in enumerate(self._slot_tokens) if t and i not in busy and i not in self._stash]
         if idle:
-            slot = min(idle, key=lambda i: self._slot_used[i])  # used longest ago
-            model.seq_rm(slot, 0, -1)
-            self._slot_tokens[slot].clear()
+            self._forget_slot(min(idle, key=lambda i: self._slot_used[i]))  # used longest ago
             self.stats["cache_evictions"] += 1
             return True
         if len(self._active) < 2:
@@ -414,8 +412,7 @@ class Batching:
         self._slot_used[s.slot] = time.monotonic()
         if reason == "cancelled" and self._model is not None:
             # a stopped sequence's cells go back to the others at once (a cancelled batch frees all)
-            self._model.seq_rm(s.slot, 0, -1)
-            self._slot_tokens[s.slot].clear()
+            self._forget_slot(s.slot)
         if n_gen:
             self.last_tokens_per_s = timings.generation_tokens_per_s
         self.requests_served += 1

@@ -153,7 +153,6 @@ class Engine(Batching, Inspection):
             self._model_changed(None)
         return had
 
-    # --- LoRA adapters ------------------------------------------------------------------------
     def clear_cache(self) -> None:
         """Forget every cached prompt: the KV cache and the idle sequences kept in RAM.
 
@@ -170,6 +169,7 @@ class Engine(Batching, Inspection):
 
         self._call(run)
 
+    # --- LoRA adapters ------------------------------------------------------------------------
     def add_lora(self, path: str, scale: float = 1.0, name: Optional[str] = None, source: str = "") -> Adapter:
         """Load a GGUF LoRA adapter onto the model, applied at ``scale`` to requests that do not
         choose their adapters. Waits for running requests; the base stays loaded if it fails."""

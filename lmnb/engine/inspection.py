@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class Inspection:
     """Tokenizing, rendering, scoring and embedding, for ``Engine`` (which provides ``_call``,
-    ``_require_model``, ``_reuse_prefix`` and the slots)."""
+    ``_require_model``, ``_reuse_prefix``, ``_forget_slot`` and the slots)."""
 
     def count_prompt_tokens(self, specs: list[GenerationSpec]) -> list[int]:
         """How many tokens each prompt is once rendered through the chat template (``-1``: it cannot be)."""
@@ -97,8 +97,7 @@ class Inspection:
                 want = [start + i == len(tokens) - 1 for i in range(len(chunk))]
                 rc = model.decode(chunk, [0] * len(chunk), list(range(start, start + len(chunk))), want)
                 if rc != 0:
-                    model.seq_rm(0, 0, -1)
-                    self._slot_tokens[0] = []
+                    self._forget_slot(0)
                     raise GenerationError(f"llama_decode returned {rc}")
                 self._slot_tokens[0].extend(chunk)
             return model.logits(len(chunk) - 1)
