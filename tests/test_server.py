@@ -380,9 +380,13 @@ def test_disconnect_mid_stream_cancels_generation(server, client, loaded):
 
 def test_disconnect_while_waiting_for_a_plain_reply_cancels_it(server, loaded):
     before = loaded.stats["requests_cancelled"]
+    # the end-of-generation tokens are banned, so the reply runs to 1,500 tokens (seconds), far past
+    # the client's 1 s: a short sampled story would otherwise end before the client gives up
+    no_end = {str(t): -100 for t in (0, 2, 4)}  # SmolLM2's <|endoftext|>, <|im_end|>, <reponame>
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/chat/completions", timeout=1.0,
-                   json={"messages": [{"role": "user", "content": "Write a very long story."}], "max_tokens": 1500})
+                   json={"messages": [{"role": "user", "content": "Write a very long story."}], "max_tokens": 1500,
+                         "logit_bias": no_end})  # fmt: skip
     assert idle(loaded, 30.0)
     assert loaded.stats["requests_cancelled"] == before + 1
 
