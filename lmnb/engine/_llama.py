@@ -11,13 +11,16 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import llama_cpp as C
 
 from ..errors import LoadError
 from ..types import LoadOptions, ModelInfo
 from . import logs
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _backend_ready = False
 
@@ -192,6 +195,30 @@ def fill_batch(b: Any, tokens: list[int], seq_ids: list[int], positions: list[in
         b.seq_id[i][0] = seq_ids[i]
         b.logits[i] = logits[i]
     b.n_tokens = len(tokens)
+
+
+# llama_get_logits_ith with the row's address as a plain int: a view on it is then made once per
+# buffer (llama.cpp keeps its logits buffer between decodes), not once per token (~20 µs a token)
+_logits_ith = C.llama_cpp._lib["llama_get_logits_ith"]  # a new function object: llama_cpp's own keeps its types
+_logits_ith.argtypes, _logits_ith.restype = [ctypes.c_void_p, ctypes.c_int32], ctypes.c_void_p
+_row_views: dict[tuple[int, int], "np.ndarray"] = {}  # (address, n_vocab) -> view; a few engines' buffers
+
+
+def logits_row(ctx: Any, idx: int, n_vocab: int) -> "np.ndarray":
+    """The logits of batch position ``idx`` of the last decode, as a float32 view (valid until the
+    next decode; copy what must outlive it). Raises ``RuntimeError`` where llama.cpp has none."""
+    addr = _logits_ith(ctx, idx)
+    if not addr:
+        raise RuntimeError(f"llama.cpp has no logits for batch position {idx} (see `%lm log`)")
+    view = _row_views.get((addr, n_vocab))
+    if view is None:
+        import numpy as np  # llama_cpp imports it anyway
+
+        if len(_row_views) >= 16:  # buffers reallocated or freed over time: start again
+            _row_views.clear()
+        # memory llama.cpp owns: the view is only read right after the call that returned its address
+        view = _row_views[(addr, n_vocab)] = np.frombuffer((ctypes.c_float * n_vocab).from_address(addr), np.float32)
+    return view
 
 
 def trim_heap() -> None:

@@ -415,6 +415,8 @@ class Engine(Batching, Inspection):
         # and no load/unload is waiting its turn.
         if (self._held_call is not None or self._paused or len(self._active) >= self.n_parallel) and not self._stopping:
             return None
+        if not self._queue.queue:  # nothing waiting, seen without the lock and the exception (a racing
+            return None  # put is seen at the next step, ~a token later)
         try:
             return self._queue.get_nowait()
         except queue.Empty:

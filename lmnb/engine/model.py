@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 from ..errors import LoadError
 from ..types import LoadOptions, ModelInfo
 from . import logs
-from ._llama import check_gguf_file, fill_batch, free_context, load_model, model_info, model_params, tokenize
+from ._llama import (
+    check_gguf_file,
+    fill_batch,
+    free_context,
+    load_model,
+    logits_row,
+    model_info,
+    model_params,
+    tokenize,
+)
 from .embedding import EmbeddingContext
 
 # check_gguf_file is part of this module's face: the engine checks a path before dropping its model.
@@ -201,10 +210,7 @@ class LoadedModel:
 
     def logits(self, idx: int) -> "np.ndarray":
         """A copy of the logits at batch position ``idx`` of the last decode (n_vocab float32)."""
-        import numpy as np
-
-        ptr = C.llama_get_logits_ith(self.ctx, idx)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+        return logits_row(self.ctx, idx, self.n_vocab).copy()
 
     def is_eog(self, token: int) -> bool:
         # memoised: asked once per generated token, and each ctypes call lets another thread take
@@ -264,14 +270,20 @@ class LoadedModel:
         finally:
             C.llama_set_abort_callback(self.ctx, C.ggml_abort_callback(), None)
 
+    def decode_one(self, token: int, seq: int, pos: int) -> int:
+        """``decode`` of one token that wants its logits: a single stream's step, without the lists."""
+        b = self._batch
+        b.token[0], b.pos[0], b.n_seq_id[0], b.seq_id[0][0], b.logits[0] = token, pos, 1, seq, True
+        b.n_tokens = 1
+        return C.llama_decode(self.ctx, b)
+
     def logprob_entry(self, idx: int, token: int, top: int) -> dict:
         """OpenAI-style logprob entry for ``token`` at batch position ``idx``: the model's own
         distribution (log-softmax of the raw logits, before temperature and filters), with the
         ``top`` most likely alternatives. Only this position's logits are read, never n_ctx x n_vocab."""
         import numpy as np
 
-        ptr = C.llama_get_logits_ith(self.ctx, idx)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        logits = logits_row(self.ctx, idx, self.n_vocab).astype(np.float64)
         m = logits.max()
         logz = m + np.log(np.exp(logits - m).sum())
 

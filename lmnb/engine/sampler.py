@@ -19,6 +19,7 @@ import llama_cpp as C
 
 from ..params import check_logit_bias
 from ..types import SamplingParams
+from ._llama import logits_row
 
 PENALTY_LAST_N = 64  # tokens looked back at by repeat/presence/frequency penalties (llama.cpp's default)
 DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")  # llama.cpp's defaults: a repetition never spans these
@@ -78,7 +79,7 @@ class Sampler:
         self.resampled = 0  # steps where the grammar refused the first pick (for tests and tuning)
         self.narrowed = 0  # resamples settled among the most likely tokens (NARROW), not the whole vocabulary
         self.dry_window = 0  # tokens DRY looks back at (0: DRY off)
-        self._argmax = None  # plain greedy: the logits' argmax, read without the chain (see sample)
+        self._argmax = False  # plain greedy: the logits' argmax, read without the chain (see sample)
         bias = check_logit_bias(p.logit_bias, n_vocab)  # before any C allocation: may raise
         seed = seed32(p.seed)
 
@@ -129,11 +130,7 @@ class Sampler:
                 if filtered:
                     self._add_truncation(add, p, seed)
                 add(C.llama_sampler_init_greedy())
-                if not (filtered or grammar or entries or self._penalties or self._dry):
-                    import numpy as np  # llama_cpp imports it anyway
-
-                    row = ctypes.POINTER(ctypes.c_float * n_vocab)
-                    self._argmax = lambda ptr: int(np.frombuffer(ctypes.cast(ptr, row).contents, np.float32).argmax())
+                self._argmax = not (filtered or grammar or entries or self._penalties or self._dry)
             elif p.mirostat == 1:
                 add(C.llama_sampler_init_temp(p.temperature))
                 add(C.llama_sampler_init_mirostat(n_vocab, seed, p.mirostat_tau, p.mirostat_eta, MIROSTAT_M))
@@ -195,11 +192,11 @@ class Sampler:
 
     def sample(self, ctx: "C.llama_context_p", idx: int) -> int:
         """Sample from the logits of batch position ``idx`` (and accept the token)."""
-        if self._argmax is not None:
+        if self._argmax:
             # llama_sampler_sample would copy all n_vocab logits into a candidate array first
             # (~0.2 ms a token, ~1% of single-stream speed on a small model); the greedy sampler
             # keeps no state and takes the first maximum, as argmax does.
-            return self._argmax(C.llama_get_logits_ith(ctx, idx))
+            return int(logits_row(ctx, idx, self.n_vocab).argmax())
         if self._grammar is None:
             return int(C.llama_sampler_sample(self._chain, ctx, idx))
         tok = self._pick(ctx, idx, with_grammar=False)
@@ -231,8 +228,8 @@ class Sampler:
         self._one = (C.llama_token_data * 1)()
 
     def _pick(self, ctx: "C.llama_context_p", idx: int, with_grammar: bool) -> int:
-        np, buf = self._np, self._buf
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, idx), shape=(self.n_vocab,))
+        buf = self._buf
+        logits = logits_row(ctx, idx, self.n_vocab)
         buf["id"] = self._ids  # the chain sorts and truncates the array in place: refill it each time
         buf["logit"] = logits
         buf["p"] = 0.0
@@ -253,7 +250,7 @@ class Sampler:
         if not self._need:
             return -1
         np = self._np
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, idx), shape=(self.n_vocab,))
+        logits = logits_row(ctx, idx, self.n_vocab)
         for n in NARROW:
             if n >= self.n_vocab:
                 return -1
