@@ -26,6 +26,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, U
 
 from ..errors import LmnbError
 from ..types import Completion, Message, SamplingParams
+from .stream import EventStream
 
 _ids = itertools.count(1)
 _log = logging.getLogger("lmnb")
@@ -128,12 +129,11 @@ class Request:
         self.on_done: list[Callable[[Completion], None]] = list(on_done)
         self.model_path: Optional[str] = None  # the file of the model that serves it (None: remote)
         self.submitted = time.perf_counter()
-        self._events: "queue.SimpleQueue[tuple[str, object]]" = queue.SimpleQueue()
+        self._events = EventStream()
         self._done = threading.Event()
         self._cancel = threading.Event()
         self._result: Optional[Completion] = None
         self._error: Optional[BaseException] = None
-        self._wakers: list = []
         # with spec.logprobs set: one OpenAI-style entry per generated token, appended by the worker
         # before the text that contains the token is emitted
         self.logprobs: list[dict] = []
@@ -176,26 +176,14 @@ class Request:
         """``(kind, payload)`` events for asyncio code (the server): text deltas and what stages
         send (``reasoning`` text, ``tool_calls``), and with ``progress`` the prompt's ``("progress",
         (evaluated, total))``. Raises the request's error."""
-        import asyncio
+        from contextlib import aclosing
 
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-        waker = lambda: loop.call_soon_threadsafe(ready.set)  # noqa: E731
-        self._wakers.append(waker)  # registered before draining, so no wake-up is lost
-        try:
-            while True:
-                try:
-                    event = self._events.get_nowait()
-                except queue.Empty:
-                    await ready.wait()
-                    ready.clear()
-                    continue
+        async with aclosing(self._events.aiter()) as events:  # its wake-up goes when this ends
+            async for event in events:
                 if _text_or_end(event) is _END:
                     return
                 if progress or event[0] != "progress":
                     yield event
-        finally:
-            self._wakers.remove(waker)
 
     def result(self, timeout: Optional[float] = None) -> Completion:
         """Wait for the final ``Completion`` (the text generated so far, if cancelled)."""
@@ -294,12 +282,7 @@ class Request:
         self._put(("error", error))
 
     def _put(self, event: Event) -> None:
-        self._events.put(event)
-        for wake in list(self._wakers):
-            try:
-                wake()
-            except RuntimeError:  # the waiting event loop has closed
-                pass
+        self._events.put(event, urgent=event[0] in ("done", "error"))
 
 
 _END = object()
