@@ -377,7 +377,7 @@ class Batching:
 
     def _next_token(self, s: Seq, idx: int) -> int:
         """The sampled token, or the next one of text forced in (the end of a reasoning budget)."""
-        if s.forced or self._thinking_over(s):
+        if s.forced or (s.req.spec.think_markers is not None and self._thinking_over(s)):
             tok = s.forced[0]
             if s.sampler.accept_forced(tok):
                 del s.forced[0]

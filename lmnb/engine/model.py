@@ -86,6 +86,7 @@ class LoadedModel:
         self.model = None
         self.ctx = None
         self._batch = None
+        self._first: Optional[tuple] = None  # the batch's first-entry field pointers (decode_one)
         self._embedding = None  # EmbeddingContext, made on first use
 
         mparams = model_params(opts)
@@ -162,7 +163,9 @@ class LoadedModel:
         self.n_batch = C.llama_n_batch(ctx)
         self.n_threads = threads
         self.memory = C.llama_get_memory(ctx)
-        self._batch = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
+        self._batch = b = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
+        # the first entry's fields, for decode_one (each ``b.token`` makes a new ctypes pointer)
+        self._first = (b.token, b.pos, b.n_seq_id, b.seq_id[0], b.logits)
 
     def resize(self, n_ctx: int, n_seq_max: int) -> None:
         """Recreate the context with room for ``n_seq_max`` sequences in ``n_ctx`` cells (the
@@ -177,7 +180,7 @@ class LoadedModel:
 
     def _free_context(self) -> None:
         free_context(self.ctx, self._batch)
-        self.ctx, self._batch = None, None
+        self.ctx, self._batch, self._first = None, None, None
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return tokenize(self.vocab, text, add_special, parse_special)
@@ -272,8 +275,9 @@ class LoadedModel:
 
     def decode_one(self, token: int, seq: int, pos: int) -> int:
         """``decode`` of one token that wants its logits: a single stream's step, without the lists."""
+        tokens, positions, n_seq_ids, seq_ids, wants = self._first
+        tokens[0], positions[0], n_seq_ids[0], seq_ids[0], wants[0] = token, pos, 1, seq, True
         b = self._batch
-        b.token[0], b.pos[0], b.n_seq_id[0], b.seq_id[0][0], b.logits[0] = token, pos, 1, seq, True
         b.n_tokens = 1
         return C.llama_decode(self.ctx, b)
 

@@ -1,8 +1,8 @@
 """What callers hold while the engine works for them: a ``Request`` handle that streams text.
 
-A request is submitted from any thread; the worker pushes events into the handle's queue. The
-caller iterates the handle for text deltas (``events()`` also gives prompt-processing progress),
-or calls ``result()``. ``cancel()`` is safe from any thread. Nothing here knows how many
+A request is submitted from any thread; the worker pushes events into the handle's stream
+(``stream.py``). The caller iterates the handle for text deltas (``events()`` also gives
+prompt-processing progress), or calls ``result()``. ``cancel()`` is safe from any thread. Nothing here knows how many
 sequences the worker decodes per step.
 
 What is done *with* a reply is attached to the request when it is made, and never runs on the
@@ -130,6 +130,7 @@ class Request:
         self.model_path: Optional[str] = None  # the file of the model that serves it (None: remote)
         self.submitted = time.perf_counter()
         self._events = EventStream()
+        self._shown = False  # an event a reader shows has been put (the first is never held back)
         self._done = threading.Event()
         self._cancel = threading.Event()
         self._result: Optional[Completion] = None
@@ -282,7 +283,12 @@ class Request:
         self._put(("error", error))
 
     def _put(self, event: Event) -> None:
-        self._events.put(event, urgent=event[0] in ("done", "error"))
+        # The first thing a reader shows (text, reasoning, a tool call) and the end are handed over
+        # at once; later events may wait for the stream's next wake-up (``stream.py``), <= 30 ms.
+        kind = event[0]
+        first = not self._shown and kind != "progress"
+        self._shown = self._shown or first
+        self._events.put(event, urgent=first or kind in ("done", "error"))
 
 
 _END = object()
