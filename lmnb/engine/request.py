@@ -2,8 +2,8 @@
 
 A request is submitted from any thread; the worker pushes events into the handle's stream
 (``stream.py``). The caller iterates the handle for text deltas (``events()`` also gives
-prompt-processing progress), or calls ``result()``. ``cancel()`` is safe from any thread. Nothing here knows how many
-sequences the worker decodes per step.
+prompt-processing progress), or calls ``result()``. ``cancel()`` is safe from any thread.
+Nothing here knows how many sequences the worker decodes per step.
 
 What is done *with* a reply is attached to the request when it is made, and never runs on the
 decode thread: output ``Stage``s see every event as it streams and may rewrite the final
