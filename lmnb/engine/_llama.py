@@ -197,10 +197,12 @@ def fill_batch(b: Any, tokens: list[int], seq_ids: list[int], positions: list[in
     b.n_tokens = len(tokens)
 
 
-# llama_get_logits_ith with the row's address as a plain int: a view on it is then made once per
-# buffer (llama.cpp keeps its logits buffer between decodes), not once per token (~20 µs a token)
-_logits_ith = C.llama_cpp._lib["llama_get_logits_ith"]  # a new function object: llama_cpp's own keeps its types
-_logits_ith.argtypes, _logits_ith.restype = [ctypes.c_void_p, ctypes.c_int32], ctypes.c_void_p
+# llama_get_logits_ith (the same C function as llama_cpp's) returning the row's address as a plain
+# int: a view on it is then made once per buffer (llama.cpp keeps its logits buffer between
+# decodes), not once per token (~20 µs a token)
+_logits_ith = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)(
+    ctypes.cast(C.llama_get_logits_ith, ctypes.c_void_p).value
+)
 _row_views: dict[tuple[int, int], "np.ndarray"] = {}  # (address, n_vocab) -> view; a few engines' buffers
 
 
