@@ -26,7 +26,7 @@ Event = tuple[str, object]
 
 
 class EventStream:
-    """Events of one request: ``put`` on the producing thread, ``get`` / ``aget`` on readers'."""
+    """Events of one request: ``put`` on the producing thread, ``get`` / ``aiter`` on readers'."""
 
     def __init__(self) -> None:
         self._items: collections.deque[Event] = collections.deque()
@@ -67,12 +67,6 @@ class EventStream:
             if left <= 0:
                 raise queue.Empty
             self._ready.wait(self._wait_s(left))
-
-    def get_nowait(self) -> Event:
-        try:
-            return self._items.popleft()
-        except IndexError:
-            raise queue.Empty from None
 
     async def aiter(self) -> AsyncIterator[Event]:
         """The events as they come, for asyncio code: waits without blocking the event loop."""
