@@ -52,6 +52,7 @@ class Batching:
     _stash: Any  # Stash: idle slots' cells, out of a shared cache
     _adapters: Any
     _native: Any  # native.GreedySteps, or None: every step in Python
+    _queue: Any  # queue.Queue of the worker's next items
     _last_lora: tuple = ()  # the adapter set of the last step that had a choice (round robin)
     _lock: threading.Lock
     stats: dict[str, int]

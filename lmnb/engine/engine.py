@@ -125,6 +125,8 @@ class Engine(Batching, Inspection):
             self._model = model
             if self._native is None:
                 self._native = stepper()
+            if self._native is not None:
+                model.eog_table()  # read from llama.cpp now (~0.3 s for 262k tokens), not mid-reply
             self._new_slots(model.n_seq_max)
             # report what llama.cpp actually chose (n_ctx=0 -> trained length, threads=0 -> cores)
             self._options = dataclasses.replace(opts, n_ctx=model.n_ctx, n_threads=model.n_threads)

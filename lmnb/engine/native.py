@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from typing import Any, Optional
 
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_greedy_steps" + (".dll" if sys.platform == "win32" else ".so"))
@@ -18,23 +19,25 @@ BUDGET_S = 0.025  # a call returns after this long, so a stream's events still c
 MAX_TOKENS = 1024  # per call
 
 _lib: Any = None  # the loaded library, False where there is none
+_lock = threading.Lock()  # engines load models on their own threads
 
 
 def _load() -> Any:
     global _lib
-    if _lib is None:
-        _lib = False
-        if os.environ.get("LMNB_NATIVE", "1") != "0" and os.path.isfile(LIBRARY):
-            try:
-                lib = ctypes.CDLL(LIBRARY)
-            except OSError:
-                return None
-            if _layout_matches(lib):
-                lib.greedy_steps.restype = ctypes.c_int32
-                lib.greedy_steps.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int32] * 5 + [
-                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
-                _lib = lib
-    return _lib or None
+    with _lock:
+        if _lib is None:
+            _lib = False
+            if os.environ.get("LMNB_NATIVE", "1") != "0" and os.path.isfile(LIBRARY):
+                try:
+                    lib = ctypes.CDLL(LIBRARY)
+                except OSError:
+                    return None
+                if _layout_matches(lib):
+                    lib.greedy_steps.restype = ctypes.c_int32
+                    lib.greedy_steps.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int32] * 5 + [
+                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+                    _lib = lib
+        return _lib or None
 
 
 def _layout_matches(lib: Any) -> bool:
