@@ -28,6 +28,14 @@ def test_lmnb_native_0_keeps_every_step_in_python():
     assert out.stdout.strip() == "None"
 
 
+def test_a_wrapped_llama_decode_keeps_seeing_every_decode():
+    # a profiler (or the speed bench) wraps llama_decode in Python: the steps stay in Python
+    code = ("import llama_cpp as C; inner = C.llama_decode; C.llama_decode = lambda ctx, b: inner(ctx, b); "
+            "from lmnb.engine import native; print(native.stepper())")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+
+
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
 def eng(request):
     e = Engine()

@@ -86,6 +86,13 @@ class GreedySteps:
 
 
 def stepper() -> Optional[GreedySteps]:
-    """A ``GreedySteps`` for one engine, or None where the compiled loop is not available."""
+    """A ``GreedySteps`` for one engine, or None where the compiled loop is not available, or where
+    llama_cpp's ``llama_decode`` has been wrapped in Python (a profiler's or a test's: the wrapper
+    then keeps seeing every decode)."""
     lib = _load()
-    return GreedySteps(lib) if lib is not None else None
+    if lib is None:
+        return None
+    try:
+        return GreedySteps(lib)
+    except ctypes.ArgumentError:  # not a C function any more
+        return None
