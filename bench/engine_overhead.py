@@ -7,9 +7,7 @@ loaded models share a process or its thread pools; the sides take turns, run aft
                        when the environment variable LLAMA_BENCH names the binary (build it from the
                        llama.cpp vendored in the llama-cpp-python sdist: ../shared/anchors-measured.md)
     llama-cpp-python   Llama.create_completion(PROMPT, max_tokens=N, temperature=0, stream=True)
-    lmnb               the engine, the same raw prompt, greedy, streamed (its compiled greedy step
-                       where the install built it: lmnb/engine/native.py)
-    lmnb, Python step  the same with LMNB_NATIVE=0: every step in Python
+    lmnb               the engine, the same raw prompt, greedy, streamed
 
 The Python sides generate exactly N tokens greedily from the same prompt with the same threads,
 context and flash attention, and are timed the same way (first streamed chunk -> last, over N-1
@@ -21,8 +19,7 @@ or above the target), missed (all of it below), or within the host's noise (more
 A shared host's speed swings by more than 3% between two runs of the same binary, so each Python
 side also times its own ``llama_decode`` calls within the same window: the share of the wall time
 spent in llama.cpp's decode is what that side can reach of a C++ loop making the same calls
-(llama-bench's), measured in the same milliseconds and so free of the host's drift (not shown for
-lmnb's compiled step, whose decodes are called from C, out of Python's sight). And where a C
+(llama-bench's), measured in the same milliseconds and so free of the host's drift. And where a C
 compiler is found, lmnb's process also runs llama-bench's loop itself (``tg_loop.c``, built against
 the same llama.cpp library) on the engine's worker thread, on a context with the same settings,
 before and after lmnb's run: lmnb / that loop is the comparison with the C++ limit without the
@@ -43,8 +40,6 @@ import time
 from typing import Optional
 
 PROMPT = "Once"
-PYTHON_STEP = "lmnb, Python step"
-LMNB_SIDES = ("lmnb", PYTHON_STEP)
 TARGET = 0.97
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,7 +123,8 @@ def c_loop():
     return fn
 
 
-def side_lmnb(path: str, n: int, threads: int) -> tuple[float, Optional[float], Optional[float]]:
+def side_lmnb(path: str, n: int, threads: int) -> tuple[float, float, Optional[float]]:
+    clock = DecodeClock()
     import llama_cpp as C
 
     import lmnb
@@ -139,18 +135,15 @@ def side_lmnb(path: str, n: int, threads: int) -> tuple[float, Optional[float], 
     eng = Engine()
     eng.load(path, LoadOptions(n_ctx=2048, n_batch=512, n_threads=threads, flash_attn=True))
     lm = eng._model  # the engine's llama.cpp model and context: the C loop gets a twin of the context
-    clock = DecodeClock()  # after the load: the compiled step has taken llama_decode's C address
 
-    def run(k: int) -> tuple[float, Optional[float]]:
+    def run(k: int) -> tuple[float, float]:
         # the same sampling as llama-cpp-python's create_completion defaults (greedy after them)
         params = SamplingParams(temperature=0.0, max_tokens=k, repeat_penalty=1.0, top_k=40, top_p=0.95, min_p=0.05)
-        calls = eng._native.calls if eng._native else 0
         req = eng.submit(GenerationSpec(prompt=PROMPT, params=params))
-        tps, share = clock.share(req, k)
+        out = clock.share(req, k)
         res = req.result()
         assert res.finish_reason == "length" and res.usage.completion_tokens == k, res
-        compiled = eng._native is not None and eng._native.calls > calls
-        return tps, None if compiled else share  # the compiled step calls llama_decode from C, unseen
+        return out
 
     def twin_context():
         cp = C.llama_context_default_params()
@@ -206,10 +199,9 @@ def median_interval(ratios: list[float], resamples: int = 4000) -> tuple[float, 
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
-def in_process_of_its_own(side: str, args: argparse.Namespace, **env_vars: str) -> list:
+def in_process_of_its_own(side: str, args: argparse.Namespace) -> list:
     """Run one side in a fresh Python process (this checkout's lmnb first on its path)."""
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, PYTHONPATH=path, **env_vars)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     out = subprocess.run([sys.executable, __file__, "--side", side, "--model", args.model, "--tokens", str(args.tokens),
                           "--threads", str(args.threads)], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     if out.returncode:
@@ -240,13 +232,12 @@ def main() -> int:
         return 0
 
     sides = {"llama-cpp-python": lambda: in_process_of_its_own("llama-cpp-python", args),
-             "lmnb": lambda: in_process_of_its_own("lmnb", args),
-             PYTHON_STEP: lambda: in_process_of_its_own("lmnb", args, LMNB_NATIVE="0")}  # fmt: skip
+             "lmnb": lambda: in_process_of_its_own("lmnb", args)}  # fmt: skip
     if os.environ.get("LLAMA_BENCH"):
         sides = {"llama-bench": lambda: llama_bench(args.model, args.tokens, args.threads), **sides}
     tps: dict[str, list[float]] = {k: [] for k in sides}
     in_decode: dict[str, list[float]] = {k: [] for k in sides if k != "llama-bench"}
-    to_c_loop: dict[str, list[float]] = {k: [] for k in LMNB_SIDES}  # / llama-bench's loop in lmnb's process
+    to_c_loop: list[float] = []  # lmnb / llama-bench's loop in lmnb's process
     names = list(sides)
     for i in range(args.runs):
         # each run starts with the next side: the host's speed drifts within a run, and a side
@@ -257,10 +248,9 @@ def main() -> int:
                 tps[name].append(got)
             else:
                 tps[name].append(got[0])
-                if got[1] is not None:
-                    in_decode[name].append(got[1])
+                in_decode[name].append(got[1])
                 if len(got) > 2 and got[2]:
-                    to_c_loop[name].append(got[0] / got[2])
+                    to_c_loop.append(got[0] / got[2])
         print(f"run {i + 1}: " + "   ".join(f"{k} {v[-1]:6.1f}" for k, v in tps.items()) + " tok/s", flush=True)
 
     print()
@@ -269,25 +259,20 @@ def main() -> int:
     for name, v in tps.items():
         print(f"{name:<17} {statistics.median(v):7.1f} tok/s (median; range {min(v):.1f}-{max(v):.1f})")
     status = 0
-    for side, ref in [(s, r) for s in LMNB_SIDES for r in ("llama-bench", "llama-cpp-python", PYTHON_STEP)]:
-        if ref in tps and ref != side:
-            ratios = sorted(b / a for a, b in zip(tps[ref], tps[side]))
+    for ref in ("llama-bench", "llama-cpp-python"):
+        if ref in tps:
+            ratios = sorted(b / a for a, b in zip(tps[ref], tps["lmnb"]))
             ratio = statistics.median(ratios)
             low, high = median_interval(ratios)
             verdict = "met" if low >= TARGET else "missed" if high < TARGET else "within this host's noise"
-            target = f"; target >= {TARGET}: {verdict}" if ref != PYTHON_STEP else ""
-            print(f"{side} / {ref}: {ratio:.3f} (median of {len(ratios)} paired runs, 95% interval {low:.3f}-{high:.3f}, "
-                  f"range {ratios[0]:.3f}-{ratios[-1]:.3f}{target})")
-            if side == "lmnb" and ref != PYTHON_STEP:
-                status = status or int(ratio < TARGET)
-    for side, ratios in to_c_loop.items():
-        if ratios:
-            ratios = sorted(ratios)
-            print(f"{side} / llama-bench's loop (tg_loop.c) in its process, same thread and library: "
-                  f"{statistics.median(ratios):.3f} (median, range {ratios[0]:.3f}-{ratios[-1]:.3f})")
+            print(f"lmnb / {ref}: {ratio:.3f} (median of {len(ratios)} paired runs, 95% interval {low:.3f}-{high:.3f}, "
+                  f"range {ratios[0]:.3f}-{ratios[-1]:.3f}; target >= {TARGET}: {verdict})")
+            status = status or int(ratio < TARGET)
+    if to_c_loop:
+        ratios = sorted(to_c_loop)
+        print(f"lmnb / llama-bench's loop (tg_loop.c) in lmnb's process, same thread and library: "
+              f"{statistics.median(ratios):.3f} (median, range {ratios[0]:.3f}-{ratios[-1]:.3f})")
     for name, v in in_decode.items():
-        if not v:
-            continue
         print(f"{name}: {statistics.median(v):.1%} of its wall time inside llama_decode (median; range "
               f"{min(v):.1%}-{max(v):.1%}): the speed it keeps of a C++ loop making the same calls")
     if "llama-bench" not in tps:

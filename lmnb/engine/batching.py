@@ -51,8 +51,6 @@ class Batching:
     _slot_lora: list[tuple]
     _stash: Any  # Stash: idle slots' cells, out of a shared cache
     _adapters: Any
-    _native: Any  # native.GreedySteps, or None: every step in Python
-    _queue: Any  # queue.Queue of the worker's next items
     _last_lora: tuple = ()  # the adapter set of the last step that had a choice (round robin)
     _lock: threading.Lock
     stats: dict[str, int]
@@ -330,11 +328,6 @@ class Batching:
         speed here (~60 µs of a 6 ms token on a small model), so this path stays short."""
         model = self._model
         self._adapters.apply(model.ctx, s.lora)
-        spec = s.req.spec
-        if self._native is not None and s.sampler.plain_greedy and spec.logprobs is None and not s.forced:
-            if spec.think_markers is None:
-                self._steps_native(s)
-                return
         cells = self._slot_tokens[s.slot]
         rc = model.decode_one(s.last_token, s.slot, len(cells))
         if rc != 0:
@@ -343,29 +336,6 @@ class Batching:
         cells.append(s.last_token)
         self._count_step(1, 1)
         self._take_token(s, 0)
-
-    def _steps_native(self, s: Seq) -> None:
-        """``_step_one`` for a plain greedy stream, several tokens per call of the compiled loop
-        (``native.py``): up to the reply's end by length, an end-of-generation token, the next
-        request or a 25 ms budget. Each token then goes through ``_on_token`` as in Python; the
-        decodes past a stop string (at most the budget's) are taken out of the cache."""
-        model, native = self._model, self._native
-        cells = self._slot_tokens[s.slot]
-        room = min(s.max_tokens - len(s.generated), model.n_ctx_seq - 1 - len(cells))
-        native.interrupt.value = 0
-        if self._queue.queue:  # a request is waiting: one step, then the loop admits it
-            room = 1
-        tokens, rc = native.run(model.ctx, model.batch_address, model.n_vocab, model.eog_table(), s.last_token,
-                                len(cells), s.slot, room)  # fmt: skip
-        for tok in tokens:
-            cells.append(s.last_token)
-            self._count_step(1, 1)
-            self._on_token(s, tok)
-            if s not in self._active:  # finished (a stop string, length, cancel): drop what came after
-                model.seq_rm(s.slot, len(cells), -1)
-                return
-        if rc != 0:
-            self._decode_failed(rc)
 
     def _decode_failed(self, rc: int) -> None:
         """After llama_decode's error ``rc``: make room in a full shared cache, else fail the active."""

@@ -55,7 +55,6 @@ class Engine(Batching, Inspection):
         self._slot_lora: list[tuple] = []  # the adapter set that wrote each sequence id's cells
         self._stash = Stash()  # idle slots' cells, moved out of a shared cache while others decode
         self._adapters = Adapters()  # LoRA adapters on the model, touched only by the worker
-        self._native = None  # native.GreedySteps once a model is loaded; None: every step in Python
         self._held_call: Optional[tuple] = None
         self._embedder = None  # EmbeddingModel, touched only by the worker
         self.embedder_info: Optional[ModelInfo] = None
@@ -114,7 +113,6 @@ class Engine(Batching, Inspection):
 
         def do_load() -> ModelInfo:
             from .model import LoadedModel, check_gguf_file
-            from .native import stepper
 
             check_gguf_file(path)  # fail before dropping the current model
             self._drop_model()
@@ -123,10 +121,6 @@ class Engine(Batching, Inspection):
             model = LoadedModel(path, opts, n_seq_max=slots_for(self.n_parallel, unified), progress=on_progress,
                                 unified=unified)  # fmt: skip
             self._model = model
-            if self._native is None:
-                self._native = stepper()
-            if self._native is not None:
-                model.eog_table()  # read from llama.cpp now (~0.3 s for 262k tokens), not mid-reply
             self._new_slots(model.n_seq_max)
             # report what llama.cpp actually chose (n_ctx=0 -> trained length, threads=0 -> cores)
             self._options = dataclasses.replace(opts, n_ctx=model.n_ctx, n_threads=model.n_threads)
@@ -268,7 +262,7 @@ class Engine(Batching, Inspection):
         spec = dataclasses.replace(spec, params=resolve_sampling(spec.params))
         req = Request(spec, stages=stages, on_done=on_done)
         self.last_activity = time.monotonic()
-        self._enqueue(("gen", req))
+        self._queue.put(("gen", req))
         return req
 
     def generate(self, spec: GenerationSpec) -> Completion:
@@ -340,24 +334,17 @@ class Engine(Batching, Inspection):
             if item[0] == "gen":
                 item[1].cancel()
         self._stopping = True
-        self._enqueue(("stop",))
+        self._queue.put(("stop",))
         self._thread.join(timeout=timeout)
 
     # ------------------------------------------------------------------------------------------
     # Worker
     # ------------------------------------------------------------------------------------------
-    def _enqueue(self, item: tuple) -> None:
-        """Queue ``item`` for the worker; a compiled greedy run in progress returns after its token."""
-        self._queue.put(item)
-        native = self._native
-        if native is not None:
-            native.interrupt.value = 1
-
     def _call(self, fn: Callable[[], Any]) -> Any:
         if threading.current_thread() is self._thread:
             return fn()
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._enqueue(("call", fn, fut))
+        self._queue.put(("call", fn, fut))
         while True:
             try:
                 # poll, so that the main thread wakes up for Ctrl-C / a kernel interrupt

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import llama_cpp as C
 
@@ -87,8 +87,6 @@ class LoadedModel:
         self.ctx = None
         self._batch = None
         self._first: Optional[tuple] = None  # the batch's first-entry field pointers (decode_one)
-        self.batch_address = 0  # where the batch struct is (the compiled greedy step writes entry 0)
-        self._eog_table: Any = None  # numpy uint8, one per token (eog_table)
         self._embedding = None  # EmbeddingContext, made on first use
 
         mparams = model_params(opts)
@@ -168,7 +166,6 @@ class LoadedModel:
         self._batch = b = C.llama_batch_init(max(self.n_batch, n_seq_max), 0, 1)
         # the first entry's fields, for decode_one (each ``b.token`` makes a new ctypes pointer)
         self._first = (b.token, b.pos, b.n_seq_id, b.seq_id[0], b.logits)
-        self.batch_address = ctypes.addressof(b)
 
     def resize(self, n_ctx: int, n_seq_max: int) -> None:
         """Recreate the context with room for ``n_seq_max`` sequences in ``n_ctx`` cells (the
@@ -183,7 +180,7 @@ class LoadedModel:
 
     def _free_context(self) -> None:
         free_context(self.ctx, self._batch)
-        self.ctx, self._batch, self._first, self.batch_address = None, None, None, 0
+        self.ctx, self._batch, self._first = None, None, None
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return tokenize(self.vocab, text, add_special, parse_special)
@@ -217,15 +214,6 @@ class LoadedModel:
     def logits(self, idx: int) -> "np.ndarray":
         """A copy of the logits at batch position ``idx`` of the last decode (n_vocab float32)."""
         return logits_row(self.ctx, idx, self.n_vocab).copy()
-
-    def eog_table(self) -> Any:
-        """One byte per token, 1 where it ends a generation (numpy uint8; made on first use)."""
-        if self._eog_table is None:
-            import numpy as np
-
-            vocab = self.vocab
-            self._eog_table = np.fromiter((C.llama_vocab_is_eog(vocab, t) for t in range(self.n_vocab)), np.uint8)
-        return self._eog_table
 
     def is_eog(self, token: int) -> bool:
         # memoised: asked once per generated token, and each ctypes call lets another thread take

@@ -190,11 +190,6 @@ class Sampler:
             for t in tokens[-self.dry_window :]:
                 C.llama_sampler_accept(self._dry, t)
 
-    @property
-    def plain_greedy(self) -> bool:
-        """Whether a token is just the logits' argmax (no filters, penalties, biases or grammar)."""
-        return self._argmax
-
     def sample(self, ctx: "C.llama_context_p", idx: int) -> int:
         """Sample from the logits of batch position ``idx`` (and accept the token)."""
         if self._argmax:
