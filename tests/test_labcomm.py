@@ -90,8 +90,13 @@ def test_status_models_load_generate_serve(kc, smollm2_path):
     assert comm.wait(lambda d: d["type"] == "models" and any(m["loaded"] for m in d["models"]))
 
     # a chat cell: the status says generating, then gives the speed. The status is sampled on the
-    # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed
-    execute(kc, "import lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05")
+    # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed.
+    # The ticker may be inside a wait of the old second (a whole reply fits in it on a fast minute):
+    # two ticks seen after the change mean the short interval is the one it waits now
+    reply, _ = execute(kc, "import threading, lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05\n"
+                           "_ticks = threading.Semaphore(0); _unsub = _ticker.subscribe(_ticks.release)\n"
+                           "assert all(_ticks.acquire(timeout=10) for _ in range(2)); _unsub()")  # fmt: skip
+    assert reply["status"] == "ok"
     kc.execute("%%lm -n 64 -t 0\nCount from 1 to 100.")
     comm.wait(lambda d: d["type"] == "status" and d["state"] == "generating")
     # generous: a 2-core machine shared with other test runs decodes at a few tokens a second
