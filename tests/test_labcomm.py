@@ -72,6 +72,16 @@ def test_without_lmnb_loaded_the_kernel_closes_the_comm(kc):
         comm.wait(lambda d: True, timeout=20)
 
 
+def shorten_ticker(kc) -> None:
+    """Make the kernel's status ticker tick every 50 ms, and wait until it does: it may be inside a
+    wait of the old second, which a whole short reply fits in on a fast minute. Two ticks seen
+    after the change mean the short interval is the one it waits now."""
+    reply, _ = execute(kc, "import threading, lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05\n"
+                           "_ticks = threading.Semaphore(0); _unsub = _ticker.subscribe(_ticks.release)\n"
+                           "assert all(_ticks.acquire(timeout=10) for _ in range(2)); _unsub()")  # fmt: skip
+    assert reply["status"] == "ok", reply
+
+
 def test_status_models_load_generate_serve(kc, smollm2_path):
     reply, _ = execute(kc, "%load_ext lmnb\n%config LM.history = False")
     assert reply["status"] == "ok"
@@ -90,13 +100,8 @@ def test_status_models_load_generate_serve(kc, smollm2_path):
     assert comm.wait(lambda d: d["type"] == "models" and any(m["loaded"] for m in d["models"]))
 
     # a chat cell: the status says generating, then gives the speed. The status is sampled on the
-    # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed.
-    # The ticker may be inside a wait of the old second (a whole reply fits in it on a fast minute):
-    # two ticks seen after the change mean the short interval is the one it waits now
-    reply, _ = execute(kc, "import threading, lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05\n"
-                           "_ticks = threading.Semaphore(0); _unsub = _ticker.subscribe(_ticks.release)\n"
-                           "assert all(_ticks.acquire(timeout=10) for _ in range(2)); _unsub()")  # fmt: skip
-    assert reply["status"] == "ok"
+    # ticker's interval: shorten it, and generate for several ticks, so "generating" cannot be missed
+    shorten_ticker(kc)
     kc.execute("%%lm -n 64 -t 0\nCount from 1 to 100.")
     comm.wait(lambda d: d["type"] == "status" and d["state"] == "generating")
     # generous: a 2-core machine shared with other test runs decodes at a few tokens a second
@@ -136,9 +141,9 @@ def is_status(d: dict) -> bool:
 
 def test_status_lists_every_loaded_model_and_unloads_by_name(kc, smollm2_path):
     reply, _ = execute(kc, "%load_ext lmnb\n%config LM.history = False\nimport lmnb\n"
-                           "from lmnb.sources.library import bundled_model\n"
-                           "import lmnb.widgets.ticker as _ticker; _ticker.INTERVAL = 0.05")  # fmt: skip
+                           "from lmnb.sources.library import bundled_model")  # fmt: skip
     assert reply["status"] == "ok"
+    shorten_ticker(kc)
     try:
         reply, _ = execute(kc, f"lmnb.load({smollm2_path!r}, n_ctx=1024)\n"
                                "lmnb.load(bundled_model('gemma3'), name='g', n_ctx=1024)", timeout=300)  # fmt: skip
